@@ -1,0 +1,126 @@
+"""Checkpoints that survive crashes: atomic writes, newest-loadable lookup, and a config check on resume.
+
+A checkpoint is a plain dict (tensors, numbers, strings, the config as a plain dict) loadable with
+`torch.load(weights_only=True)`. It holds everything a run needs to continue exactly: model and optimizer
+states, the step, the data stream position, RNG states and the fixed sampling noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ganrun.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+# Config keys a resumed run may change: how long to train, how to log, where data and compute live.
+RESUMABLE_KEYS = (
+    "resume", "resume_force",
+    "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
+    "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.amp", "trainer.deterministic",
+    "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
+)
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync it, then rename over the target.
+
+    A crash at any moment leaves either the old file or the complete new one, never a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def step_checkpoints(run_dir: Path) -> list[Path]:
+    """Step checkpoints of a run, newest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    for old in step_checkpoints(run_dir)[keep:]:
+        old.unlink(missing_ok=True)
+
+
+def load(path: Path, map_location="cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_for_resume(resume: str) -> tuple[dict, Path]:
+    """Load `resume` (a checkpoint file, or a run dir whose newest loadable checkpoint is taken)."""
+    target = Path(resume).expanduser().resolve()
+    if target.is_file():
+        candidates = [target]
+    elif target.is_dir():
+        candidates = step_checkpoints(target)
+        if not candidates:
+            raise ConfigError(f"resume={resume}: no checkpoints in {target / CHECKPOINT_DIR}.")
+    else:
+        raise ConfigError(f"resume={resume}: no such checkpoint file or run dir.")
+    for path in candidates:
+        try:
+            return load(path), path
+        except Exception as exc:  # truncated or corrupt file: say so and try the next older one
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            log.warning("Skipping checkpoint %s: it cannot be loaded (%s: %s)", path, type(exc).__name__, reason)
+    raise ConfigError(f"resume={resume}: none of the checkpoints could be loaded ({len(candidates)} tried).")
+
+
+def run_dir_for_resume(resume: str | None, default: str) -> str:
+    """The run dir a resumed run continues in (Hydra resolver for hydra.run.dir)."""
+    if resume in (None, "", "None", "null"):
+        return default
+    path = Path(str(resume)).expanduser().resolve()
+    if path.suffix == ".pt" or path.is_file():
+        path = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+    return str(path)
+
+
+def _flatten(tree, prefix="") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): tree}
+
+
+def config_changes(saved: dict, current: dict) -> list[str]:
+    """Differences between two plain configs that change the experiment, as 'key: old -> new' lines."""
+    old, new = _flatten(saved), _flatten(current)
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
+            continue
+        if old.get(key, "<absent>") != new.get(key, "<absent>"):
+            lines.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
+    return lines

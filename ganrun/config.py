@@ -1,0 +1,28 @@
+"""Turning config nodes into objects, and checks on config values that Hydra's types cannot express."""
+
+from __future__ import annotations
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ganrun.errors import ConfigError
+
+POSITIVE_TRAINER_KEYS = ("steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every",
+                         "keep_ckpts", "num_samples")
+
+
+def build(node, **kwargs):
+    """hydra.utils.instantiate; a ConfigError raised inside a target surfaces as itself, not wrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        raise ConfigError(str(cause) if isinstance(cause, ConfigError) else str(exc)) from exc
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    for key in POSITIVE_TRAINER_KEYS:
+        value = trainer[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"trainer.{key}={value!r} must be a positive integer.")

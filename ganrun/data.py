@@ -1,0 +1,172 @@
+"""From a dataset source to an endless, resumable stream of training batches in [-1, 1].
+
+Datasets that fit in memory are decoded once into one uint8 tensor (on the training device), so a step
+costs an index and a cast instead of decoding images. Larger ones stream through a DataLoader. Both draw
+batches from the same seeded permutation per epoch, so the stream's position (epoch, batch) is all a
+checkpoint needs to continue exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+import torch
+import torchvision.transforms.v2 as T
+from torch.utils.data import DataLoader, Dataset
+
+from ganrun.config import build
+from ganrun.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
+
+
+def image_transform(resolution: int, channels: int) -> T.Compose:
+    """PIL image of any mode/size -> uint8 tensor (channels, resolution, resolution): resize, centre crop."""
+    if channels not in (1, 3):
+        raise ConfigError(f"dataset.channels={channels}: only 1 (grayscale) and 3 (RGB) are supported.")
+    mode = "L" if channels == 1 else "RGB"
+    return T.Compose(
+        [
+            T.Lambda(lambda img: img.convert(mode)),
+            T.PILToTensor(),
+            T.Resize(resolution, antialias=True),
+            T.CenterCrop(resolution),
+        ]
+    )
+
+
+class TransformedDataset(Dataset):
+    """Applies the image transform and names the file that failed to decode."""
+
+    def __init__(self, source: Dataset, transform):
+        self.source, self.transform = source, transform
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        try:
+            img, label = self.source[index]
+        except Exception as exc:
+            raise ConfigError(f"cannot read image {_sample_name(self.source, index)}: {exc}") from exc
+        return self.transform(img), int(label)
+
+
+def _sample_name(source, index) -> str:
+    samples = getattr(source, "samples", None)
+    if samples is not None:
+        entry = samples[index]
+        return entry[0] if isinstance(entry, tuple) else entry
+    return f"#{index} of {type(source).__name__}"
+
+
+def _as_tensors(source, resolution: int, channels: int, num_workers: int):
+    """Decode a whole dataset to (uint8 N x C x H x W, int64 N)."""
+    data = getattr(source, "data", None)
+    if data is not None and hasattr(source, "targets"):
+        # torchvision's MNIST/CIFAR keep the decoded array: skip PIL entirely.
+        images = torch.as_tensor(data)
+        images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+        if images.shape[1] != channels:
+            images = images.expand(-1, 3, -1, -1) if channels == 3 else _to_gray(images)
+        if images.shape[-1] != resolution or images.shape[-2] != resolution:
+            images = T.functional.center_crop(T.functional.resize(images, resolution, antialias=True), resolution)
+        return images.contiguous(), torch.as_tensor(source.targets, dtype=torch.long)
+    loader = DataLoader(
+        TransformedDataset(source, image_transform(resolution, channels)),
+        batch_size=256,
+        num_workers=num_workers,
+    )
+    parts = [(x, y) for x, y in loader]
+    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+
+def _to_gray(images: torch.Tensor) -> torch.Tensor:
+    return T.functional.rgb_to_grayscale(images)
+
+
+def load_dataset(cfg) -> tuple[Dataset, dict]:
+    """Instantiate the configured source and describe it (size, number of classes)."""
+    source = build(cfg.source)
+    if len(source) == 0:
+        raise ConfigError(f"dataset {cfg.name} is empty.")
+    classes = getattr(source, "classes", None)
+    num_classes = len(classes) if classes else cfg.get("num_classes")
+    return source, {"size": len(source), "num_classes": num_classes}
+
+
+class BatchStream:
+    """Endless shuffled batches of (images in [-1, 1], labels) on `device`, with a resumable position."""
+
+    def __init__(self, source, resolution, channels, batch_size, seed, device, in_memory="auto", num_workers=2):
+        self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
+        self.size = len(source)
+        if batch_size > self.size:
+            raise ConfigError(
+                f"trainer.batch_size={batch_size} is larger than the dataset ({self.size} images)."
+            )
+        self.batches_per_epoch = self.size // batch_size
+        self.epoch, self.batch = 0, 0
+        nbytes = self.size * channels * resolution * resolution
+        if in_memory == "auto":
+            in_memory = nbytes <= IN_MEMORY_LIMIT_BYTES
+        self.in_memory = bool(in_memory)
+        if self.in_memory:
+            images, labels = _as_tensors(source, resolution, channels, num_workers)
+            self.images, self.labels = images.to(self.device), labels.to(self.device)
+            log.info("Dataset held in memory on %s: %s uint8 (%.1f MB)", self.device,
+                     tuple(self.images.shape), nbytes / 1e6)
+        else:
+            self.dataset = TransformedDataset(source, image_transform(resolution, channels))
+            self.num_workers = num_workers
+        self._iterator: Iterator | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def _index_batches(self, epoch: int, batch: int):
+        while True:
+            perm = self._permutation(epoch)
+            for b in range(batch, self.batches_per_epoch):
+                yield perm[b * self.batch_size : (b + 1) * self.batch_size]
+            epoch, batch = epoch + 1, 0
+
+    def _start(self):
+        index_batches = self._index_batches(self.epoch, self.batch)
+        if self.in_memory:
+            return (
+                (self.images[idx], self.labels[idx])
+                for idx in (i.to(self.device, non_blocking=True) for i in index_batches)
+            )
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=index_batches,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        return iter(loader)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._iterator is None:
+            self._iterator = self._start()
+        images, labels = next(self._iterator)
+        self.batch += 1
+        if self.batch == self.batches_per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+        images = images.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        return images, labels.to(self.device, non_blocking=True)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        self._iterator = None

@@ -1,0 +1,117 @@
+"""Dataset sources: each returns a torchvision dataset yielding (PIL image, label).
+
+The configs call these through `_target_`; turning images into training tensors is `ganrun.data`'s job.
+Lookup is explicit so that a missing dataset produces a message that says what was tried.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torchvision
+from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.datasets.utils import extract_archive
+
+from ganrun.errors import ConfigError, DataNotFoundError
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def _mnist_family(cls, root, train, download, extra_dirs=()):
+    """torchvision's MNIST-style dataset from `root`, a folder of IDX(.gz) files, or the internet."""
+    root = os.path.abspath(os.path.expanduser(root))
+    tried = [f"{cls.__name__} in torchvision layout under {root}"]
+    try:
+        return cls(root, train=train, download=False)
+    except RuntimeError:
+        pass
+    raw_folder = os.path.join(root, cls.__name__, "raw")
+    for folder in extra_dirs:
+        files = [os.path.basename(u) for u, _ in cls.resources]
+        tried.append(f"IDX files {', '.join(files)} in {folder}")
+        if all(os.path.exists(os.path.join(folder, f)) for f in files):
+            os.makedirs(raw_folder, exist_ok=True)
+            for f in files:
+                extract_archive(os.path.join(folder, f), raw_folder)
+            return cls(root, train=train, download=False)
+    if download:
+        tried.append(f"downloading with torchvision into {root}")
+        try:
+            return cls(root, train=train, download=True)
+        except Exception as exc:  # torchvision raises URLError/RuntimeError/OSError offline
+            tried[-1] += f" (failed: {exc})"
+    else:
+        tried.append("downloading (skipped: dataset.source.download=false)")
+    raise DataNotFoundError(
+        f"{cls.__name__} not found. Tried:\n  - " + "\n  - ".join(tried) + "\n"
+        f"Put the four IDX files in {raw_folder} (or set dataset.source.root / GANRUN_DATA to a folder "
+        f"that has them), or allow the download with dataset.source.download=true on a machine with internet."
+    )
+
+
+def fashion_mnist(root: str, train: bool = True, download: bool = True):
+    """Fashion-MNIST; also found in Debian's `dataset-fashion-mnist` package when installed."""
+    return _mnist_family(torchvision.datasets.FashionMNIST, root, train, download, [DEBIAN_FASHION_MNIST])
+
+
+def mnist(root: str, train: bool = True, download: bool = True):
+    return _mnist_family(torchvision.datasets.MNIST, root, train, download)
+
+
+def cifar10(root: str, train: bool = True, download: bool = True):
+    root = os.path.abspath(os.path.expanduser(root))
+    try:
+        return torchvision.datasets.CIFAR10(root, train=train, download=download)
+    except Exception as exc:
+        raise DataNotFoundError(
+            f"CIFAR-10 not found in {root}/cifar-10-batches-py"
+            + (f" and the download failed ({exc})" if download else " (download disabled)")
+            + ". Put the extracted python version of CIFAR-10 there (set dataset.source.root / GANRUN_DATA), "
+            "or allow the download with dataset.source.download=true on a machine with internet."
+        ) from exc
+
+
+class FlatImageFolder(torchvision.datasets.VisionDataset):
+    """All images directly inside one folder, label 0 (ImageFolder needs one sub-folder per class)."""
+
+    def __init__(self, root: str):
+        super().__init__(root)
+        self.samples = sorted(
+            str(p) for p in Path(root).iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+        )
+        self.classes: list[str] = []
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        return _open_image(self.samples[index]), 0
+
+
+def image_folder(path: str):
+    """An ImageFolder tree (sub-folder per class, labels kept) or a flat folder of images."""
+    if path is None or not os.path.isdir(os.path.expanduser(str(path))):
+        raise DataNotFoundError(f"dataset.path={path!r} is not a folder. Point it at a folder of images.")
+    path = os.path.abspath(os.path.expanduser(path))
+    has_class_dirs = any(entry.is_dir() for entry in os.scandir(path))
+    if has_class_dirs:
+        try:
+            dataset = torchvision.datasets.ImageFolder(path, loader=_open_image)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"dataset.path={path}: {exc}") from exc
+    else:
+        dataset = FlatImageFolder(path)
+        if len(dataset) == 0:
+            raise ConfigError(
+                f"dataset.path={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)})."
+            )
+    return dataset
+
+
+def _open_image(path: str) -> Image.Image:
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        img.load()
+        return img

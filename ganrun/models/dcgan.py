@@ -1,0 +1,65 @@
+"""DCGAN (Radford et al. 2015, "Unsupervised Representation Learning with DCGANs").
+
+G: z -> (s0 x s0) by a transposed conv, then stride-2 transposed convs doubling the size up to the
+resolution, BatchNorm + ReLU, tanh output. D mirrors it with stride-2 convs and LeakyReLU(0.2), no norm on
+its first layer, and a final s0 x s0 conv to one logit. s0 is 7 for 28 px (MNIST-like) and 4 otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from ganrun.errors import ConfigError
+from ganrun.models.layers import dcgan_init, norm_layer, parametrize_weights
+
+RESOLUTIONS = (28, 32, 64)
+
+
+def _plan(resolution: int, width: int) -> tuple[int, list[int]]:
+    """Start size and channel widths from the smallest feature map to the largest."""
+    if resolution not in RESOLUTIONS:
+        raise ConfigError(
+            f"model=dcgan supports resolutions {', '.join(map(str, RESOLUTIONS))}, "
+            f"not dataset.resolution={resolution}."
+        )
+    start = 7 if resolution == 28 else 4
+    n_up = int(math.log2(resolution // start))
+    return start, [width * 2 ** (n_up - 1 - i) for i in range(n_up)]
+
+
+class Generator(nn.Module):
+    def __init__(self, z_dim=100, resolution=64, channels=3, width=64, norm="batch", weight_param="none"):
+        super().__init__()
+        self.z_dim, self.resolution, self.channels = z_dim, resolution, channels
+        start, widths = _plan(resolution, width)
+        layers = [nn.ConvTranspose2d(z_dim, widths[0], start, 1, 0, bias=False),
+                  norm_layer(norm, widths[0]), nn.ReLU(True)]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm_layer(norm, c_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+        parametrize_weights(self, weight_param)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.z_dim, 1, 1))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, resolution=64, channels=3, width=64, norm="batch", weight_param="none"):
+        super().__init__()
+        start, widths = _plan(resolution, width)
+        widths = widths[::-1]
+        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), norm_layer(norm, c_out), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(widths[-1], 1, start, 1, 0)]
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+        parametrize_weights(self, weight_param)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(x.shape[0])

@@ -1,0 +1,85 @@
+"""Discriminator regularizers, each a term `weight * penalty` added to D's loss, or a hook after D's step.
+
+`every` > 1 applies a penalty lazily, on one D step in `every`, scaled by `every` so its expected strength
+is unchanged (Karras et al. 2020, StyleGAN2, section 3.1). `critic` is a callable x -> D outputs, so
+conditional discriminators pass their labels through a closure.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class Regularizer:
+    def __init__(self, weight: float = 1.0, every: int = 1):
+        if every < 1:
+            raise ValueError(f"every={every} must be >= 1")
+        self.weight, self.every = float(weight), int(every)
+
+    def penalty(self, critic, real: torch.Tensor, fake: torch.Tensor, discriminator: nn.Module):
+        """The unweighted penalty, or None for regularizers that act after the step."""
+        return None
+
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        pass
+
+
+def input_gradient_norm(critic, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample L2 norm of d critic(x) / dx, differentiable (create_graph) so it can be penalised."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return grad.flatten(1).norm(2, dim=1)
+
+
+class GradientPenalty(Regularizer):
+    """Gulrajani et al. 2017 (WGAN-GP): E[(||grad D(x_hat)|| - center)^2] on x_hat = e*x + (1-e)*G(z), e ~ U[0,1].
+
+    one_sided=True penalises only norms above `center`: E[max(0, ||grad|| - center)^2] (the paper's appendix).
+    center=0 gives the zero-centred variant.
+    """
+
+    def __init__(self, weight: float = 10.0, center: float = 1.0, one_sided: bool = False, every: int = 1):
+        super().__init__(weight, every)
+        self.center, self.one_sided = float(center), bool(one_sided)
+
+    def penalty(self, critic, real, fake, discriminator):
+        eps = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
+        x_hat = eps * real.detach() + (1.0 - eps) * fake.detach()
+        gap = input_gradient_norm(critic, x_hat) - self.center
+        if self.one_sided:
+            gap = gap.clamp(min=0.0)
+        return gap.pow(2).mean()
+
+
+class R1(Regularizer):
+    """Mescheder et al. 2018: R1 = 1/2 E_real[||grad D(x)||^2], `weight` is their gamma."""
+
+    def __init__(self, weight: float = 10.0, every: int = 1):
+        super().__init__(weight, every)
+
+    def penalty(self, critic, real, fake, discriminator):
+        return 0.5 * input_gradient_norm(critic, real).pow(2).mean()
+
+
+class L2WeightPenalty(Regularizer):
+    """Sum of squared discriminator parameters (weight decay written as a loss term)."""
+
+    def __init__(self, weight: float = 1e-4, every: int = 1):
+        super().__init__(weight, every)
+
+    def penalty(self, critic, real, fake, discriminator):
+        return sum(p.pow(2).sum() for p in discriminator.parameters())
+
+
+class WeightClipping(Regularizer):
+    """Arjovsky et al. 2017 (WGAN): clamp every critic parameter to [-clip_value, clip_value] after each step."""
+
+    def __init__(self, clip_value: float = 0.01):
+        super().__init__(weight=0.0)
+        self.clip_value = float(clip_value)
+
+    @torch.no_grad()
+    def after_d_step(self, discriminator):
+        for p in discriminator.parameters():
+            p.clamp_(-self.clip_value, self.clip_value)

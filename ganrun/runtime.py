@@ -1,0 +1,44 @@
+"""Device choice, seeding and RNG state capture: what makes a run reproducible and resumable."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ganrun.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def select_device(requested: str) -> torch.device:
+    """'auto' picks CUDA when present, else the CPU; the choice is logged."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.device={requested} but no CUDA device is available; use trainer.device=auto.")
+        log.info("Training on %s (%s)", device, torch.cuda.get_device_name(device))
+    else:
+        log.info("Training on %s%s", device, "" if torch.cuda.is_available() else " (no CUDA device found)")
+    return device
+
+
+def configure_determinism(device: torch.device, deterministic: bool) -> None:
+    torch.use_deterministic_algorithms(deterministic)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

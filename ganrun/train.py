@@ -1,0 +1,274 @@
+"""The training loop, top to bottom: config -> objects -> loop (D steps, G step, log, sample, checkpoint).
+
+Losses, regularizers, models, data and checkpoint I/O live in their own modules; this file only wires them
+together, so what happens in a step can be read here in one place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+import ganrun
+from ganrun import checkpoint
+from ganrun.config import build, check_trainer
+from ganrun.data import BatchStream, load_dataset
+from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.runtime import configure_determinism, rng_state, select_device, set_rng_state
+
+log = logging.getLogger(__name__)
+
+
+def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
+    """Refuse a model whose output is not the dataset's image shape, before any data is read."""
+    want = (dataset.channels, dataset.resolution, dataset.resolution)
+    G.eval()
+    with torch.no_grad():
+        out = G(torch.zeros(2, z_dim, device=device))
+        score = D(out)
+    G.train()
+    if tuple(out.shape[1:]) != want:
+        raise ConfigError(
+            f"the generator makes images of shape {tuple(out.shape[1:])} but dataset={dataset.name} has "
+            f"(channels, resolution, resolution) = {want}."
+        )
+    if tuple(score.shape) != (2,):
+        raise ConfigError(f"the discriminator returns shape {tuple(score.shape)} per batch of 2, expected (2,).")
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set a flag the loop checks after each step; a second signal acts as usual."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        signal.signal(signum, previous[signum])
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not in the main thread (e.g. some launchers): no graceful stop
+            pass
+    try:
+        yield received
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
+    run_dir = Path(run_dir)
+    overrides = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith("resume")]
+    trainer = cfg.trainer
+    check_trainer(trainer)
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+
+    resumed = None
+    if cfg.resume:
+        resumed, resumed_from = checkpoint.load_for_resume(cfg.resume)
+        changes = checkpoint.config_changes(resumed["config"], plain_cfg)
+        if changes and not cfg.resume_force:
+            raise ConfigError(
+                f"resume={cfg.resume}: the config differs from the checkpoint's in ways that change the "
+                "experiment:\n  " + "\n  ".join(changes) + "\nRevert these overrides, or add resume_force=true."
+            )
+        if changes:
+            log.warning("Resuming with a changed experiment (resume_force=true):\n  %s", "\n  ".join(changes))
+
+    device = select_device(trainer.device)
+    configure_determinism(device, trainer.deterministic)
+    torch.manual_seed(cfg.seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp) and device.type == "cuda")
+
+    # Models, loss, regularizers, optimizers: all from the config.
+    z_dim = cfg.model.z_dim
+    G = build(cfg.model.generator).to(device)
+    D = build(cfg.model.discriminator).to(device)
+    check_shapes(G, D, cfg.dataset, z_dim, device)
+    loss = build(cfg.loss)
+    regularizers = {**loss.regularizers, **(build(cfg.regularizer) or {})}
+    opt_g = build(cfg.optimizer.g, _convert_="all")(G.parameters())
+    opt_d = build(cfg.optimizer.d, _convert_="all")(D.parameters())
+
+    # Data.
+    source, info = load_dataset(cfg.dataset)
+    log.info("Dataset %s: %d images, %s classes, resolution %d, %d channel(s)", cfg.dataset.name, info["size"],
+             info["num_classes"], cfg.dataset.resolution, cfg.dataset.channels)
+    stream = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed,
+                         device, cfg.dataset.in_memory, trainer.num_workers)
+    fixed_noise = torch.randn(trainer.num_samples, z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+
+    step = 0
+    if resumed is not None:
+        G.load_state_dict(resumed["generator"])
+        D.load_state_dict(resumed["discriminator"])
+        opt_g.load_state_dict(resumed["opt_g"])
+        opt_d.load_state_dict(resumed["opt_d"])
+        stream.load_state_dict(resumed["data"])
+        set_rng_state(resumed["rng"])
+        fixed_noise, step = resumed["fixed_noise"], int(resumed["step"])
+        log.info("Resumed from %s at step %d", resumed_from, step)
+    fixed_noise = fixed_noise.to(device)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    def save_checkpoint():
+        state = {
+            "format": 1, "ganrun_version": ganrun.__version__, "torch_version": str(torch.__version__),
+            "step": step, "config": plain_cfg, "overrides": list(overrides),
+            "generator": G.state_dict(), "discriminator": D.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "data": stream.state_dict(), "rng": rng_state(), "fixed_noise": fixed_noise.cpu(),
+        }
+        path = checkpoint.checkpoint_path(run_dir, step)
+        checkpoint.save_atomic(state, path)
+        checkpoint.prune(run_dir, trainer.keep_ckpts)
+        return path
+
+    def log_samples(writer):
+        G.eval()
+        with torch.no_grad(), autocast:
+            images = G(fixed_noise).float()
+        G.train()
+        grid = torchvision.utils.make_grid(images, nrow=int(math.sqrt(len(images))) or 1, normalize=True,
+                                           value_range=(-1, 1))
+        writer.add_image("samples/fixed_noise", grid, step)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:08d}.png")
+
+    batch, n_critic = trainer.batch_size, trainer.n_critic
+    sums: dict[str, torch.Tensor] = {}
+    grad_norms: dict[str, torch.Tensor] = {}
+    steps_in_window, window_start = 0, time.perf_counter()
+    last_values: dict[str, float] = {}
+
+    def accumulate(name, value):
+        value = value.detach().float()
+        sums[name] = sums[name] + value if name in sums else value
+
+    def flush_window(writer) -> dict[str, float]:
+        """Means over the steps since the last log (plus this step's gradient norms), written to TensorBoard."""
+        nonlocal sums, steps_in_window, window_start
+        values = {name: (total / steps_in_window).item() for name, total in sums.items()}
+        _check_finite(values, step - steps_in_window + 1, step, run_dir)
+        values.update({name: norm.item() for name, norm in grad_norms.items()})
+        elapsed = time.perf_counter() - window_start
+        values["throughput/images_per_sec"] = steps_in_window * n_critic * batch / elapsed
+        values["lr/G"], values["lr/D"] = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
+        for name, value in values.items():
+            writer.add_scalar(name, value, step)
+        sums, steps_in_window, window_start = {}, 0, time.perf_counter()
+        return values
+
+    if step >= trainer.steps:
+        log.info("The checkpoint is at step %d >= trainer.steps=%d: nothing to train (raise trainer.steps).",
+                 step, trainer.steps)
+    log.info("Training %s/%s with loss %s for %d steps (n_critic=%d, batch %d) in %s", cfg.model.name,
+             cfg.dataset.name, type(loss).__name__, trainer.steps, n_critic, batch, run_dir)
+    writer = SummaryWriter(log_dir=str(run_dir), purge_step=step if resumed is not None else None)
+    bar = tqdm(total=trainer.steps, initial=step, desc="ganrun", dynamic_ncols=True, disable=None)
+    try:
+        with stop_on_signals() as signals:
+            while step < trainer.steps:
+                log_step = (step + 1) % trainer.log_every == 0
+
+                # Discriminator: n_critic steps, each on a fresh real batch.
+                for i in range(n_critic):
+                    real, _ = next(stream)
+                    z = torch.randn(batch, z_dim, device=device)
+                    with autocast:
+                        with torch.no_grad():
+                            fake = G(z)
+                        real_out, fake_out = D(real).float(), D(fake).float()
+                        d_adversarial = loss.d_loss(real_out, fake_out)
+                        d_total = d_adversarial
+                        d_index = step * n_critic + i
+                        for name, reg in regularizers.items():
+                            if reg.weight and d_index % reg.every == 0:
+                                penalty = reg.penalty(D, real, fake, D)
+                                if penalty is not None:
+                                    term = reg.weight * reg.every * penalty
+                                    d_total = d_total + term
+                                    accumulate(f"penalty/{name}", term / n_critic)
+                    opt_d.zero_grad(set_to_none=True)
+                    d_total.backward()
+                    if log_step and i == n_critic - 1:
+                        grad_norms["grad_norm/D"] = _grad_norm(D)
+                    opt_d.step()
+                    for reg in regularizers.values():
+                        reg.after_d_step(D)
+                    accumulate("loss/D", d_total / n_critic)
+                    accumulate("loss/D_adversarial", d_adversarial / n_critic)
+                    accumulate("scores/D(x)", loss.score(real_out).mean() / n_critic)
+                    accumulate("scores/D(G(z))", loss.score(fake_out).mean() / n_critic)
+
+                # Generator: one step through a frozen D.
+                D.requires_grad_(False)
+                z = torch.randn(batch, z_dim, device=device)
+                with autocast:
+                    g_loss = loss.g_loss(D(G(z)).float())
+                opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                if log_step:
+                    grad_norms["grad_norm/G"] = _grad_norm(G)
+                opt_g.step()
+                D.requires_grad_(True)
+                accumulate("loss/G", g_loss)
+
+                step += 1
+                steps_in_window += 1
+                bar.update(1)
+                if log_step:
+                    last_values = flush_window(writer)
+                    bar.set_postfix({k.split("/")[-1]: f"{last_values[k]:.3g}" for k in ("loss/D", "loss/G")})
+                    log.info("step %d/%d  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s", step, trainer.steps,
+                             last_values["loss/D"], last_values["loss/G"], last_values["scores/D(x)"],
+                             last_values["scores/D(G(z))"], last_values["throughput/images_per_sec"])
+                if step % trainer.sample_every == 0:
+                    log_samples(writer)
+                interrupted = bool(signals)
+                if step % trainer.ckpt_every == 0 or step == trainer.steps or interrupted:
+                    if steps_in_window:  # never checkpoint a diverged model
+                        _check_finite({k: v.item() for k, v in sums.items()}, step - steps_in_window + 1, step,
+                                      run_dir)
+                    save_checkpoint()
+                if interrupted:
+                    name = signal.Signals(signals[0]).name
+                    raise TrainingInterrupted(
+                        signals[0],
+                        f"{name} received: stopped after step {step} and saved a checkpoint. "
+                        f"Resume with: ganrun resume={run_dir}",
+                    )
+        if step % trainer.sample_every != 0:
+            log_samples(writer)
+    finally:
+        bar.close()
+        writer.close()
+    log.info("Finished %d steps; checkpoints in %s", step, run_dir / checkpoint.CHECKPOINT_DIR)
+    return {"step": step, **{k: v for k, v in last_values.items() if k.startswith("loss/")}}
+
+
+def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    return torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
+
+
+def _check_finite(values: dict, first: int, last: int, run_dir: Path) -> None:
+    """Stop with the loss and steps named when anything accumulated since the last check is NaN/inf."""
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise TrainingDivergedError(
+            f"{', '.join(bad)} became non-finite ({values[bad[0]]}) between steps {first} and {last}. "
+            f"Training stopped; the last good checkpoint is in {run_dir / checkpoint.CHECKPOINT_DIR}. "
+            "Lower the learning rates, add a regularizer, or check the data."
+        )

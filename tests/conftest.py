@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny datasets written by the tests themselves (no network, no Debian package needed)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
+
+MNIST_FILES = {
+    "train-images-idx3-ubyte": True,
+    "train-labels-idx1-ubyte": False,
+    "t10k-images-idx3-ubyte": True,
+    "t10k-labels-idx1-ubyte": False,
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """IDX format: magic (0, 0, type 0x08 = uint8, ndim), big-endian int32 dims, then the raw bytes."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist_like(folder: Path, n: int = 128, seed: int = 0, gz: bool = False) -> Path:
+    """The four MNIST/Fashion-MNIST IDX files with `n` random 28x28 images and labels 0..9."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, is_images in MNIST_FILES.items():
+        array = rng.integers(0, 256, (n, 28, 28)) if is_images else np.arange(n) % 10
+        data = idx_bytes(array)
+        if gz:
+            with gzip.open(folder / f"{name}.gz", "wb") as f:
+                f.write(data)
+        else:
+            (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.fixture
+def data_root(tmp_path) -> Path:
+    """A dataset root holding a tiny Fashion-MNIST and MNIST in torchvision's layout."""
+    root = tmp_path / "data"
+    write_mnist_like(root / "FashionMNIST" / "raw")
+    write_mnist_like(root / "MNIST" / "raw", seed=1)
+    return root
+
+
+def write_png(path: Path, size=(40, 30), mode="RGB", seed=0) -> Path:
+    """A random image of `size` (width, height) saved as PNG in `mode` (L, RGB, RGBA, P...)."""
+    rng = np.random.default_rng(seed)
+    rgb = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb.convert(mode).save(path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def clear_hydra():
+    GlobalHydra.instance().clear()
+    yield
+    GlobalHydra.instance().clear()
+
+
+# Small, fast settings for end-to-end runs on CPU.
+TINY = [
+    "model.generator.width=8",
+    "model.discriminator.width=8",
+    "trainer.batch_size=16",
+    "trainer.num_samples=4",
+    "trainer.num_workers=0",
+]
+
+
+def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300) -> subprocess.CompletedProcess:
+    """Run the installed `ganrun` console script the way a user would."""
+    env = {**os.environ, "GANRUN_DATA": str(data_root), "HYDRA_FULL_ERROR": "0"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    command = shutil.which("ganrun") or str(Path(sys.executable).with_name("ganrun"))
+    proc = subprocess.run(
+        [command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ganrun {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,68 @@
+"""Each loss against its closed form on known logits."""
+
+import math
+
+import pytest
+import torch
+
+from ganrun import losses
+
+REAL = torch.tensor([2.0, -1.0, 0.5])
+FAKE = torch.tensor([-3.0, 0.0, 1.5])
+
+
+def log_sigmoid(t):
+    return math.log(1.0 / (1.0 + math.exp(-t)))
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def test_sigmoid_losses_match_goodfellow_closed_forms():
+    d_expected = -(mean([log_sigmoid(r) for r in REAL.tolist()]) + mean([math.log(1 - 1 / (1 + math.exp(-f))) for f in FAKE.tolist()]))
+    for loss in (losses.Minimax(), losses.NonSaturating()):
+        assert loss.d_loss(REAL, FAKE).item() == pytest.approx(d_expected, rel=1e-6)
+    # Minimax G minimises E[log(1 - D(G(z)))]; non-saturating G minimises -E[log D(G(z))].
+    minimax_g = mean([math.log(1 - 1 / (1 + math.exp(-f))) for f in FAKE.tolist()])
+    ns_g = -mean([log_sigmoid(f) for f in FAKE.tolist()])
+    assert losses.Minimax().g_loss(FAKE).item() == pytest.approx(minimax_g, rel=1e-6)
+    assert losses.NonSaturating().g_loss(FAKE).item() == pytest.approx(ns_g, rel=1e-6)
+
+
+def test_sigmoid_losses_are_stable_for_large_logits():
+    big = torch.tensor([100.0, -100.0])
+    assert torch.isfinite(losses.NonSaturating().d_loss(big, -big))
+    assert losses.NonSaturating().g_loss(torch.tensor([-100.0])).item() == pytest.approx(100.0)
+
+
+def test_minimax_saturates_where_non_saturating_does_not():
+    fake = torch.tensor([-8.0], requires_grad=True)  # D confidently rejects the fake
+    (g_minimax,) = torch.autograd.grad(losses.Minimax().g_loss(fake), fake)
+    (g_ns,) = torch.autograd.grad(losses.NonSaturating().g_loss(fake), fake)
+    assert abs(g_minimax.item()) < 1e-3 < abs(g_ns.item())
+
+
+def test_wasserstein():
+    loss = losses.Wasserstein()
+    assert loss.d_loss(REAL, FAKE).item() == pytest.approx(FAKE.mean().item() - REAL.mean().item())
+    assert loss.g_loss(FAKE).item() == pytest.approx(-FAKE.mean().item())
+
+
+def test_hinge():
+    loss = losses.Hinge()
+    expected = mean([max(0, 1 - r) for r in REAL.tolist()]) + mean([max(0, 1 + f) for f in FAKE.tolist()])
+    assert loss.d_loss(REAL, FAKE).item() == pytest.approx(expected)
+    assert loss.g_loss(FAKE).item() == pytest.approx(-FAKE.mean().item())
+
+
+def test_least_squares():
+    loss = losses.LeastSquares()
+    expected = 0.5 * mean([(r - 1) ** 2 for r in REAL.tolist()]) + 0.5 * mean([f**2 for f in FAKE.tolist()])
+    assert loss.d_loss(REAL, FAKE).item() == pytest.approx(expected)
+    assert loss.g_loss(FAKE).item() == pytest.approx(0.5 * mean([(f - 1) ** 2 for f in FAKE.tolist()]))
+
+
+def test_sigmoid_losses_log_probabilities_others_raw_scores():
+    assert losses.NonSaturating().score(torch.tensor([0.0])).item() == pytest.approx(0.5)
+    assert losses.Hinge().score(torch.tensor([3.0])).item() == 3.0
