@@ -114,8 +114,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     if resumed is not None:
         G.load_state_dict(resumed["generator"])
         D.load_state_dict(resumed["discriminator"])
-        opt_g.load_state_dict(resumed["opt_g"])
-        opt_d.load_state_dict(resumed["opt_d"])
+        for name, optimizer in (("opt_g", opt_g), ("opt_d", opt_d)):
+            try:
+                optimizer.load_state_dict(resumed[name])
+            except (KeyError, ValueError) as exc:  # only reachable with resume_force and another optimizer
+                log.warning("Optimizer state %s not restored (%r): starting it fresh.", name, exc)
         stream.load_state_dict(resumed["data"])
         set_rng_state(resumed["rng"])
         fixed_noise, step = resumed["fixed_noise"], int(resumed["step"])
@@ -176,7 +179,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                  step, trainer.steps)
     log.info("Training %s/%s with loss %s for %d steps (n_critic=%d, batch %d) in %s", cfg.model.name,
              cfg.dataset.name, type(loss).__name__, trainer.steps, n_critic, batch, run_dir)
-    writer = SummaryWriter(log_dir=str(run_dir), purge_step=step if resumed is not None else None)
+    # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
+    writer = SummaryWriter(log_dir=str(run_dir), purge_step=step + 1 if resumed is not None else None)
     bar = tqdm(total=trainer.steps, initial=step, desc="ganrun", dynamic_ncols=True, disable=None)
     try:
         with stop_on_signals() as signals:

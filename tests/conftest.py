@@ -79,9 +79,11 @@ TINY = [
 ]
 
 
-def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300) -> subprocess.CompletedProcess:
-    """Run the installed `ganrun` console script the way a user would."""
+def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_path=None):
+    """Run the installed `ganrun` console script the way a user would; `extra_path` goes on PYTHONPATH."""
     env = {**os.environ, "GANRUN_DATA": str(data_root), "HYDRA_FULL_ERROR": "0"}
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
     env.pop("CUDA_VISIBLE_DEVICES", None)
     command = shutil.which("ganrun") or str(Path(sys.executable).with_name("ganrun"))
     proc = subprocess.run(

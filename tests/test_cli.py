@@ -1,0 +1,156 @@
+"""`ganrun` end to end through Hydra, as a user runs it, on tiny data written by the tests."""
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, run_ganrun
+from ganrun import checkpoint
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def scalar(run_dir, tag):
+    return {e.step: e.value for e in events(run_dir).Scalars(tag)}
+
+
+def test_run_writes_checkpoints_tensorboard_samples_and_config(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    proc = run_ganrun([*TINY, "trainer.steps=6", "trainer.log_every=2", "trainer.sample_every=3",
+                       "trainer.ckpt_every=3", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
+    assert "Training on cpu" in proc.stderr + proc.stdout
+
+    assert [p.name for p in checkpoint.step_checkpoints(run_dir)] == ["step_00000006.pt", "step_00000003.pt"]
+    state = checkpoint.load(run_dir / "checkpoints" / "step_00000006.pt")
+    assert state["step"] == 6 and state["config"]["trainer"]["steps"] == 6
+
+    acc = events(run_dir)
+    tags = set(acc.Tags()["scalars"])
+    for tag in ["loss/D", "loss/G", "loss/D_adversarial", "scores/D(x)", "scores/D(G(z))", "grad_norm/D",
+                "grad_norm/G", "lr/G", "lr/D", "throughput/images_per_sec"]:
+        assert tag in tags, tag
+    assert [e.step for e in acc.Scalars("loss/D")] == [2, 4, 6]
+    assert all(0.0 < e.value < 1.0 for e in acc.Scalars("scores/D(x)"))  # probabilities for the BCE loss
+    assert "samples/fixed_noise" in acc.Tags()["images"]
+    assert [e.step for e in acc.Images("samples/fixed_noise")] == [3, 6]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_00000003.png", "step_00000006.png"]
+    assert "lr: 0.0002" in (run_dir / "config.yaml").read_text()  # resolved config saved in the run dir
+
+
+def test_penalty_terms_are_logged(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    run_ganrun([*TINY, "loss=wgan_gp", "regularizer=r1", "trainer.n_critic=2", "trainer.steps=2",
+                "trainer.log_every=1", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
+    penalties = scalar(run_dir, "penalty/gradient_penalty")
+    assert set(penalties) == {1, 2} and all(v > 0 for v in penalties.values())
+    assert set(scalar(run_dir, "penalty/r1")) == {1, 2}
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, data_root):
+    common = [*TINY, "trainer.log_every=1", "trainer.ckpt_every=3", "seed=7"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_ganrun([*common, "trainer.steps=6", f"hydra.run.dir={straight}"], data_root, cwd=tmp_path)
+    run_ganrun([*common, "trainer.steps=3", f"hydra.run.dir={split}"], data_root, cwd=tmp_path)
+    # The documented way: only resume= and the new length; the other overrides come from the checkpoint.
+    run_ganrun([f"resume={split}", "trainer.steps=6"], data_root, cwd=tmp_path)
+
+    a = checkpoint.load(straight / "checkpoints" / "step_00000006.pt")
+    b = checkpoint.load(split / "checkpoints" / "step_00000006.pt")
+    for part in ("generator", "discriminator"):
+        assert a[part].keys() == b[part].keys()
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert a["opt_d"]["state"][0]["exp_avg"].equal(b["opt_d"]["state"][0]["exp_avg"])
+    assert a["data"] == b["data"]
+    for tag in ("loss/D", "loss/G"):
+        assert scalar(straight, tag) == scalar(split, tag)  # steps 1..6, including the resumed 4..6
+
+
+def test_resume_refuses_a_changed_experiment_unless_forced(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    run_ganrun([*TINY, "trainer.steps=2", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
+    refused = run_ganrun([f"resume={run_dir}", "loss=hinge", "optimizer.d.lr=1e-3", "trainer.steps=3"], data_root,
+                         cwd=tmp_path, check=False)
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    assert "loss._target_: 'ganrun.losses.NonSaturating' -> 'ganrun.losses.Hinge'" in output
+    assert "optimizer.d.lr: 0.0002 -> 0.001" in output and "resume_force=true" in output
+    assert not (run_dir / "checkpoints" / "step_00000003.pt").exists()
+
+    run_ganrun([f"resume={run_dir / 'checkpoints' / 'step_00000002.pt'}", "loss=hinge", "resume_force=true",
+                "trainer.steps=3"], data_root, cwd=tmp_path)
+    assert checkpoint.load(run_dir / "checkpoints" / "step_00000003.pt")["config"]["loss"]["_target_"].endswith("Hinge")
+
+
+def test_multirun_gives_each_job_its_own_dir_and_tensorboard_run(tmp_path, data_root):
+    sweep = tmp_path / "sweep"
+    run_ganrun(["-m", *TINY, "loss=ns,hinge", "trainer.steps=2", "trainer.log_every=1",
+                f"hydra.sweep.dir={sweep}"], data_root, cwd=tmp_path)
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name.split(",")[0] for p in jobs] == ["0_loss=ns", "1_loss=hinge"]
+    assert all("trainer.steps=2" in p.name for p in jobs)
+    losses = [scalar(job, "loss/D")[2] for job in jobs]
+    assert losses[0] != losses[1]
+    assert all((job / "checkpoints" / "step_00000002.pt").exists() for job in jobs)
+
+
+def test_missing_data_is_refused_before_training(tmp_path):
+    proc = run_ganrun(["dataset=mnist", "dataset.source.download=false", f"hydra.run.dir={tmp_path / 'run'}"],
+                      tmp_path / "empty", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    assert "MNIST not found" in output and str(tmp_path / "empty") in output and "Traceback" not in output
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resolution_the_model_cannot_make_is_refused(tmp_path, data_root):
+    proc = run_ganrun(["dataset.resolution=48", f"hydra.run.dir={tmp_path / 'run'}"], data_root, cwd=tmp_path,
+                      check=False)
+    assert proc.returncode == 1
+    assert "model=dcgan supports resolutions 28, 32, 64, not dataset.resolution=48" in proc.stdout + proc.stderr
+
+
+def test_unknown_option_lists_choices(tmp_path, data_root):
+    proc = run_ganrun(["loss=wgangp"], data_root, cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "Could not find 'loss/wgangp'" in proc.stderr and "wgan_gp" in proc.stderr
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    proc = run_ganrun([*TINY, "loss._target_=faulty_losses.NaNAfter", "+loss.calls=5", "trainer.steps=10",
+                       "trainer.ckpt_every=2", "trainer.log_every=1", f"hydra.run.dir={run_dir}"], data_root,
+                      cwd=tmp_path, check=False, extra_path=Path(__file__).parent)
+    assert proc.returncode == 3
+    output = proc.stdout + proc.stderr
+    assert "loss/D, loss/D_adversarial" in output and "became non-finite (nan) between steps 5 and 5" in output
+    assert [p.name for p in checkpoint.step_checkpoints(run_dir)] == ["step_00000004.pt", "step_00000002.pt"]
+
+
+def test_sigterm_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, data_root):
+    import os
+    import shutil
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "GANRUN_DATA": str(data_root)}
+    proc = subprocess.Popen([shutil.which("ganrun"), *TINY, "trainer.steps=100000", "trainer.log_every=1",
+                             f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")) or not scalar(run_dir, "loss/D"):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert f"Resume with: ganrun resume={run_dir}" in output
+    saved = checkpoint.step_checkpoints(run_dir)
+    assert len(saved) == 1 and checkpoint.load(saved[0])["step"] >= 1

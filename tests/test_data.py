@@ -1,0 +1,135 @@
+"""Dataset sources and the batch stream, on tiny files the tests write."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from omegaconf import OmegaConf
+
+from conftest import write_mnist_like, write_png
+from ganrun import datasets
+from ganrun.data import BatchStream, load_dataset
+from ganrun.errors import ConfigError, DataNotFoundError
+
+
+def test_fashion_mnist_from_root_in_torchvision_layout(data_root):
+    dataset = datasets.fashion_mnist(str(data_root), download=False)
+    assert len(dataset) == 128 and dataset.data.shape == (128, 28, 28)
+
+
+def test_fashion_mnist_from_debian_package_folder(tmp_path, monkeypatch):
+    debian = write_mnist_like(tmp_path / "debian", n=32, gz=True)
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", str(debian))
+    dataset = datasets.fashion_mnist(str(tmp_path / "root"), download=False)
+    assert len(dataset) == 32
+    assert (tmp_path / "root" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+
+
+def test_missing_fashion_mnist_says_what_was_tried(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", str(tmp_path / "nowhere"))
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz (no network)")
+
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", offline)
+    with pytest.raises(DataNotFoundError) as err:
+        datasets.fashion_mnist(str(tmp_path / "root"), download=True)
+    message = str(err.value)
+    assert str(tmp_path / "root") in message
+    assert str(tmp_path / "nowhere") in message
+    assert "no network" in message and "dataset.source.download" in message
+
+
+def test_mnist_without_download_refuses_with_instructions(tmp_path):
+    with pytest.raises(DataNotFoundError, match="MNIST/raw"):
+        datasets.mnist(str(tmp_path), download=False)
+
+
+def test_cifar10_from_python_pickles(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": list(range(4))}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    # torchvision checks the official md5 sums; these fake files cannot match them.
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)
+    dataset = datasets.cifar10(str(tmp_path), download=False)
+    stream = BatchStream(dataset, 32, 3, batch_size=4, seed=0, device="cpu")
+    images, labels = next(stream)
+    assert images.shape == (4, 3, 32, 32) and len(dataset) == 20
+
+
+def test_missing_cifar10_names_the_folder(tmp_path):
+    with pytest.raises(DataNotFoundError, match="cifar-10-batches-py"):
+        datasets.cifar10(str(tmp_path), download=False)
+
+
+def test_image_folder_with_class_subfolders_converts_any_mode_and_shape(tmp_path):
+    write_png(tmp_path / "cats" / "a.png", size=(50, 30), mode="RGBA")
+    write_png(tmp_path / "cats" / "b.png", size=(20, 40), mode="L")
+    write_png(tmp_path / "dogs" / "c.png", size=(64, 64), mode="P")
+    cfg = OmegaConf.create({"name": "folder", "num_classes": None,
+                            "source": {"_target_": "ganrun.datasets.image_folder", "path": str(tmp_path)}})
+    source, info = load_dataset(cfg)
+    assert info == {"size": 3, "num_classes": 2}
+    stream = BatchStream(source, 16, 3, batch_size=3, seed=0, device="cpu")
+    images, labels = next(stream)
+    assert images.shape == (3, 3, 16, 16)
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    assert sorted(labels.tolist()) == [0, 0, 1]
+
+
+def test_flat_image_folder(tmp_path):
+    for i in range(4):
+        write_png(tmp_path / f"{i}.png", seed=i)
+    dataset = datasets.image_folder(str(tmp_path))
+    stream = BatchStream(dataset, 8, 1, batch_size=2, seed=0, device="cpu")
+    assert next(stream)[0].shape == (2, 1, 8, 8)
+
+
+def test_corrupt_image_is_named(tmp_path):
+    write_png(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    dataset = datasets.image_folder(str(tmp_path))
+    with pytest.raises(ConfigError, match="broken.png"):
+        BatchStream(dataset, 8, 3, batch_size=1, seed=0, device="cpu", num_workers=0)
+
+
+def test_empty_or_missing_folder_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="no image files"):
+        datasets.image_folder(str(tmp_path))
+    with pytest.raises(DataNotFoundError, match="not a folder"):
+        datasets.image_folder(str(tmp_path / "missing"))
+
+
+def test_batch_larger_than_dataset_is_refused(data_root):
+    dataset = datasets.mnist(str(data_root), download=False)
+    with pytest.raises(ConfigError, match="batch_size=256"):
+        BatchStream(dataset, 28, 1, batch_size=256, seed=0, device="cpu")
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_stream_is_seeded_covers_each_epoch_and_resumes_exactly(data_root, in_memory):
+    dataset = datasets.fashion_mnist(str(data_root), download=False)
+    make = lambda: BatchStream(dataset, 28, 1, batch_size=32, seed=3, device="cpu", in_memory=in_memory,  # noqa: E731
+                               num_workers=0)
+    stream = make()
+    epoch = [next(stream) for _ in range(4)]  # 128 images / 32 = one epoch
+    assert sorted(torch.cat([labels for _, labels in epoch]).tolist()) == sorted(dataset.targets.tolist())
+    state = stream.state_dict()
+    expected = [next(stream)[0] for _ in range(3)]
+
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert all(torch.equal(a, next(resumed)[0]) for a in expected)
+    assert torch.equal(make().__next__()[0], epoch[0][0])  # same seed, same first batch
+
+
+def test_resizes_decoded_arrays_to_the_configured_resolution_and_channels(data_root):
+    dataset = datasets.fashion_mnist(str(data_root), download=False)
+    images, _ = next(BatchStream(dataset, 32, 3, batch_size=8, seed=0, device="cpu"))
+    assert images.shape == (8, 3, 32, 32)
