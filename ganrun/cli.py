@@ -24,7 +24,9 @@ OmegaConf.register_new_resolver("ganrun_run_dir", run_dir_for_resume, replace=Tr
 
 @hydra.main(version_base="1.3", config_path="pkg://ganrun.conf", config_name="config")
 def hydra_main(cfg: DictConfig):
-    from ganrun.train import train  # torch import after Hydra has parsed the command line (fast --help)
+    from ganrun.train import (
+        train,  # torch import after Hydra has parsed the command line (fast --help)
+    )
 
     hydra_cfg = HydraConfig.get()
     try:

@@ -95,6 +95,7 @@ def load_dataset(cfg) -> tuple[Dataset, dict]:
         raise ConfigError(f"dataset {cfg.name} is empty.")
     classes = getattr(source, "classes", None)
     num_classes = len(classes) if classes else cfg.get("num_classes")
+    log.info("Dataset %s read from %s", cfg.name, getattr(source, "root", "?"))
     return source, {"size": len(source), "num_classes": num_classes}
 
 

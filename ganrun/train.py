@@ -24,7 +24,12 @@ from ganrun import checkpoint
 from ganrun.config import build, check_trainer
 from ganrun.data import BatchStream, load_dataset
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
-from ganrun.runtime import configure_determinism, rng_state, select_device, set_rng_state
+from ganrun.runtime import (
+    configure_determinism,
+    rng_state,
+    select_device,
+    set_rng_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +265,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
         bar.close()
         writer.close()
     log.info("Finished %d steps; checkpoints in %s", step, run_dir / checkpoint.CHECKPOINT_DIR)
-    return {"step": step, **{k: v for k, v in last_values.items() if k.startswith("loss/")}}
+    return {"step": step, **last_values}
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:

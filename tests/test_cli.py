@@ -1,15 +1,16 @@
 """`ganrun` end to end through Hydra, as a user runs it, on tiny data written by the tests."""
 
+import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import torch
+from conftest import TINY, run_ganrun
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, run_ganrun
 from ganrun import checkpoint
 
 
@@ -136,9 +137,6 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, data_root
 
 
 def test_sigterm_saves_a_checkpoint_and_prints_the_resume_command(tmp_path, data_root):
-    import os
-    import shutil
-
     run_dir = tmp_path / "run"
     env = {**os.environ, "GANRUN_DATA": str(data_root)}
     proc = subprocess.Popen([shutil.which("ganrun"), *TINY, "trainer.steps=100000", "trainer.log_every=1",

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import write_mnist_like, write_png
 from omegaconf import OmegaConf
 
-from conftest import write_mnist_like, write_png
 from ganrun import datasets
 from ganrun.data import BatchStream, load_dataset
 from ganrun.errors import ConfigError, DataNotFoundError
