@@ -21,6 +21,14 @@ def build(node, **kwargs):
         raise ConfigError(str(cause) if isinstance(cause, ConfigError) else str(exc)) from exc
 
 
+def build_optimizer(node, params, key: str):
+    """An optimizer from a `_partial_` config; torch's own checks (negative lr, betas) become ConfigErrors."""
+    try:
+        return build(node, _convert_="all")(params)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
 def check_trainer(trainer: DictConfig) -> None:
     for key in POSITIVE_TRAINER_KEYS:
         value = trainer[key]

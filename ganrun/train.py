@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 import ganrun
 from ganrun import checkpoint
-from ganrun.config import build, check_trainer
+from ganrun.config import build, build_optimizer, check_trainer
 from ganrun.data import BatchStream, load_dataset
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.runtime import (
@@ -104,8 +104,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     check_shapes(G, D, cfg.dataset, z_dim, device)
     loss = build(cfg.loss)
     regularizers = {**loss.regularizers, **(build(cfg.regularizer) or {})}
-    opt_g = build(cfg.optimizer.g, _convert_="all")(G.parameters())
-    opt_d = build(cfg.optimizer.d, _convert_="all")(D.parameters())
+    opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")
+    opt_d = build_optimizer(cfg.optimizer.d, D.parameters(), "optimizer.d")
 
     # Data.
     source, info = load_dataset(cfg.dataset)

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 import ganrun.cli  # noqa: F401  (registers the resolver used by hydra.run.dir)
 from ganrun import losses, regularizers
-from ganrun.config import build, check_trainer
+from ganrun.config import build, build_optimizer, check_trainer
 from ganrun.errors import ConfigError
 
 CONF = Path(__file__).parents[1] / "conf"
@@ -96,3 +96,11 @@ def test_bad_model_option_is_a_config_error_naming_it():
 def test_non_positive_trainer_values_are_refused(key, value):
     with pytest.raises(ConfigError, match=f"trainer.{key}={value}"):
         check_trainer(compose_config(f"trainer.{key}={value}").trainer)
+
+
+@pytest.mark.parametrize("override,message", [("optimizer.d.lr=-1e-4", "optimizer.d: Invalid learning rate"),
+                                              ("optimizer.d.betas=[0.5,1.5]", "optimizer.d: Invalid beta")])
+def test_invalid_optimizer_settings_are_config_errors(override, message):
+    cfg = compose_config(override)
+    with pytest.raises(ConfigError, match=message):
+        build_optimizer(cfg.optimizer.d, [torch.nn.Parameter(torch.zeros(1))], "optimizer.d")
