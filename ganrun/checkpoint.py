@@ -67,8 +67,12 @@ def step_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def prune(run_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` step checkpoints; drop temporaries left by a process killed mid-write."""
     for old in step_checkpoints(run_dir)[keep:]:
         old.unlink(missing_ok=True)
+    for stale in (Path(run_dir) / CHECKPOINT_DIR).glob(".*.tmp-*"):
+        if not stale.name.endswith(f".tmp-{os.getpid()}"):
+            stale.unlink(missing_ok=True)
 
 
 def load(path: Path, map_location="cpu") -> dict:

@@ -14,6 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
 from ganrun.checkpoint import load_for_resume, run_dir_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 

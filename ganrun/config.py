@@ -23,6 +23,9 @@ def build(node, **kwargs):
 
 def build_optimizer(node, params, key: str):
     """An optimizer from a `_partial_` config; torch's own checks (negative lr, betas) become ConfigErrors."""
+    lr = node.get("lr")
+    if isinstance(lr, (int, float)) and lr <= 0:
+        raise ConfigError(f"{key}.lr={lr} must be positive.")
     try:
         return build(node, _convert_="all")(params)
     except (ValueError, TypeError) as exc:

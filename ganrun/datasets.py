@@ -6,7 +6,9 @@ Lookup is explicit so that a missing dataset produces a message that says what w
 
 from __future__ import annotations
 
+import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torchvision
@@ -15,6 +17,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import extract_archive
 
 from ganrun.errors import ConfigError, DataNotFoundError
+
+log = logging.getLogger(__name__)
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -90,8 +94,12 @@ class FlatImageFolder(torchvision.datasets.VisionDataset):
         return _open_image(self.samples[index]), 0
 
 
-def image_folder(path: str):
-    """An ImageFolder tree (sub-folder per class, labels kept) or a flat folder of images."""
+def image_folder(path: str, skip_unreadable: bool = False):
+    """An ImageFolder tree (sub-folder per class, labels kept) or a flat folder of images.
+
+    Every file is decoded once up front, so an unreadable or truncated image stops the run before training
+    (naming the files), or is left out and counted when `skip_unreadable` is set.
+    """
     if path is None or not os.path.isdir(os.path.expanduser(str(path))):
         raise DataNotFoundError(f"dataset.path={path!r} is not a folder. Point it at a folder of images.")
     path = os.path.abspath(os.path.expanduser(path))
@@ -103,11 +111,41 @@ def image_folder(path: str):
             raise ConfigError(f"dataset.path={path}: {exc}") from exc
     else:
         dataset = FlatImageFolder(path)
-        if len(dataset) == 0:
-            raise ConfigError(
-                f"dataset.path={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)})."
-            )
+    if len(dataset) == 0:
+        raise ConfigError(f"dataset.path={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)}).")
+    _drop_unreadable(dataset, path, skip_unreadable)
     return dataset
+
+
+def _unreadable_reason(file: str) -> str | None:
+    try:
+        _open_image(file)
+        return None
+    except Exception as exc:  # PIL raises many types for broken files
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _drop_unreadable(dataset, path: str, skip: bool) -> None:
+    files = [s[0] if isinstance(s, tuple) else s for s in dataset.samples]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        reasons = list(pool.map(_unreadable_reason, files))
+    bad = [(f, r) for f, r in zip(files, reasons) if r is not None]
+    if not bad:
+        return
+    listing = "\n  ".join(f"{f} ({r})" for f, r in bad[:5]) + ("\n  ..." if len(bad) > 5 else "")
+    if not skip:
+        raise ConfigError(
+            f"{len(bad)} unreadable image file(s) in dataset.path={path}:\n  {listing}\n"
+            "Remove or fix them, or set dataset.source.skip_unreadable=true to leave them out."
+        )
+    keep = [r is None for r in reasons]
+    dataset.samples = [s for s, k in zip(dataset.samples, keep) if k]
+    if hasattr(dataset, "targets"):
+        dataset.targets = [t for t, k in zip(dataset.targets, keep) if k]
+        dataset.imgs = dataset.samples
+    log.warning("Skipped %d unreadable image file(s) of %d in %s:\n  %s", len(bad), len(files), path, listing)
+    if not dataset.samples:
+        raise ConfigError(f"dataset.path={path}: none of the {len(files)} image files can be read.")
 
 
 def _open_image(path: str) -> Image.Image:

@@ -132,6 +132,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     def save_checkpoint():
+        for name, model in (("generator", G), ("discriminator", D)):
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                raise TrainingDivergedError(
+                    f"the {name}'s weights became non-finite by step {step}. Training stopped; the last good "
+                    f"checkpoint is in {run_dir / checkpoint.CHECKPOINT_DIR}."
+                )
         state = {
             "format": 1, "ganrun_version": ganrun.__version__, "torch_version": str(torch.__version__),
             "step": step, "config": plain_cfg, "overrides": list(overrides),

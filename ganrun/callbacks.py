@@ -1,0 +1,35 @@
+"""Hydra callbacks: checks that must run before Hydra itself writes anything into the output dir."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("ganrun")
+
+
+def _refuse_unwritable(folder: str, key: str) -> None:
+    path = Path(folder).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".ganrun-write-check-"):
+            pass
+    except OSError as exc:
+        print(f"ganrun: error: the output dir {key}={path} cannot be written ({exc.strerror or exc}). "
+              f"Choose another with {key}=PATH.", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+class OutputDirCheck(Callback):
+    """Refuse an output dir that cannot be created or written, naming it, instead of Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _refuse_unwritable(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _refuse_unwritable(config.hydra.sweep.dir, "hydra.sweep.dir")

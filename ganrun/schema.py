@@ -1,0 +1,44 @@
+"""Typed schema for the top level and the trainer: Hydra rejects wrong types and unknown keys at composition.
+
+Group options (dataset, model, loss, ...) stay free-form YAML: their `_target_` signatures check them when
+they are instantiated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class TrainerSchema:
+    steps: int = 5000
+    batch_size: int = 64
+    n_critic: int = 1
+    device: str = "auto"
+    amp: bool = False
+    deterministic: bool = False
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    keep_ckpts: int = 3
+    num_samples: int = 64
+    num_workers: int = 2
+
+
+@dataclass
+class GanrunSchema:
+    dataset: Any = None
+    model: Any = None
+    loss: Any = None
+    regularizer: Any = None
+    optimizer: Any = None
+    seed: int = 0
+    resume: Optional[str] = None
+    resume_force: bool = False
+    trainer: TrainerSchema = field(default_factory=TrainerSchema)
+
+
+ConfigStore.instance().store(name="ganrun_schema", node=GanrunSchema)
