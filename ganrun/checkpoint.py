@@ -19,11 +19,12 @@ from ganrun.errors import ConfigError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
+BEST_FILE = "best.pt"  # the checkpoint with the lowest FID so far (never pruned)
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 # Config keys a resumed run may change: how long to train, how to log, where data and compute live.
 RESUMABLE_KEYS = (
-    "resume", "resume_force",
+    "resume", "resume_force", "metrics",
     "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
     "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.amp", "trainer.deterministic",
     "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",

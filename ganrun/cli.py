@@ -31,7 +31,9 @@ def hydra_main(cfg: DictConfig):
 
     hydra_cfg = HydraConfig.get()
     try:
-        return train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        result = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.
+        return result["final"]["metrics"]["FID"] if result.get("final") else None
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None

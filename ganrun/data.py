@@ -63,7 +63,7 @@ def _sample_name(source, index) -> str:
     return f"#{index} of {type(source).__name__}"
 
 
-def _as_tensors(source, resolution: int, channels: int, num_workers: int):
+def decode_all(source, resolution: int, channels: int, num_workers: int):
     """Decode a whole dataset to (uint8 N x C x H x W, int64 N)."""
     data = getattr(source, "data", None)
     if data is not None and hasattr(source, "targets"):
@@ -116,7 +116,7 @@ class BatchStream:
             in_memory = nbytes <= IN_MEMORY_LIMIT_BYTES
         self.in_memory = bool(in_memory)
         if self.in_memory:
-            images, labels = _as_tensors(source, resolution, channels, num_workers)
+            images, labels = decode_all(source, resolution, channels, num_workers)
             self.images, self.labels = images.to(self.device), labels.to(self.device)
             log.info("Dataset held in memory on %s: %s uint8 (%.1f MB)", self.device,
                      tuple(self.images.shape), nbytes / 1e6)

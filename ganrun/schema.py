@@ -29,6 +29,26 @@ class TrainerSchema:
 
 
 @dataclass
+class MetricsSchema:
+    every: int = 1000
+    num_samples: int = 10000
+    final_num_samples: int = 50000
+    extractor: str = "auto"
+    inception_weights: Optional[str] = None
+    download: bool = True
+    real_split: str = "train"
+    num_real: int = 50000
+    num_real_kept: int = 10000
+    batch_size: int = 250
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    pr_k: int = 3
+    pr_samples: int = 10000
+    classifier_epochs: int = 3
+    cache_dir: str = "~/.cache/ganrun"
+
+
+@dataclass
 class GanrunSchema:
     dataset: Any = None
     model: Any = None
@@ -39,6 +59,7 @@ class GanrunSchema:
     resume: Optional[str] = None
     resume_force: bool = False
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
+    metrics: MetricsSchema = field(default_factory=MetricsSchema)
 
 
 ConfigStore.instance().store(name="ganrun_schema", node=GanrunSchema)

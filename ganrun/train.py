@@ -7,6 +7,7 @@ together, so what happens in a step can be read here in one place.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import signal
@@ -23,6 +24,7 @@ import ganrun
 from ganrun import checkpoint
 from ganrun.config import build, build_optimizer, check_trainer
 from ganrun.data import BatchStream, load_dataset
+from ganrun.metrics import report
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.runtime import (
     configure_determinism,
@@ -114,8 +116,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     stream = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed,
                          device, cfg.dataset.in_memory, trainer.num_workers)
     fixed_noise = torch.randn(trainer.num_samples, z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    metrics_cfg = cfg.metrics
+    evaluator = None
+    if metrics_cfg.every > 0 or metrics_cfg.final_num_samples > 0:
+        evaluator = report.make_evaluator(metrics_cfg, cfg.dataset, device, trainer.num_workers)
 
-    step = 0
+    step, best = 0, {"FID": None, "step": None}
     if resumed is not None:
         G.load_state_dict(resumed["generator"])
         D.load_state_dict(resumed["discriminator"])
@@ -126,12 +132,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                 log.warning("Optimizer state %s not restored (%r): starting it fresh.", name, exc)
         stream.load_state_dict(resumed["data"])
         set_rng_state(resumed["rng"])
-        fixed_noise, step = resumed["fixed_noise"], int(resumed["step"])
+        fixed_noise, step, best = resumed["fixed_noise"], int(resumed["step"]), resumed.get("best", best)
         log.info("Resumed from %s at step %d", resumed_from, step)
     fixed_noise = fixed_noise.to(device)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
-    def save_checkpoint():
+    def save_checkpoint(path=None):
         for name, model in (("generator", G), ("discriminator", D)):
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise TrainingDivergedError(
@@ -143,12 +149,15 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
             "step": step, "config": plain_cfg, "overrides": list(overrides),
             "generator": G.state_dict(), "discriminator": D.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "data": stream.state_dict(), "rng": rng_state(), "fixed_noise": fixed_noise.cpu(),
+            "data": stream.state_dict(), "rng": rng_state(), "fixed_noise": fixed_noise.cpu(), "best": best,
         }
-        path = checkpoint.checkpoint_path(run_dir, step)
-        checkpoint.save_atomic(state, path)
+        checkpoint.save_atomic(state, path or checkpoint.checkpoint_path(run_dir, step))
         checkpoint.prune(run_dir, trainer.keep_ckpts)
-        return path
+
+    def evaluate(writer, num_samples) -> dict:
+        result = report.evaluate_generator(evaluator, G, z_dim, num_samples, cfg.seed)
+        report.log_result(writer, run_dir, result, step)
+        return result
 
     def log_samples(writer):
         G.eval()
@@ -252,6 +261,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                              last_values["scores/D(G(z))"], last_values["throughput/images_per_sec"])
                 if step % trainer.sample_every == 0:
                     log_samples(writer)
+                if evaluator is not None and metrics_cfg.every > 0 and step % metrics_cfg.every == 0:
+                    fid = evaluate(writer, metrics_cfg.num_samples)["metrics"]["FID"]
+                    if fid is not None and (best["FID"] is None or fid < best["FID"]):
+                        best = {"FID": fid, "step": step}
+                        save_checkpoint(run_dir / checkpoint.CHECKPOINT_DIR / checkpoint.BEST_FILE)
                 interrupted = bool(signals)
                 if step % trainer.ckpt_every == 0 or step == trainer.steps or interrupted:
                     if steps_in_window:  # never checkpoint a diverged model
@@ -267,11 +281,16 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                     )
         if step % trainer.sample_every != 0:
             log_samples(writer)
+        final = None
+        if evaluator is not None and metrics_cfg.final_num_samples > 0:
+            final = evaluate(writer, metrics_cfg.final_num_samples)
+            (run_dir / "metrics.json").write_text(json.dumps({"step": step, "final": final, "best": best}, indent=2))
+            log.info("Final metrics written to %s", run_dir / "metrics.json")
     finally:
         bar.close()
         writer.close()
     log.info("Finished %d steps; checkpoints in %s", step, run_dir / checkpoint.CHECKPOINT_DIR)
-    return {"step": step, **last_values}
+    return {"step": step, **last_values, "final": final, "best": best}
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:

@@ -76,12 +76,15 @@ TINY = [
     "trainer.batch_size=16",
     "trainer.num_samples=4",
     "trainer.num_workers=0",
+    "metrics.every=0",
+    "metrics.final_num_samples=0",
 ]
 
 
 def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_path=None):
     """Run the installed `ganrun` console script the way a user would; `extra_path` goes on PYTHONPATH."""
-    env = {**os.environ, "GANRUN_DATA": str(data_root), "HYDRA_FULL_ERROR": "0"}
+    env = {**os.environ, "GANRUN_DATA": str(data_root), "HYDRA_FULL_ERROR": "0",
+           "GANRUN_CACHE": str(Path(cwd) / "ganrun-cache")}
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
     env.pop("CUDA_VISIBLE_DEVICES", None)

@@ -1,0 +1,1 @@
+"""Sample-quality metrics: feature extractors, real-data statistics cache, and the scores computed on features."""

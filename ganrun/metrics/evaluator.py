@@ -1,0 +1,193 @@
+"""Evaluate a generator: extractor choice, real-data statistics cached on disk, all scores with their protocol.
+
+The real statistics depend only on (data, split, resolution, extractor), so they are computed once and
+stored under `metrics.cache_dir`, keyed by a hash of exactly those; later evaluations and later runs load them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ganrun.checkpoint import save_atomic
+from ganrun.config import build
+from ganrun.data import decode_all
+from ganrun.metrics import scores
+from ganrun.metrics.classifier import SmallClassifier, train_classifier
+from ganrun.metrics.extractors import (INCEPTION_URL, ClassifierExtractor, InceptionExtractor,
+                                       find_inception_weights, hub_inception_path)
+
+log = logging.getLogger(__name__)
+
+
+class MetricsUnavailable(RuntimeError):
+    """No feature extractor can be had (no Inception weights and no labels to train the offline one)."""
+
+
+def _tensor_hash(*tensors: torch.Tensor) -> str:
+    digest = hashlib.sha1()
+    for t in tensors:
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def fixed_precision():
+    """TF32 changes FID on Ampere+ GPUs: evaluate in full float32, whatever training uses."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def load_real_splits(dataset_cfg, num_workers=0):
+    """uint8 images and labels of the training split and a held-out split (the test split where the dataset
+    has one, else a seeded 10% of the data)."""
+    res, ch = dataset_cfg.resolution, dataset_cfg.channels
+    source = build(dataset_cfg.source)
+    images, labels = decode_all(source, res, ch, num_workers)
+    if "train" in dataset_cfg.source:
+        test_images, test_labels = decode_all(build(dataset_cfg.source, train=False), res, ch, num_workers)
+        return (images, labels), (test_images, test_labels)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    n_test = max(1, len(images) // 10)
+    test, train = order[:n_test], order[n_test:]
+    return (images[train], labels[train]), (images[test], labels[test])
+
+
+class Evaluator:
+    def __init__(self, metrics_cfg, dataset_cfg, device, num_workers=0):
+        self.cfg, self.dataset_cfg, self.device = metrics_cfg, dataset_cfg, torch.device(device)
+        self.cache_dir = Path(metrics_cfg.cache_dir).expanduser().resolve()
+        self.stats_computed = self.cache_hits = 0
+        train_split, test_split = load_real_splits(dataset_cfg, num_workers)
+        self.data_hash = _tensor_hash(*train_split, *test_split)
+        self.extractor = self._extractor(train_split, test_split)
+        real_images, real_labels = train_split if metrics_cfg.real_split == "train" else test_split
+        self.real = self._real_statistics(real_images)
+        self.real_histogram = torch.bincount(real_labels, minlength=int(real_labels.max()) + 1)
+
+    # -- feature extractor -------------------------------------------------------------------------------
+    def _extractor(self, train_split, test_split):
+        choice = self.cfg.extractor
+        if choice not in ("auto", "inception", "classifier"):
+            raise ValueError(f"metrics.extractor={choice!r} is not one of auto, inception, classifier")
+        if choice == "auto" and self.device.type != "cuda" and not self.cfg.inception_weights:
+            log.info("Metrics use ganrun's offline classifier features: Inception runs at a few images/s on a CPU "
+                     "(set metrics.extractor=inception to force it).")
+            choice = "classifier"
+        if choice in ("auto", "inception"):
+            weights, why = find_inception_weights(self.cfg.inception_weights, self.cfg.download)
+            if weights is not None:
+                log.info("Metrics use Inception-v3 weights %s", weights)
+                return InceptionExtractor(weights, self.device)
+            log.warning(
+                "Standard Inception FID is unavailable: %s. Using ganrun's offline classifier features instead "
+                "(tags end in _offline_classifier; not comparable with papers). For Inception FID, download %s and "
+                "pass metrics.inception_weights=/path/to/%s, or put the file at %s.",
+                why, INCEPTION_URL, hub_inception_path().name, hub_inception_path())
+        return self._classifier(train_split, test_split)
+
+    def _classifier(self, train_split, test_split) -> ClassifierExtractor:
+        (images, labels), (test_images, test_labels) = train_split, test_split
+        num_classes = int(labels.max()) + 1
+        if num_classes < 2:
+            raise MetricsUnavailable(
+                "the offline classifier needs a labelled dataset (class sub-folders); this one has one class. "
+                "Provide Inception weights with metrics.inception_weights=PATH, or set metrics.every=0.")
+        epochs = self.cfg.classifier_epochs
+        path = self.cache_dir / "classifiers" / f"{self.dataset_cfg.name}-{self.data_hash}-e{epochs}.pt"
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            model = SmallClassifier(images.shape[1], saved["num_classes"])
+            model.load_state_dict(saved["state_dict"])
+            accuracy = saved["test_accuracy"]
+        else:
+            log.info("Training the offline classifier on %d labelled images (cached in %s)", len(images), path)
+            model, accuracy = train_classifier(images, labels, test_images, test_labels, num_classes, self.device,
+                                               epochs=epochs)
+            save_atomic({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                         "num_classes": num_classes, "test_accuracy": accuracy}, path)
+        log.info("Offline classifier test accuracy: %.4f", accuracy)
+        protocol = {
+            "extractor": f"ganrun offline classifier ({path.name}), penultimate {model.head.in_features}-d "
+                         "(NOT Inception; comparable only with other ganrun offline-classifier numbers)",
+            "classifier_test_accuracy": accuracy,
+            "resize": "none (dataset resolution)",
+        }
+        return ClassifierExtractor(model, protocol, self.device)
+
+    # -- real statistics -------------------------------------------------------------------------------
+    def _features(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+        features, probabilities = [], []
+        with fixed_precision():
+            for images in batches:
+                f, p = self.extractor(images)
+                features.append(f)
+                probabilities.append(p)
+        return torch.cat(features), torch.cat(probabilities)
+
+    def _real_statistics(self, images: torch.Tensor) -> dict:
+        n_real = min(self.cfg.num_real, len(images))
+        key_fields = {"data": self.data_hash, "split": self.cfg.real_split, "n_real": n_real,
+                      "resolution": self.dataset_cfg.resolution, "channels": self.dataset_cfg.channels,
+                      "extractor": self.extractor.protocol}
+        key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
+        path = self.cache_dir / "real_stats" / (
+            f"{self.dataset_cfg.name}-{self.cfg.real_split}-{self.dataset_cfg.resolution}px-{self.extractor.name}-"
+            f"{key}.pt")
+        if path.is_file():
+            self.cache_hits += 1
+            log.info("Real-data statistics loaded from cache %s", path)
+            return torch.load(path, map_location="cpu", weights_only=True)
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
+        batch = self.cfg.batch_size
+        batches = (images[order[i : i + batch]].float().div(127.5).sub(1.0) for i in range(0, n_real, batch))
+        features, _ = self._features(batches)
+        mu, sigma = scores.feature_statistics(features)
+        stats = {"mu": mu, "sigma": sigma, "n": n_real, "features": features[: self.cfg.num_real_kept].float()}
+        save_atomic(stats, path)
+        self.stats_computed += 1
+        log.info("Real-data statistics of %d images computed and cached in %s", n_real, path)
+        return stats
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def evaluate(self, generate: Callable[[int], torch.Tensor], num_samples: int) -> dict:
+        """Scores of `num_samples` images from `generate(batch_size)` (images in [-1, 1])."""
+        batch = self.cfg.batch_size
+        sizes = [min(batch, num_samples - i) for i in range(0, num_samples, batch)]
+        fake, probabilities = self._features(generate(size) for size in sizes)
+        mu, sigma = scores.feature_statistics(fake)
+        for n, what in ((self.real["n"], "real statistics"), (num_samples, "generated samples")):
+            warning = scores.covariance_rank_warning(n, fake.shape[1], what)
+            if warning:
+                log.warning(warning)
+        fid = scores.frechet_distance(self.real["mu"], self.real["sigma"], mu, sigma)
+        if not torch.isfinite(torch.tensor(fid)):
+            log.warning("FID is not finite (%s); reported as null.", fid)
+            fid = None
+        real_kept = self.real["features"]
+        n_pr = min(len(real_kept), len(fake), self.cfg.pr_samples)
+        kid, kid_std = scores.kernel_inception_distance(real_kept, fake, self.cfg.kid_subsets,
+                                                        self.cfg.kid_subset_size)
+        precision, recall = scores.precision_recall(real_kept[:n_pr], fake[:n_pr], k=self.cfg.pr_k)
+        inception_score, inception_score_std = scores.inception_score(probabilities)
+        values = {"FID": fid, "KID": kid, "KID_std": kid_std, "IS": inception_score, "IS_std": inception_score_std,
+                  "precision": precision, "recall": recall}
+        if isinstance(self.extractor, ClassifierExtractor):
+            covered, kl = scores.class_coverage(probabilities.argmax(1), self.real_histogram)
+            values.update({"classes_covered": covered, "class_KL": kl})
+        protocol = {**self.extractor.protocol, "dataset": self.dataset_cfg.name, "real_split": self.cfg.real_split,
+                    "n_real": self.real["n"], "n_generated": num_samples, "resolution": self.dataset_cfg.resolution,
+                    "precision_recall": f"k={self.cfg.pr_k}, {n_pr} vs {n_pr}",
+                    "KID": f"{self.cfg.kid_subsets} subsets of {min(self.cfg.kid_subset_size, len(real_kept))}"}
+        return {"extractor": self.extractor.name, "metrics": values, "protocol": protocol}

@@ -1,0 +1,117 @@
+"""Feature extractors for the metrics: standard Inception (torchmetrics / torch-fidelity) or ganrun's classifier.
+
+Each maps generated or real images in [-1, 1] to (features, class probabilities) and describes itself in a
+`protocol` dict that goes with every reported number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ganrun.metrics.classifier import SmallClassifier, to_model_input
+
+log = logging.getLogger(__name__)
+
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hub_inception_path() -> Path:
+    """Where torch-fidelity (and torchmetrics' KID/IS) look for the weights: the torch hub cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+
+
+def download(url: str, destination: Path, timeout: float = 15.0) -> None:
+    """torch.hub's downloader with a socket timeout, so an unreachable network fails instead of hanging."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        torch.hub.download_url_to_file(url, str(destination), progress=False)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def find_inception_weights(configured: str | None, allow_download: bool) -> tuple[Path | None, str]:
+    """The weights file to use, or None and why none could be had."""
+    if configured:
+        path = Path(configured).expanduser()
+        if path.is_file():
+            return path, ""
+        return None, f"metrics.inception_weights={configured} does not exist"
+    cached = hub_inception_path()
+    if cached.is_file():
+        return cached, ""
+    if not allow_download:
+        return None, f"{cached} is absent and downloads are off (metrics.download=false)"
+    try:
+        download(INCEPTION_URL, cached)
+        return cached, ""
+    except Exception as exc:  # offline: URLError, timeout, HTTP errors
+        return None, f"{cached} is absent and downloading {INCEPTION_URL} failed ({exc})"
+
+
+class InceptionExtractor:
+    """pool3 features and class probabilities of torch-fidelity's Inception-v3 (the TF FID network).
+
+    Resizing uses torch-fidelity's TF1-compatible bilinear resize (`antialias=False` in torchmetrics), the
+    protocol of the original TensorFlow FID that papers report; images are clamped before the uint8
+    conversion so values slightly outside [-1, 1] cannot wrap around.
+    """
+
+    name = "inception"
+
+    def __init__(self, weights: Path, device):
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        self.device = device
+        self.net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                      feature_extractor_weights_path=str(weights), antialias=False).to(device)
+        self.protocol = {
+            "extractor": "inception-v3-compat (torch-fidelity pt_inception-2015-12-05), pool3 2048-d",
+            "weights_sha256": file_sha256(weights),
+            "resize": "to 299 px, bilinear TF1-compatible (torch-fidelity), no antialias",
+        }
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        features, logits = self.net(x.to(self.device))
+        return features.double().cpu(), F.softmax(logits.double(), dim=1).cpu()
+
+
+class ClassifierExtractor:
+    """Penultimate features and predictions of ganrun's offline classifier (not Inception: tags say so)."""
+
+    name = "offline_classifier"
+
+    def __init__(self, model: SmallClassifier, protocol: dict, device):
+        self.model, self.device = model.to(device).eval(), device
+        self.protocol = protocol
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.clamp(-1, 1).to(self.device)
+        features = self.model.features(x)
+        return features.double().cpu(), F.softmax(self.model.head(features).double(), dim=1).cpu()
+
+    def predict_uint8(self, images_u8: torch.Tensor) -> torch.Tensor:
+        return self(to_model_input(images_u8))[1].argmax(1)

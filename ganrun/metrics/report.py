@@ -1,0 +1,57 @@
+"""Run a generator through the evaluator and report the result: TensorBoard, metrics.jsonl, metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ganrun.metrics.evaluator import Evaluator, MetricsUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def make_evaluator(metrics_cfg, dataset_cfg, device, num_workers=0) -> Evaluator | None:
+    """The run's evaluator, or None (with the reason logged) when no extractor can be had."""
+    try:
+        return Evaluator(metrics_cfg, dataset_cfg, device, num_workers)
+    except MetricsUnavailable as exc:
+        log.warning("Metrics are off: %s", exc)
+        return None
+
+
+def evaluate_generator(evaluator: Evaluator, G, z_dim: int, num_samples: int, seed: int) -> dict:
+    """Score G on the same latent vectors every time, without touching the training RNG (exact resume)."""
+    device = next(G.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed + 1)
+    was_training = G.training
+    G.eval()
+
+    @torch.no_grad()
+    def generate(batch_size: int) -> torch.Tensor:
+        return G(torch.randn(batch_size, z_dim, device=device, generator=generator)).float()
+
+    try:
+        return evaluator.evaluate(generate, num_samples)
+    finally:
+        G.train(was_training)
+
+
+def tag(name: str, result: dict) -> str:
+    """`metrics/FID_inception` or `metrics/FID_offline_classifier`: the extractor is part of every tag."""
+    return f"metrics/{name}_{result['extractor']}"
+
+
+def log_result(writer, run_dir: Path, result: dict, step: int) -> None:
+    for name, value in result["metrics"].items():
+        if value is not None:
+            writer.add_scalar(tag(name, result), value, step)
+    writer.add_text(f"metrics/protocol_{result['extractor']}", f"```\n{json.dumps(result['protocol'], indent=2)}\n```",
+                    step)
+    with open(Path(run_dir) / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, **result}) + "\n")
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if v is not None and not k.endswith("_std"))
+    log.info("step %d metrics (%s, %d samples): %s", step, result["extractor"], result["protocol"]["n_generated"],
+             shown)

@@ -1,0 +1,149 @@
+"""Metrics: scores against references and known point sets, the real-statistics cache, offline fallback."""
+
+import json
+import logging
+import urllib.error
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from hydra import compose, initialize_config_module
+
+import ganrun.cli  # noqa: F401
+from conftest import TINY, run_ganrun
+from ganrun.metrics import extractors, scores
+from ganrun.metrics.evaluator import Evaluator
+
+
+def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def test_fid_of_a_feature_set_with_itself_is_zero():
+    x = torch.randn(500, 16, dtype=torch.float64)
+    mu, sigma = scores.feature_statistics(x)
+    assert abs(scores.frechet_distance(mu, sigma, mu, sigma)) < 1e-8
+
+
+def test_fid_equals_the_scipy_reference():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(800, 32))
+    b = rng.normal(size=(700, 32)) @ rng.normal(size=(32, 32)) * 0.3 + 0.5
+    ours = scores.frechet_distance(*scores.feature_statistics(torch.from_numpy(a)),
+                                   *scores.feature_statistics(torch.from_numpy(b)))
+    assert ours == pytest.approx(scipy_fid(a, b), rel=1e-4)
+
+
+def test_rank_deficient_covariance_is_warned_about():
+    assert "rank-deficient" in scores.covariance_rank_warning(100, 128, "generated samples")
+    assert scores.covariance_rank_warning(1000, 128, "generated samples") is None
+
+
+def test_precision_recall_on_known_point_sets():
+    grid = torch.stack(torch.meshgrid(torch.arange(10.0), torch.arange(10.0), indexing="ij"), -1).view(-1, 2)
+    assert scores.precision_recall(grid, grid.clone()) == (1.0, 1.0)
+    assert scores.precision_recall(grid, grid + 100.0) == (0.0, 0.0)
+    # G collapsed onto one corner of the data: every sample is realistic, most of the data is missed.
+    corner = grid[(grid[:, 0] < 3) & (grid[:, 1] < 3)]
+    precision, recall = scores.precision_recall(grid, corner)
+    assert precision == 1.0 and recall < 0.3
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1000, 8, generator=generator), torch.randn(1000, 8, generator=generator)
+    same, _ = scores.kernel_inception_distance(a, b, subsets=20, subset_size=500)
+    different, _ = scores.kernel_inception_distance(a, b + 1.0, subsets=20, subset_size=500)
+    assert abs(same) < 0.01 and different > 0.1
+
+
+def test_inception_score_bounds():
+    uniform = torch.full((100, 10), 0.1)
+    assert scores.inception_score(uniform, splits=1)[0] == pytest.approx(1.0)
+    confident_and_diverse = torch.eye(10).repeat(10, 1)
+    assert scores.inception_score(confident_and_diverse, splits=1)[0] == pytest.approx(10.0, rel=1e-6)
+
+
+def test_class_coverage_exposes_collapse():
+    real = torch.full((10,), 100)
+    assert scores.class_coverage(torch.arange(10).repeat(5), real) == (10, pytest.approx(0.0, abs=1e-12))
+    covered, kl = scores.class_coverage(torch.zeros(50, dtype=torch.long), real)
+    assert covered == 1 and kl == pytest.approx(np.log(10))
+
+
+def metrics_config(cache_dir, *overrides):
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        return compose("config", overrides=[f"metrics.cache_dir={cache_dir}", "metrics.classifier_epochs=1",
+                                            "metrics.num_real=100", "metrics.kid_subset_size=50",
+                                            "metrics.kid_subsets=5", "metrics.download=false", *overrides])
+
+
+def test_real_statistics_are_cached_across_evaluators(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("GANRUN_DATA", str(data_root))
+    cfg = metrics_config(tmp_path / "cache")
+    first = Evaluator(cfg.metrics, cfg.dataset, "cpu")
+    assert (first.stats_computed, first.cache_hits) == (1, 0)
+    second = Evaluator(cfg.metrics, cfg.dataset, "cpu")
+    assert (second.stats_computed, second.cache_hits) == (0, 1)
+    assert torch.equal(first.real["mu"], second.real["mu"])
+    # A different real split is a different key.
+    test_split = Evaluator(metrics_config(tmp_path / "cache", "metrics.real_split=test").metrics, cfg.dataset, "cpu")
+    assert test_split.stats_computed == 1
+
+    result = second.evaluate(lambda n: torch.rand(n, 1, 28, 28) * 2 - 1, 120)
+    assert result["extractor"] == "offline_classifier"
+    assert set(result["metrics"]) >= {"FID", "KID", "IS", "precision", "recall", "classes_covered", "class_KL"}
+    assert result["protocol"]["n_generated"] == 120 and result["protocol"]["n_real"] == 100
+    assert "NOT Inception" in result["protocol"]["extractor"]
+
+
+def test_without_inception_weights_it_falls_back_and_says_how_to_supply_them(tmp_path, data_root, monkeypatch,
+                                                                               caplog):
+    monkeypatch.setenv("GANRUN_DATA", str(data_root))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    attempts = []
+
+    def no_network(url, destination, timeout=15.0):
+        attempts.append(url)
+        raise urllib.error.URLError("Name or service not known (simulated)")
+
+    monkeypatch.setattr(extractors, "download", no_network)
+    cfg = metrics_config(tmp_path / "cache", "metrics.extractor=inception", "metrics.download=true")
+    with caplog.at_level(logging.WARNING):
+        evaluator = Evaluator(cfg.metrics, cfg.dataset, "cpu")
+    assert attempts == [extractors.INCEPTION_URL]
+    assert evaluator.extractor.name == "offline_classifier"
+    warnings = [r.getMessage() for r in caplog.records if "Standard Inception FID is unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "simulated" in warnings[0] and "metrics.inception_weights=" in warnings[0]
+    assert str(tmp_path / "hub" / "checkpoints" / extractors.INCEPTION_FILE) in warnings[0]
+
+
+def test_a_missing_configured_weights_file_is_named(tmp_path):
+    path, why = extractors.find_inception_weights(str(tmp_path / "nope.pth"), allow_download=True)
+    assert path is None and "nope.pth does not exist" in why
+
+
+def test_training_reports_metrics_keeps_the_best_checkpoint_and_writes_json(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith("metrics.")]
+    run_ganrun([*args, "trainer.steps=4", "trainer.log_every=2", "metrics.every=2", "metrics.num_samples=64",
+                "metrics.final_num_samples=100", "metrics.num_real=100", "metrics.classifier_epochs=1",
+                "metrics.kid_subset_size=50", "metrics.kid_subsets=5", "metrics.download=false",
+                f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    fids = [e.step for e in acc.Scalars("metrics/FID_offline_classifier")]
+    assert fids == [2, 4, 4]  # two evaluations during training, then the final report
+    assert "metrics/precision_offline_classifier" in acc.Tags()["scalars"]
+    report = json.loads((run_dir / "metrics.json").read_text())
+    assert report["final"]["protocol"]["n_generated"] == 100 and report["best"]["step"] in (2, 4)
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    assert best["best"]["FID"] == report["best"]["FID"] and best["step"] == report["best"]["step"]
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
