@@ -129,3 +129,16 @@ def config_changes(saved: dict, current: dict) -> list[str]:
         if old.get(key, "<absent>") != new.get(key, "<absent>"):
             lines.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
     return lines
+
+
+def load_generator(path: str, device="cpu"):
+    """The generator of a checkpoint (file or run dir), rebuilt from the config saved with it, in eval mode."""
+    from omegaconf import OmegaConf
+
+    from ganrun.config import build
+
+    state, found = load_for_resume(path)
+    cfg = OmegaConf.create(state["config"])
+    G = build(cfg.model.generator)
+    G.load_state_dict(state["generator"])
+    return G.to(device).eval(), cfg, state, found

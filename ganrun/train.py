@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -80,6 +81,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     overrides = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith("resume")]
     trainer = cfg.trainer
     check_trainer(trainer)
+    if cfg.dataset.source.get("root"):  # relative to where ganrun was started; stored absolute for resume/eval
+        cfg.dataset.source.root = os.path.abspath(os.path.expanduser(cfg.dataset.source.root))
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
 
     resumed = None

@@ -147,3 +147,33 @@ def test_training_reports_metrics_keeps_the_best_checkpoint_and_writes_json(tmp_
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     assert best["best"]["FID"] == report["best"]["FID"] and best["step"] == report["best"]["step"]
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_eval_and_sample_tools_on_a_saved_checkpoint(tmp_path, data_root):
+    import os
+    import shutil
+    import subprocess
+
+    from ganrun import datasets
+
+    run_dir = tmp_path / "run"
+    run_ganrun([*TINY, "trainer.steps=2", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
+    env = {**os.environ, "GANRUN_DATA": str(data_root)}
+
+    def tool(*args):
+        return subprocess.run([shutil.which(args[0]), *args[1:]], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, check=True)
+
+    evaluated = tool("ganrun-eval", str(run_dir), "--num-samples", "120", "--no-download", "--cache-dir",
+                     str(tmp_path / "cache"))
+    result = json.loads((run_dir / "eval_step_00000002.json").read_text())
+    assert result["step"] == 2 and result["protocol"]["n_generated"] == 120
+    assert result["metrics"]["FID"] > 0 and json.loads(evaluated.stdout)["metrics"] == result["metrics"]
+
+    out = tmp_path / "samples"
+    tool("ganrun-sample", str(run_dir), "--num", "10", "--format", "both", "--interpolate", "3", "--steps", "5",
+         "--out", str(out))
+    assert len(list(out.glob("*.png"))) == 10 + 1
+    assert np.load(out / "samples.npz")["arr_0"].shape == (10, 28, 28, 1)
+    (out / "interpolation.png").rename(tmp_path / "interpolation.png")
+    assert len(datasets.image_folder(str(out))) == 10  # usable as extra training data: dataset=folder
