@@ -98,7 +98,7 @@ def test_non_positive_trainer_values_are_refused(key, value):
         check_trainer(compose_config(f"trainer.{key}={value}").trainer)
 
 
-@pytest.mark.parametrize("override,message", [("optimizer.d.lr=-1e-4", "optimizer.d: Invalid learning rate"),
+@pytest.mark.parametrize("override,message", [("optimizer.d.lr=-1e-4", "optimizer.d.lr=-0.0001 must be positive"),
                                               ("optimizer.d.betas=[0.5,1.5]", "optimizer.d: Invalid beta")])
 def test_invalid_optimizer_settings_are_config_errors(override, message):
     cfg = compose_config(override)

@@ -20,6 +20,8 @@ from ganrun import checkpoint
 def scalars(run_dir, tag):
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
+    if tag not in accumulator.Tags()["scalars"]:
+        return {}
     return {e.step: e.value for e in accumulator.Scalars(tag)}
 
 

@@ -177,3 +177,30 @@ def test_eval_and_sample_tools_on_a_saved_checkpoint(tmp_path, data_root):
     assert np.load(out / "samples.npz")["arr_0"].shape == (10, 28, 28, 1)
     (out / "interpolation.png").rename(tmp_path / "interpolation.png")
     assert len(datasets.image_folder(str(out))) == 10  # usable as extra training data: dataset=folder
+
+
+def test_inception_extractor_on_a_weights_file_of_the_real_architecture(tmp_path, monkeypatch):
+    """The real Inception path, with random weights saved in torch-fidelity's format (the real file cannot be
+    downloaded here): shapes, probabilities, protocol hash, grayscale input, and the clamp before uint8."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    with monkeypatch.context() as patch:  # build the architecture without loading any weights
+        patch.setattr(torch, "load", lambda *args, **kwargs: {})
+        patch.setattr(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda self, *a, **k: None)
+        net = NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
+    weights = tmp_path / extractors.INCEPTION_FILE
+    torch.save(net.state_dict(), weights)
+
+    extractor = extractors.InceptionExtractor(weights, "cpu")
+    assert extractor.protocol["weights_sha256"] == extractors.file_sha256(weights)
+    assert "TF1-compatible" in extractor.protocol["resize"]
+    images = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    features, probabilities = extractor(images)
+    assert features.shape == (3, 2048) and probabilities.shape == (3, 1008)
+    assert torch.allclose(probabilities.sum(1), torch.ones(3, dtype=torch.float64))
+    # Values just outside [-1, 1] (tanh round-off, augmentation) must not wrap around in the uint8 conversion.
+    overshoot = images.clone()
+    overshoot[:, :, :4] = 1.02
+    clamped = overshoot.clamp(-1, 1)
+    assert torch.equal(extractor(overshoot)[0], extractor(clamped)[0])

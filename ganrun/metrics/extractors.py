@@ -81,7 +81,7 @@ class InceptionExtractor:
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         self.device = device
-        self.net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+        self.net = NoTrainInceptionV3("inception-v3-compat", ["2048"],
                                       feature_extractor_weights_path=str(weights), antialias=False).to(device)
         self.protocol = {
             "extractor": "inception-v3-compat (torch-fidelity pt_inception-2015-12-05), pool3 2048-d",
@@ -94,7 +94,8 @@ class InceptionExtractor:
         x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        features, logits = self.net(x.to(self.device))
+        features = self.net(x.to(self.device))  # torchmetrics returns the first requested feature only
+        logits = features @ self.net.fc.weight.T  # torch-fidelity's "logits_unbiased", which its IS uses
         return features.double().cpu(), F.softmax(logits.double(), dim=1).cpu()
 
 
