@@ -10,6 +10,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ganrun.sweep_summary import write_summary
+
 log = logging.getLogger("ganrun")
 
 
@@ -33,3 +35,13 @@ class OutputDirCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _refuse_unwritable(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+class SweepSummary(Callback):
+    """When a sweep ends, write summary.csv and summary.md at its root and print the table."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        written = write_summary(Path(config.hydra.sweep.dir))
+        if written:
+            csv_path, md_path, table = written
+            print(f"\nSweep summary ({csv_path}, {md_path}):\n{table}")

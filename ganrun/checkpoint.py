@@ -7,6 +7,7 @@ states, the step, the data stream position, RNG states and the fixed sampling no
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -108,6 +109,16 @@ def run_dir_for_resume(resume: str | None, default: str) -> str:
     if path.suffix == ".pt" or path.is_file():
         path = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
     return str(path)
+
+
+def job_dir_name(number, overrides: str, limit: int = 150) -> str:
+    """`<job number>_<overrides>` for a sweep job (Hydra resolver), shortened with a hash beyond `limit`
+    characters: file names are capped at 255 bytes and long override lists exceed it."""
+    name = f"{number}_{overrides}"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
+    return f"{name[: limit - 10]}..{digest}"
 
 
 def _flatten(tree, prefix="") -> dict:

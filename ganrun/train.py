@@ -25,8 +25,9 @@ import ganrun
 from ganrun import checkpoint
 from ganrun.config import build, build_optimizer, check_trainer
 from ganrun.data import BatchStream, load_dataset
-from ganrun.metrics import report
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.hparams import run_hparams, write_hparams
+from ganrun.metrics import report
 from ganrun.runtime import (
     configure_determinism,
     rng_state,
@@ -287,8 +288,12 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
         final = None
         if evaluator is not None and metrics_cfg.final_num_samples > 0:
             final = evaluate(writer, metrics_cfg.final_num_samples)
-            (run_dir / "metrics.json").write_text(json.dumps({"step": step, "final": final, "best": best}, indent=2))
-            log.info("Final metrics written to %s", run_dir / "metrics.json")
+        losses = {k: v for k, v in last_values.items() if k.startswith("loss/")}
+        summary = {"step": step, "final": final, "best": best, "losses": losses}
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        log.info("Final metrics written to %s", run_dir / "metrics.json")
+        final_metrics = {**(final["metrics"] if final else {}), "best_FID": best["FID"], **losses}
+        write_hparams(writer, run_hparams(cfg, overrides), final_metrics, step)
     finally:
         bar.close()
         writer.close()

@@ -1,10 +1,13 @@
 """`ganrun` end to end through Hydra, as a user runs it, on tiny data written by the tests."""
 
+import csv
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import TINY, run_ganrun
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from ganrun import checkpoint
 
@@ -86,16 +89,39 @@ def test_resume_refuses_a_changed_experiment_unless_forced(tmp_path, data_root):
     assert checkpoint.load(run_dir / "checkpoints" / "step_00000003.pt")["config"]["loss"]["_target_"].endswith("Hinge")
 
 
-def test_multirun_gives_each_job_its_own_dir_and_tensorboard_run(tmp_path, data_root):
+def test_multirun_gives_each_job_its_own_dir_run_hparams_and_a_summary(tmp_path, data_root):
     sweep = tmp_path / "sweep"
-    run_ganrun(["-m", *TINY, "loss=ns,hinge", "trainer.steps=2", "trainer.log_every=1",
-                f"hydra.sweep.dir={sweep}"], data_root, cwd=tmp_path)
+    proc = run_ganrun(["-m", *[a for a in TINY if not a.startswith("metrics.final")], "loss=ns,hinge",
+                       "trainer.steps=2", "trainer.log_every=1", "metrics.final_num_samples=100",
+                       "metrics.num_real=100", "metrics.classifier_epochs=1", "metrics.kid_subset_size=50",
+                       "metrics.download=false", f"hydra.sweep.dir={sweep}"], data_root, cwd=tmp_path)
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name.split(",")[0] for p in jobs] == ["0_loss=ns", "1_loss=hinge"]
-    assert all("trainer.steps=2" in p.name for p in jobs)
+    assert all(len(p.name) <= 150 for p in jobs)  # long override lists are shortened with a hash
     losses = [scalar(job, "loss/D")[2] for job in jobs]
     assert losses[0] != losses[1]
     assert all((job / "checkpoints" / "step_00000002.pt").exists() for job in jobs)
+
+    # HParams live in each job's own event file: no stray timestamped sub-runs.
+    for job, loss in zip(jobs, ["NonSaturating", "Hinge"]):
+        assert not [p for p in job.iterdir() if p.is_dir() and p.name[:1].isdigit()]
+        acc = events(job)
+        content = acc.PluginTagToContent("hparams")
+        assert set(content) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hparams = start.session_start_info.hparams
+        assert hparams["loss"].string_value == loss and hparams["trainer.n_critic"].number_value == 1
+        assert hparams["optimizer.d.lr"].number_value == pytest.approx(2e-4)
+        assert "hparams/FID" in acc.Tags()["scalars"]
+
+    # The sweep summary: both jobs with their metrics, sorted by final FID, at the sweep root.
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(o for r in rows for o in r["overrides"].split() if o.startswith("loss=")) == ["loss=hinge", "loss=ns"]
+    fids = [float(r["FID"]) for r in rows]
+    assert fids == sorted(fids) and all(r["status"] == "done" and r["extractor"] == "offline_classifier" for r in rows)
+    assert "| job | overrides | FID |" in (sweep / "summary.md").read_text()
+    assert "Sweep summary" in proc.stdout
 
 
 def test_missing_data_is_refused_before_training(tmp_path):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import TINY, run_ganrun
 from hydra import compose, initialize_config_module
 
 import ganrun.cli  # noqa: F401
-from conftest import TINY, run_ganrun
 from ganrun.metrics import extractors, scores
 from ganrun.metrics.evaluator import Evaluator
 

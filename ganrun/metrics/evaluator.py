@@ -20,8 +20,13 @@ from ganrun.config import build
 from ganrun.data import decode_all
 from ganrun.metrics import scores
 from ganrun.metrics.classifier import SmallClassifier, train_classifier
-from ganrun.metrics.extractors import (INCEPTION_URL, ClassifierExtractor, InceptionExtractor,
-                                       find_inception_weights, hub_inception_path)
+from ganrun.metrics.extractors import (
+    INCEPTION_URL,
+    ClassifierExtractor,
+    InceptionExtractor,
+    find_inception_weights,
+    hub_inception_path,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,56 @@
+"""At the end of a sweep: one table of every job's overrides and metrics, best first (CSV, Markdown, stdout)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+METRIC_COLUMNS = ("FID", "KID", "IS", "precision", "recall", "classes_covered", "best_FID", "best_step",
+                  "loss/D", "loss/G", "step")
+
+
+def job_row(job_dir: Path) -> dict:
+    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    row = {"job": int(job_dir.name.split("_", 1)[0]) if job_dir.name[:1].isdigit() else job_dir.name,
+           "dir": job_dir.name, "overrides": " ".join(overrides), "status": "no metrics.json (failed or running)"}
+    report_file = job_dir / "metrics.json"
+    if report_file.is_file():
+        report = json.loads(report_file.read_text())
+        final = (report.get("final") or {}).get("metrics", {})
+        extractor = (report.get("final") or {}).get("extractor")
+        row.update({k: final.get(k) for k in ("FID", "KID", "IS", "precision", "recall", "classes_covered")})
+        row.update({"best_FID": report["best"]["FID"], "best_step": report["best"]["step"], "step": report["step"],
+                    **report.get("losses", {}), "extractor": extractor, "status": "done"})
+    return row
+
+
+def _sort_key(row: dict):
+    fid = row.get("FID")
+    return (fid is None, fid if fid is not None else 0.0, str(row["job"]))
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_summary(sweep_dir: Path) -> tuple[Path, Path, str] | None:
+    jobs = sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra" / "overrides.yaml").is_file())
+    if not jobs:
+        return None
+    rows = sorted((job_row(job) for job in jobs), key=_sort_key)
+    columns = ["job", "overrides", *METRIC_COLUMNS, "extractor", "status", "dir"]
+    csv_path, md_path = Path(sweep_dir) / "summary.csv", Path(sweep_dir) / "summary.md"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({c: row.get(c) for c in columns} for row in rows)
+    shown = [c for c in columns if c != "dir" and any(row.get(c) is not None for row in rows)]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in shown) + " |" for row in rows]
+    table = "\n".join(lines) + "\n"
+    md_path.write_text(f"# Sweep {sweep_dir}\n\nSorted by final FID (lower is better); jobs without it last.\n\n"
+                       + table)
+    return csv_path, md_path, table
