@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
 from ganrun.checkpoint import job_dir_name, load_for_resume, run_dir_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.runtime import share_cpu_threads
 
 log = logging.getLogger("ganrun")
 
@@ -31,6 +32,8 @@ def hydra_main(cfg: DictConfig):
     )
 
     hydra_cfg = HydraConfig.get()
+    if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
+        share_cpu_threads(int(hydra_cfg.launcher.get("n_jobs") or -1))
     try:
         result = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
         # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -42,3 +43,12 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def share_cpu_threads(parallel_jobs: int) -> None:
+    """Jobs run side by side on one machine (joblib launcher) split the cores instead of each taking all."""
+    cores = os.cpu_count() or 1
+    jobs = parallel_jobs if parallel_jobs > 0 else max(1, cores + 1 + parallel_jobs)  # joblib: -1 = all cores
+    threads = max(1, cores // jobs)
+    torch.set_num_threads(threads)
+    log.info("Parallel jobs on one machine: %d job(s), %d torch thread(s) each", jobs, threads)

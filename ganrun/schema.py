@@ -60,6 +60,7 @@ class GanrunSchema:
     resume_force: bool = False
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     metrics: MetricsSchema = field(default_factory=MetricsSchema)
+    search: Any = None  # free-form values that search presets (hparams_search/) map onto the config
 
 
 ConfigStore.instance().store(name="ganrun_schema", node=GanrunSchema)
