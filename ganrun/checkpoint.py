@@ -27,7 +27,7 @@ _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 RESUMABLE_KEYS = (
     "resume", "resume_force", "metrics",
     "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
-    "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.amp", "trainer.deterministic",
+    "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp", "trainer.deterministic",
     "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
 )
 

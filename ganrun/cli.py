@@ -6,6 +6,7 @@ read back from the checkpoint and placed before the ones given now (later ones w
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
+from ganrun import distributed
 from ganrun.checkpoint import job_dir_name, load_for_resume, run_dir_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.runtime import share_cpu_threads
@@ -66,8 +68,25 @@ def with_saved_overrides(argv: list[str]) -> list[str]:
     return [a for a in saved if _override_key(a) not in given] + argv
 
 
+def for_this_rank(argv: list[str]) -> list[str]:
+    """Under torchrun: join the process group, share one run dir, give ranks > 0 their own log file."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise SystemExit("ganrun: error: torchrun trains one run; start sweeps (-m) outside torchrun, e.g. with "
+                         "hydra/launcher=submitit_slurm and one torchrun per job.")
+    distributed.init_from_env()
+    if not any(a.startswith(("hydra.run.dir=", "resume=")) for a in argv):
+        stamp = distributed.broadcast_object(datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S"))
+        argv = [*argv, f"hydra.run.dir=outputs/{stamp}"]
+    if not distributed.is_main():
+        argv = [*argv, "hydra.output_subdir=null", f"hydra.job.name=ganrun_rank{distributed.rank()}"]
+    return argv
+
+
 def main() -> None:
-    sys.argv = [sys.argv[0], *with_saved_overrides(sys.argv[1:])]
+    argv = with_saved_overrides(sys.argv[1:])
+    if distributed.launched_by_torchrun():
+        argv = for_this_rank(argv)
+    sys.argv = [sys.argv[0], *argv]
     hydra_main()
 
 

@@ -102,14 +102,19 @@ def load_dataset(cfg) -> tuple[Dataset, dict]:
 class BatchStream:
     """Endless shuffled batches of (images in [-1, 1], labels) on `device`, with a resumable position."""
 
-    def __init__(self, source, resolution, channels, batch_size, seed, device, in_memory="auto", num_workers=2):
+    def __init__(self, source, resolution, channels, batch_size, seed, device, in_memory="auto", num_workers=2,
+                 rank=0, world_size=1):
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
+        self.rank, self.world_size = rank, world_size
         self.size = len(source)
-        if batch_size > self.size:
+        if batch_size * world_size > self.size:
             raise ConfigError(
-                f"trainer.batch_size={batch_size} is larger than the dataset ({self.size} images)."
+                f"trainer.batch_size={batch_size}"
+                + (f" x {world_size} ranks" if world_size > 1 else "")
+                + f" is larger than the dataset ({self.size} images)."
             )
-        self.batches_per_epoch = self.size // batch_size
+        # Every rank draws the same permutation and takes its own slice of each global batch.
+        self.batches_per_epoch = self.size // (batch_size * world_size)
         self.epoch, self.batch = 0, 0
         nbytes = self.size * channels * resolution * resolution
         if in_memory == "auto":
@@ -133,7 +138,8 @@ class BatchStream:
         while True:
             perm = self._permutation(epoch)
             for b in range(batch, self.batches_per_epoch):
-                yield perm[b * self.batch_size : (b + 1) * self.batch_size]
+                start = (b * self.world_size + self.rank) * self.batch_size
+                yield perm[start : start + self.batch_size]
             epoch, batch = epoch + 1, 0
 
     def _start(self):

@@ -26,6 +26,7 @@ class TrainerSchema:
     keep_ckpts: int = 3
     num_samples: int = 64
     num_workers: int = 2
+    sync_bn: bool = False
 
 
 @dataclass

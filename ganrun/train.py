@@ -22,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 import ganrun
-from ganrun import checkpoint
+from ganrun import checkpoint, distributed
 from ganrun.config import build, build_optimizer, check_trainer
 from ganrun.data import BatchStream, load_dataset
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
@@ -98,7 +98,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
         if changes:
             log.warning("Resuming with a changed experiment (resume_force=true):\n  %s", "\n  ".join(changes))
 
-    device = select_device(trainer.device)
+    device = distributed.device_for_rank(select_device(trainer.device))
+    rank, world = distributed.rank(), distributed.world_size()
+    is_main = rank == 0
     configure_determinism(device, trainer.deterministic)
     torch.manual_seed(cfg.seed)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp) and device.type == "cuda")
@@ -108,6 +110,14 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     G = build(cfg.model.generator).to(device)
     D = build(cfg.model.discriminator).to(device)
     check_shapes(G, D, cfg.dataset, z_dim, device)
+    if world > 1:
+        if trainer.sync_bn:
+            if device.type != "cuda":
+                raise ConfigError("trainer.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only).")
+            G, D = (torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in (G, D))
+        distributed.sync_module(G)
+        distributed.sync_module(D)
+        torch.manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own noise
     loss = build(cfg.loss)
     regularizers = {**loss.regularizers, **(build(cfg.regularizer) or {})}
     opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")
@@ -118,12 +128,16 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     log.info("Dataset %s: %d images, %s classes, resolution %d, %d channel(s)", cfg.dataset.name, info["size"],
              info["num_classes"], cfg.dataset.resolution, cfg.dataset.channels)
     stream = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed,
-                         device, cfg.dataset.in_memory, trainer.num_workers)
+                         device, cfg.dataset.in_memory, trainer.num_workers, rank, world)
+    if world > 1:
+        log.info("Distributed: %d ranks, batch %d per rank = %d effective batch size", world, trainer.batch_size,
+                 trainer.batch_size * world)
     fixed_noise = torch.randn(trainer.num_samples, z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     metrics_cfg = cfg.metrics
     evaluator = None
     if metrics_cfg.every > 0 or metrics_cfg.final_num_samples > 0:
-        evaluator = report.make_evaluator(metrics_cfg, cfg.dataset, device, trainer.num_workers)
+        with distributed.main_rank_first():  # rank 0 trains/caches the offline classifier, the others load it
+            evaluator = report.make_evaluator(metrics_cfg, cfg.dataset, device, trainer.num_workers)
 
     step, best = 0, {"FID": None, "step": None}
     if resumed is not None:
@@ -135,13 +149,18 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
             except (KeyError, ValueError) as exc:  # only reachable with resume_force and another optimizer
                 log.warning("Optimizer state %s not restored (%r): starting it fresh.", name, exc)
         stream.load_state_dict(resumed["data"])
-        set_rng_state(resumed["rng"])
+        set_rng_state(resumed["rng"][rank])
         fixed_noise, step, best = resumed["fixed_noise"], int(resumed["step"]), resumed.get("best", best)
         log.info("Resumed from %s at step %d", resumed_from, step)
     fixed_noise = fixed_noise.to(device)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     def save_checkpoint(path=None):
+        distributed.sync_module(G)  # BatchNorm statistics differ per rank: keep rank 0's everywhere
+        distributed.sync_module(D)
+        rng_per_rank = distributed.gather_objects(rng_state())
+        if not is_main:
+            return
         for name, model in (("generator", G), ("discriminator", D)):
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise TrainingDivergedError(
@@ -153,17 +172,21 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
             "step": step, "config": plain_cfg, "overrides": list(overrides),
             "generator": G.state_dict(), "discriminator": D.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "data": stream.state_dict(), "rng": rng_state(), "fixed_noise": fixed_noise.cpu(), "best": best,
+            "data": stream.state_dict(), "rng": rng_per_rank, "fixed_noise": fixed_noise.cpu(), "best": best,
         }
         checkpoint.save_atomic(state, path or checkpoint.checkpoint_path(run_dir, step))
         checkpoint.prune(run_dir, trainer.keep_ckpts)
 
     def evaluate(writer, num_samples) -> dict:
-        result = report.evaluate_generator(evaluator, G, z_dim, num_samples, cfg.seed)
-        report.log_result(writer, run_dir, result, step)
+        distributed.sync_module(G)
+        result = report.evaluate_generator(evaluator, G, z_dim, num_samples, cfg.seed + 1000 * rank)
+        if is_main:
+            report.log_result(writer, run_dir, result, step)
         return result
 
     def log_samples(writer):
+        if not is_main:
+            return
         G.eval()
         with torch.no_grad(), autocast:
             images = G(fixed_noise).float()
@@ -187,11 +210,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     def flush_window(writer) -> dict[str, float]:
         """Means over the steps since the last log (plus this step's gradient norms), written to TensorBoard."""
         nonlocal sums, steps_in_window, window_start
-        values = {name: (total / steps_in_window).item() for name, total in sums.items()}
+        values = {name: (total / steps_in_window).item() for name, total in distributed.mean_over_ranks(sums).items()}
         _check_finite(values, step - steps_in_window + 1, step, run_dir)
         values.update({name: norm.item() for name, norm in grad_norms.items()})
         elapsed = time.perf_counter() - window_start
-        values["throughput/images_per_sec"] = steps_in_window * n_critic * batch / elapsed
+        values["throughput/images_per_sec"] = steps_in_window * n_critic * batch * world / elapsed
         values["lr/G"], values["lr/D"] = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
         for name, value in values.items():
             writer.add_scalar(name, value, step)
@@ -204,8 +227,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     log.info("Training %s/%s with loss %s for %d steps (n_critic=%d, batch %d) in %s", cfg.model.name,
              cfg.dataset.name, type(loss).__name__, trainer.steps, n_critic, batch, run_dir)
     # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
-    writer = SummaryWriter(log_dir=str(run_dir), purge_step=step + 1 if resumed is not None else None)
-    bar = tqdm(total=trainer.steps, initial=step, desc="ganrun", dynamic_ncols=True, disable=None)
+    writer = (SummaryWriter(log_dir=str(run_dir), purge_step=step + 1 if resumed is not None else None) if is_main
+              else distributed.NullWriter())
+    bar = tqdm(total=trainer.steps, initial=step, desc="ganrun", dynamic_ncols=True, disable=None if is_main else True)
     try:
         with stop_on_signals() as signals:
             while step < trainer.steps:
@@ -231,6 +255,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                                     accumulate(f"penalty/{name}", term / n_critic)
                     opt_d.zero_grad(set_to_none=True)
                     d_total.backward()
+                    distributed.average_gradients(D)
                     if log_step and i == n_critic - 1:
                         grad_norms["grad_norm/D"] = _grad_norm(D)
                     opt_d.step()
@@ -248,6 +273,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                     g_loss = loss.g_loss(D(G(z)).float())
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
+                distributed.average_gradients(G)
                 if log_step:
                     grad_norms["grad_norm/G"] = _grad_norm(G)
                 opt_g.step()
@@ -270,16 +296,16 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                     if fid is not None and (best["FID"] is None or fid < best["FID"]):
                         best = {"FID": fid, "step": step}
                         save_checkpoint(run_dir / checkpoint.CHECKPOINT_DIR / checkpoint.BEST_FILE)
-                interrupted = bool(signals)
+                interrupted = distributed.any_rank(bool(signals))
                 if step % trainer.ckpt_every == 0 or step == trainer.steps or interrupted:
                     if steps_in_window:  # never checkpoint a diverged model
-                        _check_finite({k: v.item() for k, v in sums.items()}, step - steps_in_window + 1, step,
-                                      run_dir)
+                        _check_finite({k: v.item() for k, v in distributed.mean_over_ranks(sums).items()},
+                                      step - steps_in_window + 1, step, run_dir)
                     save_checkpoint()
                 if interrupted:
-                    name = signal.Signals(signals[0]).name
+                    name = signal.Signals(signals[0]).name if signals else "SIGTERM (another rank)"
                     raise TrainingInterrupted(
-                        signals[0],
+                        signals[0] if signals else signal.SIGTERM,
                         f"{name} received: stopped after step {step} and saved a checkpoint. "
                         f"Resume with: ganrun resume={run_dir}",
                     )
@@ -290,14 +316,19 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
             final = evaluate(writer, metrics_cfg.final_num_samples)
         losses = {k: v for k, v in last_values.items() if k.startswith("loss/")}
         summary = {"step": step, "final": final, "best": best, "losses": losses}
-        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        log.info("Final metrics written to %s", run_dir / "metrics.json")
+        if is_main:
+            (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            log.info("Final metrics written to %s", run_dir / "metrics.json")
         final_metrics = {**(final["metrics"] if final else {}), "best_FID": best["FID"], **losses}
         write_hparams(writer, run_hparams(cfg, overrides), final_metrics, step)
     finally:
         bar.close()
         writer.close()
     log.info("Finished %d steps; checkpoints in %s", step, run_dir / checkpoint.CHECKPOINT_DIR)
+    if world > 1:
+        digests = distributed.gather_objects((distributed.weights_digest(G), distributed.weights_digest(D)))
+        log.info("rank %d/%d final weights: G %s D %s (%s on all ranks)", rank, world, *digests[rank],
+                 "identical" if len(set(digests)) == 1 else "DIFFERENT")
     return {"step": step, **last_values, "final": final, "best": best}
 
 

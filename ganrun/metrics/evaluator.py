@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from ganrun import distributed
 from ganrun.checkpoint import save_atomic
 from ganrun.config import build
 from ganrun.data import decode_all
@@ -169,8 +170,11 @@ class Evaluator:
     def evaluate(self, generate: Callable[[int], torch.Tensor], num_samples: int) -> dict:
         """Scores of `num_samples` images from `generate(batch_size)` (images in [-1, 1])."""
         batch = self.cfg.batch_size
-        sizes = [min(batch, num_samples - i) for i in range(0, num_samples, batch)]
+        local = -(-num_samples // distributed.world_size())  # under torchrun each rank makes its share
+        sizes = [min(batch, local - i) for i in range(0, local, batch)]
         fake, probabilities = self._features(generate(size) for size in sizes)
+        fake = distributed.gather_rows(fake)[:num_samples]
+        probabilities = distributed.gather_rows(probabilities)[:num_samples]
         mu, sigma = scores.feature_statistics(fake)
         for n, what in ((self.real["n"], "real statistics"), (num_samples, "generated samples")):
             warning = scores.covariance_rank_warning(n, fake.shape[1], what)

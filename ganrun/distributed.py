@@ -1,0 +1,159 @@
+"""Data-parallel training over torch.distributed, for `torchrun --nproc_per_node=N -m ganrun ...`.
+
+Every rank holds full copies of G and D, trains on its own shard of each global batch, and averages the
+gradients of each backward pass with one all-reduce per network before the optimizer step (as
+StyleGAN2-ADA does), which keeps ranks bit-identical. The DistributedDataParallel wrapper is not used: it
+does not support the `torch.autograd.grad(create_graph=True)` that gradient penalties (WGAN-GP, R1) need, nor
+several D forwards per backward. Rank 0 alone logs and writes checkpoints. Outside torchrun, every helper is a
+no-op, so single-process runs carry no distributed overhead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def enabled() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if enabled() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if enabled() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def init_from_env() -> None:
+    """Join the process group torchrun describes in the environment (NCCL with CUDA, else gloo)."""
+    if enabled() or not launched_by_torchrun():
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+
+
+def device_for_rank(device: torch.device) -> torch.device:
+    if enabled() and device.type == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def _comm_device() -> torch.device:
+    """NCCL moves CUDA tensors only; gloo CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def main_rank_first():
+    """Rank 0 runs the block first (e.g. filling a cache), the others after it, reading what it wrote."""
+    if enabled() and not is_main():
+        dist.barrier()
+    yield
+    if enabled() and is_main():
+        dist.barrier()
+
+
+class NullWriter:
+    """Stands in for the SummaryWriter on ranks other than 0: they log nothing."""
+
+    file_writer = property(lambda self: self)
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def broadcast_object(obj):
+    if not enabled():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def gather_objects(obj) -> list:
+    if not enabled():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """Mean of each parameter's gradient over ranks, in one flat all-reduce."""
+    if not enabled():
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def sync_module(module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers (e.g. BatchNorm running statistics) on every rank."""
+    if not enabled():
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor, src=0)
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on one (stop decisions must be taken together)."""
+    if not enabled():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if not enabled() or not values:
+        return values
+    names = sorted(values)
+    stacked = torch.stack([values[n].detach().float().reshape(()) for n in names])
+    dist.all_reduce(stacked)
+    stacked /= world_size()
+    return dict(zip(names, stacked.unbind()))
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate equally sized per-rank tensors along dim 0, on every rank."""
+    if not enabled():
+        return tensor
+    local = tensor.contiguous().to(_comm_device())
+    parts = [torch.empty_like(local) for _ in range(world_size())]
+    dist.all_gather(parts, local)
+    return torch.cat(parts).to(tensor.device)
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    import hashlib
+
+    digest = hashlib.sha1()
+    for tensor in module.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
