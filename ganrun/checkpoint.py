@@ -111,6 +111,18 @@ def run_dir_for_resume(resume: str | None, default: str) -> str:
     return str(path)
 
 
+def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bool) -> None:
+    """Resuming into a different experiment is refused with the diff, unless forced (then it is logged)."""
+    changes = config_changes(saved, current)
+    if changes and not force:
+        raise ConfigError(
+            f"resume={resume}: the config differs from the checkpoint's in ways that change the experiment:\n  "
+            + "\n  ".join(changes) + "\nRevert these overrides, or add resume_force=true."
+        )
+    if changes:
+        log.warning("Resuming with a changed experiment (resume_force=true):\n  %s", "\n  ".join(changes))
+
+
 def job_dir_name(number, overrides: str, limit: int = 150) -> str:
     """`<job number>_<overrides>` for a sweep job (Hydra resolver), shortened with a hash beyond `limit`
     characters: file names are capped at 255 bytes and long override lists exceed it."""

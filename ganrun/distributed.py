@@ -17,6 +17,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from ganrun.errors import ConfigError
+
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -94,6 +96,17 @@ def gather_objects(obj) -> list:
     out = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def prepare_models(G, D, sync_bn: bool, device: torch.device):
+    """Optional SyncBatchNorm, then rank 0's initial weights on every rank."""
+    if sync_bn:
+        if device.type != "cuda":
+            raise ConfigError("trainer.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only).")
+        G, D = (torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in (G, D))
+    sync_module(G)
+    sync_module(D)
+    return G, D
 
 
 def average_gradients(module: torch.nn.Module) -> None:

@@ -25,6 +25,17 @@ class Regularizer:
         pass
 
 
+def weighted_penalties(regularizers: dict, critic, real, fake, discriminator, d_step: int) -> dict:
+    """`weight * every * penalty` of each regularizer due at this D step (lazy ones every `every` steps)."""
+    terms = {}
+    for name, reg in regularizers.items():
+        if reg.weight and d_step % reg.every == 0:
+            penalty = reg.penalty(critic, real, fake, discriminator)
+            if penalty is not None:
+                terms[name] = reg.weight * reg.every * penalty
+    return terms
+
+
 def input_gradient_norm(critic, x: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm of d critic(x) / dx, differentiable (create_graph) so it can be penalised."""
     x = x.detach().requires_grad_(True)

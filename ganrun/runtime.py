@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 
 import torch
 
@@ -52,3 +54,25 @@ def share_cpu_threads(parallel_jobs: int) -> None:
     threads = max(1, cores // jobs)
     torch.set_num_threads(threads)
     log.info("Parallel jobs on one machine: %d job(s), %d torch thread(s) each", jobs, threads)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set a flag the loop checks after each step; a second signal acts as usual."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        signal.signal(signum, previous[signum])
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not in the main thread (e.g. some launchers): no graceful stop
+            pass
+    try:
+        yield received
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

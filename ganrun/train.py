@@ -6,13 +6,11 @@ together, so what happens in a step can be read here in one place.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import signal
-import time
 from pathlib import Path
 
 import torch
@@ -25,56 +23,15 @@ import ganrun
 from ganrun import checkpoint, distributed
 from ganrun.config import build, build_optimizer, check_trainer
 from ganrun.data import BatchStream, load_dataset
-from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.errors import TrainingDivergedError, TrainingInterrupted
 from ganrun.hparams import run_hparams, write_hparams
 from ganrun.metrics import report
-from ganrun.runtime import (
-    configure_determinism,
-    rng_state,
-    select_device,
-    set_rng_state,
-)
+from ganrun.models import check_shapes
+from ganrun.regularizers import weighted_penalties
+from ganrun.runtime import configure_determinism, rng_state, select_device, set_rng_state, stop_on_signals
+from ganrun.window import LogWindow
 
 log = logging.getLogger(__name__)
-
-
-def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
-    """Refuse a model whose output is not the dataset's image shape, before any data is read."""
-    want = (dataset.channels, dataset.resolution, dataset.resolution)
-    G.eval()
-    with torch.no_grad():
-        out = G(torch.zeros(2, z_dim, device=device))
-        score = D(out)
-    G.train()
-    if tuple(out.shape[1:]) != want:
-        raise ConfigError(
-            f"the generator makes images of shape {tuple(out.shape[1:])} but dataset={dataset.name} has "
-            f"(channels, resolution, resolution) = {want}."
-        )
-    if tuple(score.shape) != (2,):
-        raise ConfigError(f"the discriminator returns shape {tuple(score.shape)} per batch of 2, expected (2,).")
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """SIGINT/SIGTERM set a flag the loop checks after each step; a second signal acts as usual."""
-    received: list[int] = []
-
-    def handler(signum, frame):
-        received.append(signum)
-        signal.signal(signum, previous[signum])
-
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[signum] = signal.signal(signum, handler)
-        except ValueError:  # not in the main thread (e.g. some launchers): no graceful stop
-            pass
-    try:
-        yield received
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
@@ -89,14 +46,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     resumed = None
     if cfg.resume:
         resumed, resumed_from = checkpoint.load_for_resume(cfg.resume)
-        changes = checkpoint.config_changes(resumed["config"], plain_cfg)
-        if changes and not cfg.resume_force:
-            raise ConfigError(
-                f"resume={cfg.resume}: the config differs from the checkpoint's in ways that change the "
-                "experiment:\n  " + "\n  ".join(changes) + "\nRevert these overrides, or add resume_force=true."
-            )
-        if changes:
-            log.warning("Resuming with a changed experiment (resume_force=true):\n  %s", "\n  ".join(changes))
+        checkpoint.refuse_changed_experiment(resumed["config"], plain_cfg, cfg.resume, cfg.resume_force)
 
     device = distributed.device_for_rank(select_device(trainer.device))
     rank, world = distributed.rank(), distributed.world_size()
@@ -111,12 +61,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     D = build(cfg.model.discriminator).to(device)
     check_shapes(G, D, cfg.dataset, z_dim, device)
     if world > 1:
-        if trainer.sync_bn:
-            if device.type != "cuda":
-                raise ConfigError("trainer.sync_bn=true needs CUDA (torch's SyncBatchNorm runs on GPUs only).")
-            G, D = (torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in (G, D))
-        distributed.sync_module(G)
-        distributed.sync_module(D)
+        G, D = distributed.prepare_models(G, D, trainer.sync_bn, device)
         torch.manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own noise
     loss = build(cfg.loss)
     regularizers = {**loss.regularizers, **(build(cfg.regularizer) or {})}
@@ -198,27 +143,24 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
         torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:08d}.png")
 
     batch, n_critic = trainer.batch_size, trainer.n_critic
-    sums: dict[str, torch.Tensor] = {}
+    window = LogWindow()
     grad_norms: dict[str, torch.Tensor] = {}
-    steps_in_window, window_start = 0, time.perf_counter()
     last_values: dict[str, float] = {}
 
-    def accumulate(name, value):
-        value = value.detach().float()
-        sums[name] = sums[name] + value if name in sums else value
+    def checked_means() -> dict[str, float]:
+        values = window.means()
+        _check_finite(values, step - window.steps + 1, step, run_dir)
+        return values
 
     def flush_window(writer) -> dict[str, float]:
         """Means over the steps since the last log (plus this step's gradient norms), written to TensorBoard."""
-        nonlocal sums, steps_in_window, window_start
-        values = {name: (total / steps_in_window).item() for name, total in distributed.mean_over_ranks(sums).items()}
-        _check_finite(values, step - steps_in_window + 1, step, run_dir)
+        values = checked_means()
         values.update({name: norm.item() for name, norm in grad_norms.items()})
-        elapsed = time.perf_counter() - window_start
-        values["throughput/images_per_sec"] = steps_in_window * n_critic * batch * world / elapsed
+        values["throughput/images_per_sec"] = window.steps * n_critic * batch * world / window.elapsed()
         values["lr/G"], values["lr/D"] = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
         for name, value in values.items():
             writer.add_scalar(name, value, step)
-        sums, steps_in_window, window_start = {}, 0, time.perf_counter()
+        window.reset()
         return values
 
     if step >= trainer.steps:
@@ -244,15 +186,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                             fake = G(z)
                         real_out, fake_out = D(real).float(), D(fake).float()
                         d_adversarial = loss.d_loss(real_out, fake_out)
-                        d_total = d_adversarial
-                        d_index = step * n_critic + i
-                        for name, reg in regularizers.items():
-                            if reg.weight and d_index % reg.every == 0:
-                                penalty = reg.penalty(D, real, fake, D)
-                                if penalty is not None:
-                                    term = reg.weight * reg.every * penalty
-                                    d_total = d_total + term
-                                    accumulate(f"penalty/{name}", term / n_critic)
+                        terms = weighted_penalties(regularizers, D, real, fake, D, step * n_critic + i)
+                        d_total = d_adversarial + sum(terms.values())
+                    for name, term in terms.items():
+                        window.add(f"penalty/{name}", term / n_critic)
                     opt_d.zero_grad(set_to_none=True)
                     d_total.backward()
                     distributed.average_gradients(D)
@@ -261,10 +198,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                     opt_d.step()
                     for reg in regularizers.values():
                         reg.after_d_step(D)
-                    accumulate("loss/D", d_total / n_critic)
-                    accumulate("loss/D_adversarial", d_adversarial / n_critic)
-                    accumulate("scores/D(x)", loss.score(real_out).mean() / n_critic)
-                    accumulate("scores/D(G(z))", loss.score(fake_out).mean() / n_critic)
+                    window.add("loss/D", d_total / n_critic)
+                    window.add("loss/D_adversarial", d_adversarial / n_critic)
+                    window.add("scores/D(x)", loss.score(real_out).mean() / n_critic)
+                    window.add("scores/D(G(z))", loss.score(fake_out).mean() / n_critic)
 
                 # Generator: one step through a frozen D.
                 D.requires_grad_(False)
@@ -278,10 +215,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                     grad_norms["grad_norm/G"] = _grad_norm(G)
                 opt_g.step()
                 D.requires_grad_(True)
-                accumulate("loss/G", g_loss)
+                window.add("loss/G", g_loss)
 
                 step += 1
-                steps_in_window += 1
+                window.steps += 1
                 bar.update(1)
                 if log_step:
                     last_values = flush_window(writer)
@@ -298,9 +235,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                         save_checkpoint(run_dir / checkpoint.CHECKPOINT_DIR / checkpoint.BEST_FILE)
                 interrupted = distributed.any_rank(bool(signals))
                 if step % trainer.ckpt_every == 0 or step == trainer.steps or interrupted:
-                    if steps_in_window:  # never checkpoint a diverged model
-                        _check_finite({k: v.item() for k, v in distributed.mean_over_ranks(sums).items()},
-                                      step - steps_in_window + 1, step, run_dir)
+                    if window.steps:  # never checkpoint a diverged model
+                        checked_means()
                     save_checkpoint()
                 if interrupted:
                     name = signal.Signals(signals[0]).name if signals else "SIGTERM (another rank)"

@@ -1,1 +1,25 @@
 """Generator/discriminator pairs. Each network takes its shape from the dataset config and refuses shapes it cannot make."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from ganrun.errors import ConfigError
+
+
+def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
+    """Refuse a model whose output is not the dataset's image shape, before any data is read."""
+    want = (dataset.channels, dataset.resolution, dataset.resolution)
+    G.eval()
+    with torch.no_grad():
+        out = G(torch.zeros(2, z_dim, device=device))
+        score = D(out)
+    G.train()
+    if tuple(out.shape[1:]) != want:
+        raise ConfigError(
+            f"the generator makes images of shape {tuple(out.shape[1:])} but dataset={dataset.name} has "
+            f"(channels, resolution, resolution) = {want}."
+        )
+    if tuple(score.shape) != (2,):
+        raise ConfigError(f"the discriminator returns shape {tuple(score.shape)} per batch of 2, expected (2,).")
