@@ -12,13 +12,16 @@ import torch.nn.functional as F
 
 
 class GANLoss:
+    # Relativistic losses compare fakes with reals in G's objective too: the loop then passes D(x) to g_loss.
+    needs_real_in_g = False
+
     def __init__(self, regularizers: dict | None = None):
         self.regularizers = dict(regularizers or {})
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(self, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def score(self, logits: torch.Tensor) -> torch.Tensor:
@@ -39,14 +42,14 @@ class _SigmoidCrossEntropy(GANLoss):
 class Minimax(_SigmoidCrossEntropy):
     """Goodfellow et al. 2014, eq. 1: G minimises E[log(1 - D(G(z)))] (saturates when D wins)."""
 
-    def g_loss(self, fake):
+    def g_loss(self, fake, real=None):
         return -F.softplus(fake).mean()
 
 
 class NonSaturating(_SigmoidCrossEntropy):
     """Goodfellow et al. 2014, section 3: G maximises E[log D(G(z))] instead."""
 
-    def g_loss(self, fake):
+    def g_loss(self, fake, real=None):
         return F.softplus(-fake).mean()
 
 
@@ -56,7 +59,7 @@ class Wasserstein(GANLoss):
     def d_loss(self, real, fake):
         return fake.mean() - real.mean()
 
-    def g_loss(self, fake):
+    def g_loss(self, fake, real=None):
         return -fake.mean()
 
 
@@ -66,7 +69,7 @@ class Hinge(GANLoss):
     def d_loss(self, real, fake):
         return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
 
-    def g_loss(self, fake):
+    def g_loss(self, fake, real=None):
         return -fake.mean()
 
 
@@ -76,5 +79,56 @@ class LeastSquares(GANLoss):
     def d_loss(self, real, fake):
         return 0.5 * (real - 1.0).pow(2).mean() + 0.5 * fake.pow(2).mean()
 
-    def g_loss(self, fake):
+    def g_loss(self, fake, real=None):
         return 0.5 * (fake - 1.0).pow(2).mean()
+
+
+class _RelativisticAverage(GANLoss):
+    """Jolicoeur-Martineau 2018 (RaGAN): D judges whether x is more realistic than the average sample of the
+    other kind. With r~ = D(x_r) - E[D(x_f)] and f~ = D(x_f) - E[D(x_r)], D minimises
+    `towards_real(r~) + towards_fake(f~)` and G the same with the roles swapped: `towards_real(f~) +
+    towards_fake(r~)`. Subclasses give the two halves of the base loss."""
+
+    needs_real_in_g = True
+
+    def towards_real(self, t):
+        raise NotImplementedError
+
+    def towards_fake(self, t):
+        raise NotImplementedError
+
+    def d_loss(self, real, fake):
+        return self.towards_real(real - fake.mean()) + self.towards_fake(fake - real.mean())
+
+    def g_loss(self, fake, real=None):
+        return self.towards_real(fake - real.mean()) + self.towards_fake(real - fake.mean())
+
+
+class RelativisticAverageBCE(_RelativisticAverage):
+    """RaSGAN: the non-saturating sigmoid cross-entropy halves -log sigmoid(t) and -log(1 - sigmoid(t))."""
+
+    def towards_real(self, t):
+        return F.softplus(-t).mean()
+
+    def towards_fake(self, t):
+        return F.softplus(t).mean()
+
+
+class RelativisticAverageLS(_RelativisticAverage):
+    """RaLSGAN: (t - 1)^2 and (t + 1)^2."""
+
+    def towards_real(self, t):
+        return (t - 1.0).pow(2).mean()
+
+    def towards_fake(self, t):
+        return (t + 1.0).pow(2).mean()
+
+
+class RelativisticAverageHinge(_RelativisticAverage):
+    """RaHingeGAN: relu(1 - t) and relu(1 + t)."""
+
+    def towards_real(self, t):
+        return F.relu(1.0 - t).mean()
+
+    def towards_fake(self, t):
+        return F.relu(1.0 + t).mean()

@@ -73,6 +73,31 @@ class R1(Regularizer):
         return 0.5 * input_gradient_norm(critic, real).pow(2).mean()
 
 
+class R2(Regularizer):
+    """Mescheder et al. 2018: R2 = 1/2 E_fake[||grad D(G(z))||^2], `weight` is their gamma."""
+
+    def __init__(self, weight: float = 10.0, every: int = 1):
+        super().__init__(weight, every)
+
+    def penalty(self, critic, real, fake, discriminator):
+        return 0.5 * input_gradient_norm(critic, fake).pow(2).mean()
+
+
+class DRAGAN(Regularizer):
+    """Kodali et al. 2017: E[(||grad D(x_hat)|| - 1)^2] at points x_hat = x + a * delta near the real data,
+    delta = 0.5 * std(x) * U[0, 1] per element and a ~ U[0, 1] per sample (lambda = 10 in the paper)."""
+
+    def __init__(self, weight: float = 10.0, spread: float = 0.5, every: int = 1):
+        super().__init__(weight, every)
+        self.spread = float(spread)
+
+    def penalty(self, critic, real, fake, discriminator):
+        real = real.detach()
+        delta = self.spread * real.std() * torch.rand_like(real)
+        alpha = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)
+        return (input_gradient_norm(critic, real + alpha * delta) - 1.0).pow(2).mean()
+
+
 class L2WeightPenalty(Regularizer):
     """Sum of squared discriminator parameters (weight decay written as a loss term)."""
 

@@ -207,7 +207,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                 D.requires_grad_(False)
                 z = torch.randn(batch, z_dim, device=device)
                 with autocast:
-                    g_loss = loss.g_loss(D(G(z)).float())
+                    real_out = D(real).float() if loss.needs_real_in_g else None  # last real batch
+                    g_loss = loss.g_loss(D(G(z)).float(), real_out)
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
                 distributed.average_gradients(G)

@@ -95,3 +95,20 @@ def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_
     if check and proc.returncode != 0:
         raise AssertionError(f"ganrun {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: int = 2) -> dict:
+    """Compose the config as the CLI does and run the loop in this process: fast checks that an option combination
+    trains (the CLI itself is tested end to end in test_cli.py)."""
+    from hydra import compose, initialize_config_module
+
+    import ganrun.cli  # noqa: F401  (registers resolvers)
+    from ganrun.train import train
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, f"trainer.steps={steps}", "trainer.log_every=1",
+                                           f"dataset.source.root={data_root}", "dataset.source.download=false",
+                                           *overrides])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return train(cfg, run_dir, list(overrides))

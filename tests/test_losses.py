@@ -66,3 +66,23 @@ def test_least_squares():
 def test_sigmoid_losses_log_probabilities_others_raw_scores():
     assert losses.NonSaturating().score(torch.tensor([0.0])).item() == pytest.approx(0.5)
     assert losses.Hinge().score(torch.tensor([3.0])).item() == 3.0
+
+
+def relativistic(real, fake):
+    r_tilde = [r - mean(fake.tolist()) for r in real.tolist()]
+    f_tilde = [f - mean(real.tolist()) for f in fake.tolist()]
+    return r_tilde, f_tilde
+
+
+@pytest.mark.parametrize("loss,towards_real,towards_fake", [
+    (losses.RelativisticAverageBCE(), lambda t: -log_sigmoid(t), lambda t: -math.log(1 - 1 / (1 + math.exp(-t)))),
+    (losses.RelativisticAverageLS(), lambda t: (t - 1) ** 2, lambda t: (t + 1) ** 2),
+    (losses.RelativisticAverageHinge(), lambda t: max(0.0, 1 - t), lambda t: max(0.0, 1 + t)),
+])
+def test_relativistic_average_losses(loss, towards_real, towards_fake):
+    r_tilde, f_tilde = relativistic(REAL, FAKE)
+    d_expected = mean([towards_real(t) for t in r_tilde]) + mean([towards_fake(t) for t in f_tilde])
+    g_expected = mean([towards_real(t) for t in f_tilde]) + mean([towards_fake(t) for t in r_tilde])
+    assert loss.needs_real_in_g
+    assert loss.d_loss(REAL, FAKE).item() == pytest.approx(d_expected, rel=1e-6)
+    assert loss.g_loss(FAKE, REAL).item() == pytest.approx(g_expected, rel=1e-6)

@@ -71,3 +71,22 @@ def test_weight_clipping_clamps_after_the_step():
 def test_lazy_interval_must_be_positive():
     with pytest.raises(ValueError):
         regularizers.R1(every=0)
+
+
+def test_r2_is_half_squared_gradient_norm_on_fakes():
+    critic = linear_critic(torch.tensor([2.0, 0.0]))
+    assert regularizers.R2().penalty(critic, None, torch.randn(5, 2), critic).item() == pytest.approx(2.0)
+
+
+def test_dragan_penalises_near_the_real_data():
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach().clone())
+        return x.sum(dim=1) * 0.5  # ||grad|| = 0.5 * sqrt(2) everywhere
+
+    real = torch.randn(2000, 2)
+    value = regularizers.DRAGAN().penalty(critic, real, None, None)
+    assert value.item() == pytest.approx((0.5 * 2**0.5 - 1) ** 2, rel=1e-5)
+    offset = seen[0] - real
+    assert offset.min() >= 0 and offset.max() <= 0.5 * real.std() + 1e-6
