@@ -29,6 +29,8 @@ RESUMABLE_KEYS = (
     "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
     "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp", "trainer.deterministic",
     "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
+    # lengths that follow trainer.steps by default: extending a run stretches them
+    "scheduler.total_steps", "augment.instance_noise.anneal_steps",
 )
 
 
@@ -154,14 +156,24 @@ def config_changes(saved: dict, current: dict) -> list[str]:
     return lines
 
 
-def load_generator(path: str, device="cpu"):
-    """The generator of a checkpoint (file or run dir), rebuilt from the config saved with it, in eval mode."""
+def load_generator(path: str, device="cpu", ema: bool = False):
+    """The generator of a checkpoint (file or run dir), rebuilt from the config saved with it, in eval mode;
+    with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says)."""
     from omegaconf import OmegaConf
 
     from ganrun.config import build
+    from ganrun.ema import GeneratorEMA
 
     state, found = load_for_resume(path)
     cfg = OmegaConf.create(state["config"])
     G = build(cfg.model.generator)
     G.load_state_dict(state["generator"])
-    return G.to(device).eval(), cfg, state, found
+    G = G.to(device).eval()
+    if ema:
+        if state.get("ema") is None:
+            raise ConfigError(f"{found} holds no EMA generator (the run had ema.enabled=false).")
+        settings = {k: v for k, v in cfg.ema.items() if k != "enabled"}
+        averaged = GeneratorEMA(G, cfg.model.z_dim, **settings, seed=cfg.seed)
+        averaged.load_state_dict(state["ema"])
+        G = averaged.generator()
+    return G, cfg, state, found

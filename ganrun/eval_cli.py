@@ -33,6 +33,7 @@ def parse_args(argv=None):
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ema", action="store_true", help="evaluate the EMA generator (runs with ema.enabled)")
     parser.add_argument("--out", default=None, help="JSON file (default: RUN_DIR/eval_step_<step>.json)")
     return parser.parse_args(argv)
 
@@ -42,7 +43,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     try:
         device = select_device(args.device)
-        G, cfg, state, found = load_generator(args.checkpoint, device)
+        G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
         metrics = cfg.metrics
         for key, value in (("extractor", args.extractor), ("inception_weights", args.inception_weights),
                            ("real_split", args.real_split), ("cache_dir", args.cache_dir)):
@@ -59,7 +60,7 @@ def main(argv=None) -> None:
     except ConfigError as exc:
         print(f"ganrun-eval: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    result = {"checkpoint": str(found), "step": state["step"], **result}
+    result = {"checkpoint": str(found), "step": state["step"], "generator": "ema" if args.ema else "raw", **result}
     out = Path(args.out) if args.out else found.parent.parent / f"eval_step_{state['step']:08d}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

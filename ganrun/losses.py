@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ganrun.errors import ConfigError
+
 
 class GANLoss:
     # Relativistic losses compare fakes with reals in G's objective too: the loop then passes D(x) to g_loss.
@@ -30,10 +32,37 @@ class GANLoss:
 
 
 class _SigmoidCrossEntropy(GANLoss):
-    """D maximises E[log D(x)] + E[log(1 - D(G(z)))] with D = sigmoid(logit); log sigmoid(t) = -softplus(-t)."""
+    """D maximises E[log D(x)] + E[log(1 - D(G(z)))] with D = sigmoid(logit), i.e. binary cross-entropy with
+    targets 1 for real and 0 for fake.
+
+    The seeds' target tricks change D's targets only (G keeps target 1):
+    - one-sided label smoothing (Salimans et al. 2016): real_label=0.9;
+    - two-sided smoothing: real_label=0.9 and fake_label=0.1;
+    - label flipping: each sample's target is swapped (real <-> fake) with probability flip_prob.
+    """
+
+    def __init__(self, regularizers: dict | None = None, real_label: float = 1.0, fake_label: float = 0.0,
+                 flip_prob: float = 0.0):
+        super().__init__(regularizers)
+        if not (0.0 <= fake_label <= 1.0 and 0.0 <= real_label <= 1.0 and 0.0 <= flip_prob <= 1.0):
+            raise ConfigError(f"loss.real_label={real_label}, fake_label={fake_label} and flip_prob={flip_prob} "
+                             "must lie in [0, 1].")
+        self.real_label, self.fake_label, self.flip_prob = float(real_label), float(fake_label), float(flip_prob)
+
+    def d_targets(self, logits: torch.Tensor, real: bool) -> torch.Tensor:
+        """Per-sample targets for D: smoothed labels, each flipped with probability flip_prob."""
+        own, other = (self.real_label, self.fake_label) if real else (self.fake_label, self.real_label)
+        targets = torch.full_like(logits, own)
+        if self.flip_prob > 0:
+            flip = torch.rand_like(logits) < self.flip_prob
+            targets = torch.where(flip, torch.full_like(logits, other), targets)
+        return targets
 
     def d_loss(self, real, fake):
-        return F.softplus(-real).mean() + F.softplus(fake).mean()
+        if (self.real_label, self.fake_label, self.flip_prob) == (1.0, 0.0, 0.0):
+            return F.softplus(-real).mean() + F.softplus(fake).mean()  # -log sigmoid(t) = softplus(-t)
+        return (F.binary_cross_entropy_with_logits(real, self.d_targets(real, True))
+                + F.binary_cross_entropy_with_logits(fake, self.d_targets(fake, False)))
 
     def score(self, logits):
         return torch.sigmoid(logits)

@@ -20,6 +20,7 @@ import torchvision
 
 from ganrun.checkpoint import load_generator
 from ganrun.errors import ConfigError
+from ganrun.models.conditioning import random_labels
 from ganrun.runtime import select_device
 
 log = logging.getLogger("ganrun")
@@ -50,12 +51,15 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--ema", action="store_true", help="sample the EMA generator (runs with ema.enabled)")
+    parser.add_argument("--label", type=int, default=None,
+                        help="class-conditional models: sample this class only (default: classes drawn uniformly)")
     args = parser.parse_args(argv)
     if args.num <= 0 and args.interpolate <= 0:
         parser.error("nothing to do: give --num N and/or --interpolate ROWS")
     try:
         device = select_device(args.device)
-        G, cfg, state, found = load_generator(args.checkpoint, device)
+        G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
     except ConfigError as exc:
         print(f"ganrun-sample: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -63,13 +67,21 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     z_dim = cfg.model.z_dim
     generator = torch.Generator(device).manual_seed(args.seed)
+    if args.label is not None and not 0 <= args.label < (G.num_classes or 0):
+        print(f"ganrun-sample: error: --label {args.label}: the model has {G.num_classes} classes.", file=sys.stderr)
+        raise SystemExit(1)
+
+    def labels(n: int):
+        if args.label is not None:
+            return torch.full((n,), args.label, device=device, dtype=torch.long)
+        return random_labels(G, n, device, generator)
 
     with torch.no_grad():
         if args.num > 0:
             chunks, written = [], 0
             while written < args.num:
                 n = min(args.batch_size, args.num - written)
-                images = to_uint8(G(torch.randn(n, z_dim, device=device, generator=generator)).float())
+                images = to_uint8(G(torch.randn(n, z_dim, device=device, generator=generator), labels(n)).float())
                 if args.format in ("png", "both"):
                     for i, image in enumerate(images):
                         torchvision.io.write_png(image, str(out / f"{written + i:06d}.png"))
@@ -84,7 +96,7 @@ def main(argv=None) -> None:
             b = torch.randn(args.interpolate, 1, z_dim, device=device, generator=generator)
             t = torch.linspace(0, 1, args.steps, device=device).view(1, -1, 1)
             z = slerp(a, b, t).reshape(-1, z_dim)
-            grid = torchvision.utils.make_grid(G(z).float(), nrow=args.steps, normalize=True, value_range=(-1, 1))
+            grid = torchvision.utils.make_grid(G(z, labels(len(z))).float(), nrow=args.steps, normalize=True, value_range=(-1, 1))
             torchvision.utils.save_image(grid, out / "interpolation.png")
             log.info("Wrote %s", out / "interpolation.png")
 

@@ -50,17 +50,32 @@ class MetricsSchema:
 
 
 @dataclass
+class EmaSchema:
+    """Exponential moving average of G (ganrun/ema.py)."""
+    enabled: bool = False
+    decay: float = 0.999
+    start_step: int = 0
+    rampup: bool = False
+    bn: str = "standing"    # standing | batch | averaged | raw
+    bn_batches: int = 16
+    bn_batch_size: int = 64
+
+
+@dataclass
 class GanrunSchema:
     dataset: Any = None
     model: Any = None
     loss: Any = None
     regularizer: Any = None
     optimizer: Any = None
+    scheduler: Any = None
+    augment: Any = None
     seed: int = 0
     resume: Optional[str] = None
     resume_force: bool = False
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     metrics: MetricsSchema = field(default_factory=MetricsSchema)
+    ema: EmaSchema = field(default_factory=EmaSchema)
     search: Any = None  # free-form values that search presets (hparams_search/) map onto the config
 
 

@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
@@ -26,7 +27,10 @@ from ganrun.data import BatchStream, load_dataset
 from ganrun.errors import TrainingDivergedError, TrainingInterrupted
 from ganrun.hparams import run_hparams, write_hparams
 from ganrun.metrics import report
+from ganrun.augment import Pipeline
+from ganrun.ema import GeneratorEMA
 from ganrun.models import check_shapes
+from ganrun.models.conditioning import random_labels, split_output
 from ganrun.regularizers import weighted_penalties
 from ganrun.runtime import configure_determinism, rng_state, select_device, set_rng_state, stop_on_signals
 from ganrun.window import LogWindow
@@ -41,6 +45,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     check_trainer(trainer)
     if cfg.dataset.source.get("root"):  # relative to where ganrun was started; stored absolute for resume/eval
         cfg.dataset.source.root = os.path.abspath(os.path.expanduser(cfg.dataset.source.root))
+    source, info = load_dataset(cfg.dataset)
+    if cfg.dataset.get("num_classes") is None and info["num_classes"]:  # a class-per-folder tree
+        cfg.dataset.num_classes = info["num_classes"]
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
 
     resumed = None
@@ -60,6 +67,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     G = build(cfg.model.generator).to(device)
     D = build(cfg.model.discriminator).to(device)
     check_shapes(G, D, cfg.dataset, z_dim, device)
+    conditional, acgan_weight = bool(G.num_classes), cfg.model.get("acgan_weight", 1.0)
     if world > 1:
         G, D = distributed.prepare_models(G, D, trainer.sync_bn, device)
         torch.manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own noise
@@ -67,13 +75,17 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     regularizers = {**loss.regularizers, **(build(cfg.regularizer) or {})}
     opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")
     opt_d = build_optimizer(cfg.optimizer.d, D.parameters(), "optimizer.d")
+    schedulers = [build(cfg.scheduler)(opt) for opt in (opt_g, opt_d)]
+    augment = Pipeline(build(cfg.augment))
+    ema = GeneratorEMA(G, z_dim, **{k: v for k, v in cfg.ema.items() if k != "enabled"}, seed=cfg.seed) \
+        if cfg.ema.enabled else None
 
     # Data.
-    source, info = load_dataset(cfg.dataset)
     log.info("Dataset %s: %d images, %s classes, resolution %d, %d channel(s)", cfg.dataset.name, info["size"],
              info["num_classes"], cfg.dataset.resolution, cfg.dataset.channels)
     stream = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed,
                          device, cfg.dataset.in_memory, trainer.num_workers, rank, world)
+    augment.check((cfg.dataset.channels, cfg.dataset.resolution, cfg.dataset.resolution))
     if world > 1:
         log.info("Distributed: %d ranks, batch %d per rank = %d effective batch size", world, trainer.batch_size,
                  trainer.batch_size * world)
@@ -94,10 +106,20 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
             except (KeyError, ValueError) as exc:  # only reachable with resume_force and another optimizer
                 log.warning("Optimizer state %s not restored (%r): starting it fresh.", name, exc)
         stream.load_state_dict(resumed["data"])
+        for scheduler, state in zip(schedulers, resumed.get("schedulers", [])):
+            scheduler.load_state_dict(state)
+        if ema is not None and resumed.get("ema") is not None:
+            ema.load_state_dict(resumed["ema"])
         set_rng_state(resumed["rng"][rank])
         fixed_noise, step, best = resumed["fixed_noise"], int(resumed["step"]), resumed.get("best", best)
         log.info("Resumed from %s at step %d", resumed_from, step)
     fixed_noise = fixed_noise.to(device)
+    # Conditional grids: one row per class, the same noise down each column.
+    grid_columns = max(1, len(fixed_noise) // G.num_classes) if conditional else int(math.sqrt(len(fixed_noise))) or 1
+    fixed_labels = None
+    if conditional:
+        fixed_noise = fixed_noise[:grid_columns].repeat(G.num_classes, 1)
+        fixed_labels = torch.arange(G.num_classes, device=device).repeat_interleave(grid_columns)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     def save_checkpoint(path=None):
@@ -117,30 +139,40 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
             "step": step, "config": plain_cfg, "overrides": list(overrides),
             "generator": G.state_dict(), "discriminator": D.state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "schedulers": [scheduler.state_dict() for scheduler in schedulers],
+            "ema": ema.state_dict() if ema is not None else None,
             "data": stream.state_dict(), "rng": rng_per_rank, "fixed_noise": fixed_noise.cpu(), "best": best,
         }
         checkpoint.save_atomic(state, path or checkpoint.checkpoint_path(run_dir, step))
         checkpoint.prune(run_dir, trainer.keep_ckpts)
 
+    def generators():
+        """Raw G, and the EMA G next to it when enabled: samples and metrics report both."""
+        return [("", G)] + ([("_ema", ema.generator())] if ema is not None else [])
+
     def evaluate(writer, num_samples) -> dict:
         distributed.sync_module(G)
-        result = report.evaluate_generator(evaluator, G, z_dim, num_samples, cfg.seed + 1000 * rank)
-        if is_main:
-            report.log_result(writer, run_dir, result, step)
-        return result
+        results = {}
+        for suffix, generator in generators():
+            result = report.evaluate_generator(evaluator, generator, z_dim, num_samples, cfg.seed + 1000 * rank)
+            if is_main:
+                report.log_result(writer, run_dir, result, step, suffix)
+            results[suffix] = result
+        return results
 
     def log_samples(writer):
         if not is_main:
             return
-        G.eval()
-        with torch.no_grad(), autocast:
-            images = G(fixed_noise).float()
-        G.train()
-        grid = torchvision.utils.make_grid(images, nrow=int(math.sqrt(len(images))) or 1, normalize=True,
-                                           value_range=(-1, 1))
-        writer.add_image("samples/fixed_noise", grid, step)
-        (run_dir / "samples").mkdir(exist_ok=True)
-        torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:08d}.png")
+        for suffix, generator in generators():
+            was_training = generator.training
+            generator.eval()
+            with torch.no_grad(), autocast:
+                images = generator(fixed_noise, fixed_labels).float()
+            generator.train(was_training)
+            grid = torchvision.utils.make_grid(images, nrow=grid_columns, normalize=True, value_range=(-1, 1))
+            writer.add_image(f"samples/fixed_noise{suffix}", grid, step)
+            (run_dir / "samples").mkdir(exist_ok=True)
+            torchvision.utils.save_image(grid, run_dir / "samples" / f"step_{step:08d}{suffix}.png")
 
     batch, n_critic = trainer.batch_size, trainer.n_critic
     window = LogWindow()
@@ -179,14 +211,20 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
 
                 # Discriminator: n_critic steps, each on a fresh real batch.
                 for i in range(n_critic):
-                    real, _ = next(stream)
+                    real, labels = next(stream)
+                    y = labels if conditional else None  # fakes for D share the real batch's labels
                     z = torch.randn(batch, z_dim, device=device)
                     with autocast:
                         with torch.no_grad():
-                            fake = G(z)
-                        real_out, fake_out = D(real).float(), D(fake).float()
+                            fake = G(z, y)
+                        real, fake = augment(real, step), augment(fake, step)
+                        (real_out, real_cls), (fake_out, fake_cls) = split_output(D(real, y)), split_output(D(fake, y))
                         d_adversarial = loss.d_loss(real_out, fake_out)
-                        terms = weighted_penalties(regularizers, D, real, fake, D, step * n_critic + i)
+                        critic = (lambda x: split_output(D(x, y))[0]) if conditional else D
+                        terms = weighted_penalties(regularizers, critic, real, fake, D, step * n_critic + i)
+                        if real_cls is not None:  # AC-GAN: D also classifies reals and fakes (Odena et al. 2017)
+                            terms["acgan_class"] = acgan_weight * (F.cross_entropy(real_cls, y)
+                                                                   + F.cross_entropy(fake_cls, y))
                         d_total = d_adversarial + sum(terms.values())
                     for name, term in terms.items():
                         window.add(f"penalty/{name}", term / n_critic)
@@ -206,19 +244,27 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                 # Generator: one step through a frozen D.
                 D.requires_grad_(False)
                 z = torch.randn(batch, z_dim, device=device)
+                y_g = random_labels(G, batch, device)
                 with autocast:
-                    real_out = D(real).float() if loss.needs_real_in_g else None  # last real batch
-                    g_loss = loss.g_loss(D(G(z)).float(), real_out)
+                    real_out = split_output(D(real, y))[0].float() if loss.needs_real_in_g else None  # last batch
+                    fake_out, fake_cls = split_output(D(augment(G(z, y_g), step), y_g))
+                    g_loss = loss.g_loss(fake_out.float(), real_out)
+                    if fake_cls is not None:
+                        g_loss = g_loss + acgan_weight * F.cross_entropy(fake_cls, y_g)
                 opt_g.zero_grad(set_to_none=True)
                 g_loss.backward()
                 distributed.average_gradients(G)
                 if log_step:
                     grad_norms["grad_norm/G"] = _grad_norm(G)
                 opt_g.step()
+                for scheduler in schedulers:
+                    scheduler.step()
                 D.requires_grad_(True)
                 window.add("loss/G", g_loss)
 
                 step += 1
+                if ema is not None:
+                    ema.update(G, step)
                 window.steps += 1
                 bar.update(1)
                 if log_step:
@@ -230,7 +276,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                 if step % trainer.sample_every == 0:
                     log_samples(writer)
                 if evaluator is not None and metrics_cfg.every > 0 and step % metrics_cfg.every == 0:
-                    fid = evaluate(writer, metrics_cfg.num_samples)["metrics"]["FID"]
+                    fid = evaluate(writer, metrics_cfg.num_samples)[""]["metrics"]["FID"]
                     if fid is not None and (best["FID"] is None or fid < best["FID"]):
                         best = {"FID": fid, "step": step}
                         save_checkpoint(run_dir / checkpoint.CHECKPOINT_DIR / checkpoint.BEST_FILE)
@@ -248,15 +294,17 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                     )
         if step % trainer.sample_every != 0:
             log_samples(writer)
-        final = None
+        final = final_ema = None
         if evaluator is not None and metrics_cfg.final_num_samples > 0:
-            final = evaluate(writer, metrics_cfg.final_num_samples)
+            results = evaluate(writer, metrics_cfg.final_num_samples)
+            final, final_ema = results[""], results.get("_ema")
         losses = {k: v for k, v in last_values.items() if k.startswith("loss/")}
-        summary = {"step": step, "final": final, "best": best, "losses": losses}
+        summary = {"step": step, "final": final, "final_ema": final_ema, "best": best, "losses": losses}
         if is_main:
             (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
             log.info("Final metrics written to %s", run_dir / "metrics.json")
-        final_metrics = {**(final["metrics"] if final else {}), "best_FID": best["FID"], **losses}
+        final_metrics = {**(final["metrics"] if final else {}), "best_FID": best["FID"], **losses,
+                         **{f"{k}_ema": v for k, v in (final_ema["metrics"] if final_ema else {}).items()}}
         write_hparams(writer, run_hparams(cfg, overrides), final_metrics, step)
     finally:
         bar.close()

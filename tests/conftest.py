@@ -105,9 +105,13 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
     import ganrun.cli  # noqa: F401  (registers resolvers)
     from ganrun.train import train
 
+    tiny = TINY
+    if "model=mlp" in overrides:  # no conv widths; small hidden layers instead
+        tiny = [o for o in TINY if ".width=" not in o] + ["model.generator.hidden=[32]", "model.discriminator.hidden=[32]"]
     with initialize_config_module("ganrun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, f"trainer.steps={steps}", "trainer.log_every=1",
-                                           f"dataset.source.root={data_root}", "dataset.source.download=false",
+        source = [] if "dataset=folder" in overrides else [f"dataset.source.root={data_root}",
+                                                            "dataset.source.download=false"]
+        cfg = compose("config", overrides=[*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source,
                                            *overrides])
     run_dir = tmp_path / "run"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ from ganrun.losses import NonSaturating
 class NaNAfter(NonSaturating):
     """Non-saturating loss whose D loss becomes NaN from its `calls`-th call on."""
 
-    def __init__(self, calls: int = 5, regularizers=None):
-        super().__init__(regularizers)
+    def __init__(self, calls: int = 5, **settings):
+        super().__init__(**settings)
         self.calls, self.seen = calls, 0
 
     def d_loss(self, real, fake):

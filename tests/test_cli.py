@@ -1,6 +1,9 @@
 """`ganrun` end to end through Hydra, as a user runs it, on tiny data written by the tests."""
 
 import csv
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,8 +57,14 @@ def test_penalty_terms_are_logged(tmp_path, data_root):
     assert set(scalar(run_dir, "penalty/r1")) == {1, 2}
 
 
-def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, data_root):
-    common = [*TINY, "trainer.log_every=1", "trainer.ckpt_every=3", "seed=7"]
+MENU = ["model.conditioning=projection", "ema.enabled=true", "scheduler=linear", "scheduler.warmup_steps=2",
+        "scheduler.total_steps=6", "augment=[diffaugment,instance_noise]", "augment.instance_noise.anneal_steps=6",
+        "loss=ralsgan", "regularizer=r1"]
+
+
+@pytest.mark.parametrize("options", [[], MENU], ids=["default", "conditional-ema-schedule-augment"])
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, data_root, options):
+    common = [*TINY, "trainer.log_every=1", "trainer.ckpt_every=3", "seed=7", *options]
     straight, split = tmp_path / "straight", tmp_path / "split"
     run_ganrun([*common, "trainer.steps=6", f"hydra.run.dir={straight}"], data_root, cwd=tmp_path)
     run_ganrun([*common, "trainer.steps=3", f"hydra.run.dir={split}"], data_root, cwd=tmp_path)
@@ -64,13 +73,35 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, data_root):
 
     a = checkpoint.load(straight / "checkpoints" / "step_00000006.pt")
     b = checkpoint.load(split / "checkpoints" / "step_00000006.pt")
-    for part in ("generator", "discriminator"):
+    for part in ("generator", "discriminator") + (("ema",) if options else ()):
         assert a[part].keys() == b[part].keys()
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
     assert a["opt_d"]["state"][0]["exp_avg"].equal(b["opt_d"]["state"][0]["exp_avg"])
     assert a["data"] == b["data"]
-    for tag in ("loss/D", "loss/G"):
+    for tag in ("loss/D", "loss/G", "lr/G"):
         assert scalar(straight, tag) == scalar(split, tag)  # steps 1..6, including the resumed 4..6
+
+
+def test_conditional_ema_run_logs_class_rows_and_both_generators(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    run_ganrun([*TINY, "model.conditioning=acgan", "ema.enabled=true", "trainer.num_samples=20", "trainer.steps=2",
+                "trainer.sample_every=2", "trainer.log_every=1", "metrics.final_num_samples=200", "metrics.num_real=128",
+                "metrics.classifier_epochs=1", "metrics.pr_samples=100", "metrics.kid_subset_size=50",
+                f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
+    acc = events(run_dir)
+    assert {"samples/fixed_noise", "samples/fixed_noise_ema"} <= set(acc.Tags()["images"])
+    grid = acc.Images("samples/fixed_noise")[-1]
+    # 10 classes x 2 columns of 28 px with make_grid's 2 px padding: one row per class
+    assert (grid.height, grid.width) == (10 * 30 + 2, 2 * 30 + 2)
+    tags = set(acc.Tags()["scalars"])
+    assert {"metrics/FID_offline_classifier", "metrics/FID_offline_classifier_ema", "penalty/acgan_class"} <= tags
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["final"]["metrics"]["FID"] > 0 and summary["final_ema"]["metrics"]["FID"] > 0
+    out = tmp_path / "samples"
+    proc = subprocess.run([shutil.which("ganrun-sample"), str(run_dir), "--ema", "--label", "3", "--num", "4",
+                       "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(out.glob("*.png"))) == 4
 
 
 def test_resume_refuses_a_changed_experiment_unless_forced(tmp_path, data_root):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ganrun import losses
+from ganrun.errors import ConfigError
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-3.0, 0.0, 1.5])
@@ -86,3 +87,38 @@ def test_relativistic_average_losses(loss, towards_real, towards_fake):
     assert loss.needs_real_in_g
     assert loss.d_loss(REAL, FAKE).item() == pytest.approx(d_expected, rel=1e-6)
     assert loss.g_loss(FAKE, REAL).item() == pytest.approx(g_expected, rel=1e-6)
+
+
+def test_one_and_two_sided_label_smoothing_match_cross_entropy_with_soft_targets():
+    real, fake = torch.tensor([0.3, -1.2]), torch.tensor([0.5, -2.0])
+
+    def bce(t, target):
+        p = 1 / (1 + math.exp(-t))
+        return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+    one_sided = losses.NonSaturating(real_label=0.9)
+    expected = mean([bce(t, 0.9) for t in real.tolist()]) + mean([bce(t, 0.0) for t in fake.tolist()])
+    assert one_sided.d_loss(real, fake).item() == pytest.approx(expected, rel=1e-6)
+    two_sided = losses.NonSaturating(real_label=0.9, fake_label=0.1)
+    expected = mean([bce(t, 0.9) for t in real.tolist()]) + mean([bce(t, 0.1) for t in fake.tolist()])
+    assert two_sided.d_loss(real, fake).item() == pytest.approx(expected, rel=1e-6)
+    # G's targets stay 1: smoothing is D's alone (Salimans et al. 2016)
+    assert one_sided.g_loss(fake).item() == pytest.approx(losses.NonSaturating().g_loss(fake).item())
+
+
+def test_label_flipping_swaps_that_fraction_of_targets():
+    torch.manual_seed(0)
+    loss = losses.Minimax(real_label=0.9, fake_label=0.0, flip_prob=0.2)
+    real_targets = loss.d_targets(torch.zeros(100_000), real=True)
+    fake_targets = loss.d_targets(torch.zeros(100_000), real=False)
+    flipped_real = real_targets == 0.0
+    assert torch.isclose(real_targets[~flipped_real], torch.tensor(0.9)).all()
+    assert flipped_real.float().mean().item() == pytest.approx(0.2, abs=0.005)
+    flipped_fake = torch.isclose(fake_targets, torch.tensor(0.9))
+    assert (fake_targets[~flipped_fake] == 0.0).all()
+    assert flipped_fake.float().mean().item() == pytest.approx(0.2, abs=0.005)
+
+
+def test_label_settings_are_checked():
+    with pytest.raises(ConfigError, match="flip_prob=1.5"):
+        losses.NonSaturating(flip_prob=1.5)

@@ -67,3 +67,65 @@ def test_mlp_any_shape():
     D = mlp.Discriminator(resolution=12, channels=3, hidden=[16], norm="layer")
     assert D(G(torch.randn(4, 8))).shape == (4,)
     assert G(torch.randn(4, 8)).shape == (4, 3, 12, 12)
+
+
+from ganrun.models import resnet  # noqa: E402
+from ganrun.models.conditioning import split_output  # noqa: E402
+
+ARCHITECTURES = {"dcgan": (dcgan, {"width": 8}), "resnet": (resnet, {"width": 8}), "mlp": (mlp, {})}
+
+
+@pytest.mark.parametrize("resolution", [28, 32, 64])
+def test_resnet_shapes_and_paper_defaults(resolution):
+    G = resnet.Generator(z_dim=16, resolution=resolution, channels=3, width=8)
+    D = resnet.Discriminator(resolution=resolution, channels=3, width=8)
+    images = G(torch.randn(2, 16))
+    assert images.shape == (2, 3, resolution, resolution)
+    assert D(images).shape == (2,)
+    assert all(parametrize.is_parametrized(m, "weight") for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    assert any(isinstance(m, nn.BatchNorm2d) for m in G.modules())
+
+
+def test_resnet_matches_sngan_cifar_size():
+    # SNGAN's CIFAR-10 ResNet: about 4.3M parameters in G and 1.0M in D (Miyato et al. 2018, appendix B.4)
+    G, D = resnet.Generator(resolution=32), resnet.Discriminator(resolution=32)
+    assert sum(p.numel() for p in G.parameters()) == pytest.approx(4.28e6, rel=0.02)
+    assert sum(p.numel() for p in D.parameters()) == pytest.approx(1.05e6, rel=0.02)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("conditioning", ["concat", "projection", "acgan"])
+def test_conditional_networks_use_the_label(name, conditioning):
+    module, kwargs = ARCHITECTURES[name]
+    torch.manual_seed(0)
+    G = module.Generator(z_dim=8, resolution=28, channels=1, conditioning=conditioning, num_classes=4, **kwargs).eval()
+    D = module.Discriminator(resolution=28, channels=1, conditioning=conditioning, num_classes=4, **kwargs).eval()
+    z = torch.randn(1, 8).repeat(4, 1)
+    y = torch.arange(4)
+    images = G(z, y)
+    assert not torch.allclose(images[0], images[1])  # same noise, other class, other image
+    out, class_logits = split_output(D(images, y))
+    assert out.shape == (4,)
+    if conditioning == "acgan":
+        assert class_logits.shape == (4, 4)
+    else:
+        assert class_logits is None
+        same = images[:1].repeat(4, 1, 1, 1)
+        assert len(set(D(same, y).tolist())) == 4  # D's verdict on one image depends on the claimed class
+    with pytest.raises(ValueError, match="G\\(z, y\\)"):
+        G(z)
+
+
+def test_projection_discriminator_adds_the_class_embedding_inner_product():
+    D = dcgan.Discriminator(resolution=28, channels=1, width=8, conditioning="projection", num_classes=3).eval()
+    x, y = torch.randn(2, 1, 28, 28), torch.tensor([0, 2])
+    h = D.features(x)
+    expected = D.adversarial(h).squeeze(1) + (D.embed(y) * h).sum(1)  # Miyato & Koyama 2018, eq. 3
+    assert torch.allclose(D(x, y), expected)
+
+
+def test_conditioning_needs_labels():
+    with pytest.raises(ConfigError, match="needs a labelled dataset"):
+        dcgan.Discriminator(resolution=28, channels=1, conditioning="projection", num_classes=None)
+    with pytest.raises(ConfigError, match="model.conditioning='film'"):
+        dcgan.Generator(resolution=28, conditioning="film", num_classes=10)

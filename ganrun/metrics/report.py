@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ganrun.models.conditioning import random_labels
 from ganrun.metrics.evaluator import Evaluator, MetricsUnavailable
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,8 @@ def evaluate_generator(evaluator: Evaluator, G, z_dim: int, num_samples: int, se
 
     @torch.no_grad()
     def generate(batch_size: int) -> torch.Tensor:
-        return G(torch.randn(batch_size, z_dim, device=device, generator=generator)).float()
+        z = torch.randn(batch_size, z_dim, device=device, generator=generator)
+        return G(z, random_labels(G, batch_size, device, generator)).float()
 
     try:
         return evaluator.evaluate(generate, num_samples)
@@ -39,19 +41,21 @@ def evaluate_generator(evaluator: Evaluator, G, z_dim: int, num_samples: int, se
         G.train(was_training)
 
 
-def tag(name: str, result: dict) -> str:
-    """`metrics/FID_inception` or `metrics/FID_offline_classifier`: the extractor is part of every tag."""
-    return f"metrics/{name}_{result['extractor']}"
+def tag(name: str, result: dict, suffix: str = "") -> str:
+    """`metrics/FID_inception` or `metrics/FID_offline_classifier` (+ `_ema` for the averaged G): the extractor
+    is part of every tag."""
+    return f"metrics/{name}_{result['extractor']}{suffix}"
 
 
-def log_result(writer, run_dir: Path, result: dict, step: int) -> None:
+def log_result(writer, run_dir: Path, result: dict, step: int, suffix: str = "") -> None:
+    """`suffix` "_ema" marks the EMA generator's numbers, logged next to raw G's."""
     for name, value in result["metrics"].items():
         if value is not None:
-            writer.add_scalar(tag(name, result), value, step)
+            writer.add_scalar(tag(name, result, suffix), value, step)
     writer.add_text(f"metrics/protocol_{result['extractor']}", f"```\n{json.dumps(result['protocol'], indent=2)}\n```",
                     step)
     with open(Path(run_dir) / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": step, **result}) + "\n")
+        f.write(json.dumps({"step": step, "generator": "ema" if suffix else "raw", **result}) + "\n")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if v is not None and not k.endswith("_std"))
-    log.info("step %d metrics (%s, %d samples): %s", step, result["extractor"], result["protocol"]["n_generated"],
-             shown)
+    log.info("step %d metrics%s (%s, %d samples): %s", step, " of EMA G" if suffix else "", result["extractor"],
+             result["protocol"]["n_generated"], shown)

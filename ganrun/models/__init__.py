@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig
 
 from ganrun.errors import ConfigError
+from ganrun.models.conditioning import random_labels, split_output
 
 
 def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
@@ -13,8 +14,9 @@ def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
     want = (dataset.channels, dataset.resolution, dataset.resolution)
     G.eval()
     with torch.no_grad():
-        out = G(torch.zeros(2, z_dim, device=device))
-        score = D(out)
+        y = random_labels(G, 2, device)
+        out = G(torch.zeros(2, z_dim, device=device), y)
+        score = split_output(D(out, y))[0]
     G.train()
     if tuple(out.shape[1:]) != want:
         raise ConfigError(

@@ -2,7 +2,8 @@
 
 G: z -> (s0 x s0) by a transposed conv, then stride-2 transposed convs doubling the size up to the
 resolution, BatchNorm + ReLU, tanh output. D mirrors it with stride-2 convs and LeakyReLU(0.2), no norm on
-its first layer, and a final s0 x s0 conv to one logit. s0 is 7 for 28 px (MNIST-like) and 4 otherwise.
+its first layer, and a final s0 x s0 conv to one logit (written as a linear layer on the flattened s0 x s0 map,
+the same function, so that conditional heads can share it). s0 is 7 for 28 px (MNIST-like) and 4 otherwise.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ganrun.errors import ConfigError
+from ganrun.models.conditioning import ConditionalDiscriminator, ConditionalGenerator
 from ganrun.models.layers import dcgan_init, norm_layer, parametrize_weights
 
 RESOLUTIONS = (28, 32, 64)
@@ -30,12 +32,13 @@ def _plan(resolution: int, width: int) -> tuple[int, list[int]]:
     return start, [width * 2 ** (n_up - 1 - i) for i in range(n_up)]
 
 
-class Generator(nn.Module):
-    def __init__(self, z_dim=100, resolution=64, channels=3, width=64, norm="batch", weight_param="none"):
-        super().__init__()
-        self.z_dim, self.resolution, self.channels = z_dim, resolution, channels
+class Generator(ConditionalGenerator):
+    def __init__(self, z_dim=100, resolution=64, channels=3, width=64, norm="batch", weight_param="none",
+                 conditioning="none", num_classes=None):
+        super().__init__(z_dim, conditioning, num_classes)
+        self.resolution, self.channels = resolution, channels
         start, widths = _plan(resolution, width)
-        layers = [nn.ConvTranspose2d(z_dim, widths[0], start, 1, 0, bias=False),
+        layers = [nn.ConvTranspose2d(self.input_dim, widths[0], start, 1, 0, bias=False),
                   norm_layer(norm, widths[0]), nn.ReLU(True)]
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm_layer(norm, c_out), nn.ReLU(True)]
@@ -44,22 +47,23 @@ class Generator(nn.Module):
         dcgan_init(self)
         parametrize_weights(self, weight_param)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.view(z.shape[0], self.z_dim, 1, 1))
+    def body(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], self.input_dim, 1, 1))
 
 
-class Discriminator(nn.Module):
-    def __init__(self, resolution=64, channels=3, width=64, norm="batch", weight_param="none"):
-        super().__init__()
+class Discriminator(ConditionalDiscriminator):
+    def __init__(self, resolution=64, channels=3, width=64, norm="batch", weight_param="none",
+                 conditioning="none", num_classes=None):
+        super().__init__(channels, conditioning, num_classes)
         start, widths = _plan(resolution, width)
         widths = widths[::-1]
-        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        layers = [nn.Conv2d(self.in_channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(widths, widths[1:]):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), norm_layer(norm, c_out), nn.LeakyReLU(0.2, True)]
-        layers += [nn.Conv2d(widths[-1], 1, start, 1, 0)]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        self.make_heads(widths[-1] * start * start)
         dcgan_init(self)
         parametrize_weights(self, weight_param)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(x.shape[0])
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -26,14 +26,16 @@ def norm_layer(kind: str, channels: int, image: bool = True) -> nn.Module:
 
 
 def parametrize_weights(module: nn.Module, kind: str) -> nn.Module:
-    """Spectral norm (Miyato et al. 2018) or weight norm (Salimans & Kingma 2016) on every conv/linear layer."""
+    """Spectral norm (Miyato et al. 2018) or weight norm (Salimans & Kingma 2016) on every conv/linear layer
+    (and, for spectral norm, the class embedding of a projection discriminator, as Miyato & Koyama do)."""
     if kind not in WEIGHT_PARAMS:
         raise ConfigError(f"weight_param={kind!r} is not one of {', '.join(WEIGHT_PARAMS)}.")
     if kind == "none":
         return module
     wrap = spectral_norm if kind == "spectral" else weight_norm
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear) + ((nn.Embedding,) if kind == "spectral" else ())
     for layer in list(module.modules()):
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if isinstance(layer, kinds):
             wrap(layer)
     return module
 

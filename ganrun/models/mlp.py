@@ -6,7 +6,9 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from ganrun.models.conditioning import ConditionalDiscriminator, ConditionalGenerator
 from ganrun.models.layers import norm_layer, parametrize_weights
 
 
@@ -17,33 +19,36 @@ def _stack(sizes, norm, activation) -> list[nn.Module]:
     return layers
 
 
-class Generator(nn.Module):
+class Generator(ConditionalGenerator):
     def __init__(self, z_dim=100, resolution=28, channels=1, hidden=(256, 512, 1024), norm="none",
-                 weight_param="none"):
-        super().__init__()
-        self.z_dim, self.shape = z_dim, (channels, resolution, resolution)
+                 weight_param="none", conditioning="none", num_classes=None):
+        super().__init__(z_dim, conditioning, num_classes)
+        self.shape = (channels, resolution, resolution)
         hidden = list(hidden)
         self.net = nn.Sequential(
-            *_stack([z_dim, *hidden], norm, nn.ReLU),
+            *_stack([self.input_dim, *hidden], norm, nn.ReLU),
             nn.Linear(hidden[-1], math.prod(self.shape)),
             nn.Tanh(),
         )
         parametrize_weights(self, weight_param)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def body(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).view(z.shape[0], *self.shape)
 
 
-class Discriminator(nn.Module):
-    def __init__(self, resolution=28, channels=1, hidden=(1024, 512, 256), norm="none", weight_param="none"):
-        super().__init__()
+class Discriminator(ConditionalDiscriminator):
+    def __init__(self, resolution=28, channels=1, hidden=(1024, 512, 256), norm="none", weight_param="none",
+                 conditioning="none", num_classes=None):
+        super().__init__(channels, conditioning, num_classes)
         hidden = list(hidden)
-        self.net = nn.Sequential(
-            nn.Flatten(),
-            *_stack([channels * resolution * resolution, *hidden], norm, lambda: nn.LeakyReLU(0.2)),
-            nn.Linear(hidden[-1], 1),
-        )
+        inputs = channels * resolution * resolution + (self.in_channels - channels)  # + one-hot y for concat
+        self.net = nn.Sequential(*_stack([inputs, *hidden], norm, lambda: nn.LeakyReLU(0.2)))
+        self.make_heads(hidden[-1])
         parametrize_weights(self, weight_param)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(x.shape[0])
+    def join_labels(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """cGAN for fully connected D: one-hot y appended to the flattened image."""
+        return torch.cat([x.flatten(1), F.one_hot(y, self.num_classes).to(x.dtype)], dim=1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))

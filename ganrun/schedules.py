@@ -1,0 +1,43 @@
+"""Learning-rate schedules in generator steps: optional linear warm-up, then constant, linear or cosine decay.
+
+A torch.optim.lr_scheduler.LambdaLR per optimizer (G and D), stepped once per generator step and saved in
+checkpoints. The factor is a pure function of the step, so a resumed run that extends `trainer.steps` (which
+`total_steps` follows by default) continues on the stretched schedule instead of a stale one.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+from torch.optim import lr_scheduler
+
+from ganrun.errors import ConfigError
+
+DECAYS = ("constant", "linear", "cosine")
+
+
+def lr_factor(step: int, decay: str, warmup_steps: int, total_steps: int, final_factor: float,
+              warmup_start_factor: float) -> float:
+    """Multiplier of the base lr after `step` generator steps."""
+    if step < warmup_steps:
+        return warmup_start_factor + (1.0 - warmup_start_factor) * step / warmup_steps
+    if decay == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(total_steps - warmup_steps, 1))
+    if decay == "linear":  # linear decay as in SNGAN's and BigGAN's code
+        return 1.0 + (final_factor - 1.0) * progress
+    return final_factor + (1.0 - final_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))  # SGDR's cosine
+
+
+def warmup_then_decay(optimizer, decay: str = "constant", warmup_steps: int = 0, total_steps: int = 1,
+                      final_factor: float = 0.0, warmup_start_factor: float = 0.01):
+    """lr ramps linearly from `warmup_start_factor * lr` to lr over `warmup_steps`, then stays (constant) or
+    decays to `final_factor * lr` at `total_steps` (linear, or cosine as in Loshchilov & Hutter 2017)."""
+    if decay not in DECAYS:
+        raise ConfigError(f"scheduler.decay={decay!r} is not one of {', '.join(DECAYS)}.")
+    if warmup_steps < 0 or (warmup_steps and warmup_steps >= total_steps):
+        raise ConfigError(f"scheduler.warmup_steps={warmup_steps} must be >= 0 and below trainer.steps={total_steps}.")
+    factor = partial(lr_factor, decay=decay, warmup_steps=warmup_steps, total_steps=total_steps,
+                     final_factor=final_factor, warmup_start_factor=warmup_start_factor)
+    return lr_scheduler.LambdaLR(optimizer, factor)

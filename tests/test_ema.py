@@ -1,0 +1,86 @@
+"""EMA of G: the update rule, start step and ramp-up, BatchNorm handling, and learning-rate schedules."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from ganrun.ema import GeneratorEMA
+from ganrun.models import dcgan, mlp
+from ganrun.schedules import warmup_then_decay
+
+
+def test_update_rule_is_an_exponential_moving_average():
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    ema = GeneratorEMA(G, 4, decay=0.9)
+    before = [p.detach().clone() for p in ema.model.module.parameters()]
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(1.0)
+    ema.update(G, step=1)  # first update: the average starts as a copy
+    ema.update(G, step=2)
+    for old, averaged, current in zip(before, ema.model.module.parameters(), G.parameters()):
+        assert torch.allclose(averaged, current)  # the copy of step 1, then 0.9 * it + 0.1 * the same weights
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(1.0)
+    ema.update(G, step=3)
+    for averaged, current in zip(ema.model.module.parameters(), G.parameters()):
+        assert torch.allclose(averaged, 0.9 * (current - 1.0) + 0.1 * current)
+
+
+def test_start_step_and_rampup():
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    ema = GeneratorEMA(G, 4, decay=0.999, start_step=10, rampup=True)
+    assert ema.beta_at(5) == 0.0 and ema.beta_at(10) == 0.0  # follows G until the start
+    assert ema.beta_at(11) == pytest.approx(2 / 11)  # (1 + t) / (10 + t), t = 1
+    assert ema.beta_at(10**6) == 0.999
+
+
+def test_standing_statistics_fit_the_averaged_weights():
+    torch.manual_seed(0)
+    G = dcgan.Generator(z_dim=8, resolution=28, channels=1, width=8)
+    ema = GeneratorEMA(G, 8, decay=0.5, bn="standing", bn_batches=4, bn_batch_size=32)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.mul_(3.0)
+        G(torch.randn(64, 8))  # G's running statistics now describe other weights
+    ema.update(G, 1)
+    sampler = ema.generator()
+    first_bn = [m for m in sampler.modules() if isinstance(m, nn.BatchNorm2d)][0]
+    captured = []
+    hook = sampler.net[0].register_forward_hook(lambda m, i, o: captured.append(o))
+    generator = torch.Generator().manual_seed(0 + 12345)
+    sampler.train()
+    with torch.no_grad():
+        for _ in range(4):
+            sampler(torch.randn(32, 8, generator=generator))
+    hook.remove()
+    batch_means = torch.stack([c.mean(dim=(0, 2, 3)) for c in captured]).mean(0)
+    assert torch.allclose(first_bn.running_mean, batch_means, atol=1e-5)
+    raw_bn = [m for m in ema.model.module.modules() if isinstance(m, nn.BatchNorm2d)][0]
+    assert not torch.allclose(raw_bn.running_mean, first_bn.running_mean)  # the average itself untouched
+
+
+def test_batch_statistics_mode_normalises_with_the_batch_in_eval():
+    G = dcgan.Generator(z_dim=8, resolution=28, channels=1, width=8)
+    sampler = GeneratorEMA(G, 8, bn="batch").generator()
+    assert not sampler.training
+    assert all(m.running_mean is None for m in sampler.modules() if isinstance(m, nn.BatchNorm2d))
+    z = torch.randn(16, 8)
+    assert not torch.allclose(sampler(z)[:8], sampler(z[:8]))  # outputs depend on the batch
+
+
+@pytest.mark.parametrize("decay,expected", [
+    ("constant", [0.01, 0.505, 1.0, 1.0, 1.0, 1.0]),
+    ("linear", [0.01, 0.505, 1.0, 0.75, 0.5, 0.25]),
+    ("cosine", [0.01, 0.505, 1.0, 0.8535534, 0.5, 0.1464466]),
+])
+def test_warmup_then_decay_schedules(decay, expected):
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2.0)
+    scheduler = warmup_then_decay(optimizer, decay, warmup_steps=2, total_steps=6)
+    seen = []
+    for _ in range(6):
+        seen.append(optimizer.param_groups[0]["lr"] / 2.0)
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx(expected)
