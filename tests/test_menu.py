@@ -51,3 +51,9 @@ def test_label_options_on_a_loss_without_labels_are_refused(tmp_path, data_root)
 
     with pytest.raises(ConfigError, match="real_label"):
         train_in_process(tmp_path, data_root, "loss=hinge", "+loss.real_label=0.9")
+
+
+@pytest.mark.parametrize("preset", ["dcgan", "wgan", "wgan_gp", "sngan", "lsgan"])
+def test_every_experiment_preset_trains(tmp_path, data_root, preset):
+    result = train_in_process(tmp_path, data_root, f"experiment={preset}", steps=1)
+    assert result["step"] == 1 and math.isfinite(result["loss/D"])
