@@ -39,7 +39,7 @@ def hydra_main(cfg: DictConfig):
     try:
         result = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
         # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.
-        return result["final"]["metrics"]["FID"] if result.get("final") else None
+        return result["final"]["metrics"].get("FID") if result.get("final") else None
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None

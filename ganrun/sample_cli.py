@@ -4,7 +4,9 @@
     ganrun-sample RUN_DIR --num 50000 --format npz --out samples/   # samples.npz: arr_0, uint8 N x H x W x C
     ganrun-sample RUN_DIR --interpolate 8 --out samples/         # interpolation.png: 8 rows of latent walks
 
-The PNG folder is a valid `dataset=folder dataset.path=...` for ganrun itself.
+    ganrun-sample RUN_DIR --ema --label 3 --num 100 --out s/   # EMA generator, class 3 of a conditional model
+
+The PNG folder is a valid `dataset=folder dataset.path=...` for ganrun itself. Toy 2-D runs write points.csv.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ def main(argv=None) -> None:
         return random_labels(G, n, device, generator)
 
     with torch.no_grad():
+        if cfg.dataset.get("shape") and args.num > 0:  # toy 2-D points: one CSV row per sample
+            z = torch.randn(args.num, z_dim, device=device, generator=generator)
+            np.savetxt(out / "points.csv", G(z, labels(args.num)).float().cpu().numpy(), delimiter=",",
+                       header="x,y", comments="")
+            log.info("Wrote %d points of %s (step %d) to %s", args.num, found, state["step"], out / "points.csv")
+            return
         if args.num > 0:
             chunks, written = [], 0
             while written < args.num:

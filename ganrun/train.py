@@ -83,13 +83,19 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     # Data.
     log.info("Dataset %s: %d images, %s classes, resolution %d, %d channel(s)", cfg.dataset.name, info["size"],
              info["num_classes"], cfg.dataset.resolution, cfg.dataset.channels)
-    stream = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed,
-                         device, cfg.dataset.in_memory, trainer.num_workers, rank, world)
-    augment.check((cfg.dataset.channels, cfg.dataset.resolution, cfg.dataset.resolution))
+    points = bool(cfg.dataset.get("shape"))  # toy 2-D data: drawn fresh each batch, shown as scatter plots
+    if points:
+        stream = source.stream(trainer.batch_size, device)
+        augment.check(tuple(cfg.dataset.shape))
+    else:
+        stream = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed,
+                             device, cfg.dataset.in_memory, trainer.num_workers, rank, world)
+        augment.check((cfg.dataset.channels, cfg.dataset.resolution, cfg.dataset.resolution))
     if world > 1:
         log.info("Distributed: %d ranks, batch %d per rank = %d effective batch size", world, trainer.batch_size,
                  trainer.batch_size * world)
-    fixed_noise = torch.randn(trainer.num_samples, z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    num_fixed = max(trainer.num_samples, 2000) if cfg.dataset.get("shape") else trainer.num_samples  # scatter
+    fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     metrics_cfg = cfg.metrics
     evaluator = None
     if metrics_cfg.every > 0 or metrics_cfg.final_num_samples > 0:
@@ -169,6 +175,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
             with torch.no_grad(), autocast:
                 images = generator(fixed_noise, fixed_labels).float()
             generator.train(was_training)
+            if points:
+                writer.add_figure(f"samples/scatter{suffix}", source.scatter(images), step)
+                continue
             grid = torchvision.utils.make_grid(images, nrow=grid_columns, normalize=True, value_range=(-1, 1))
             writer.add_image(f"samples/fixed_noise{suffix}", grid, step)
             (run_dir / "samples").mkdir(exist_ok=True)
@@ -276,7 +285,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                 if step % trainer.sample_every == 0:
                     log_samples(writer)
                 if evaluator is not None and metrics_cfg.every > 0 and step % metrics_cfg.every == 0:
-                    fid = evaluate(writer, metrics_cfg.num_samples)[""]["metrics"]["FID"]
+                    fid = evaluate(writer, metrics_cfg.num_samples)[""]["metrics"].get("FID")
                     if fid is not None and (best["FID"] is None or fid < best["FID"]):
                         best = {"FID": fid, "step": step}
                         save_checkpoint(run_dir / checkpoint.CHECKPOINT_DIR / checkpoint.BEST_FILE)

@@ -109,7 +109,9 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
     if "model=mlp" in overrides:  # no conv widths; small hidden layers instead
         tiny = [o for o in TINY if ".width=" not in o] + ["model.generator.hidden=[32]", "model.discriminator.hidden=[32]"]
     with initialize_config_module("ganrun.conf", version_base="1.3"):
-        source = [] if "dataset=folder" in overrides else [f"dataset.source.root={data_root}",
+        own_files = any(o.startswith("dataset=") and o not in ("dataset=mnist", "dataset=fashion_mnist")
+                        for o in overrides)  # folder and toy datasets: no dataset.source.root
+        source = [] if own_files else [f"dataset.source.root={data_root}",
                                                             "dataset.source.download=false"]
         cfg = compose("config", overrides=[*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source,
                                            *overrides])

@@ -76,7 +76,10 @@ def test_models_take_their_shape_from_the_dataset(model, dataset):
 def test_every_dataset_composes():
     for dataset in options("dataset"):
         cfg = compose_config(f"dataset={dataset}", "dataset.path=/x" if dataset == "folder" else "seed=0")
-        assert cfg.dataset.resolution > 0 and cfg.dataset.source._target_.startswith("ganrun.datasets.")
+        if cfg.dataset.get("shape"):  # toy 2-D mixtures
+            assert list(cfg.dataset.shape) == [2] and cfg.dataset.source._target_ == "ganrun.toy.GaussianMixture"
+        else:
+            assert cfg.dataset.resolution > 0 and cfg.dataset.source._target_.startswith("ganrun.datasets.")
 
 
 def test_unknown_group_option_lists_the_choices():

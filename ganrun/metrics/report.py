@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from ganrun.config import build
+
 from ganrun.models.conditioning import random_labels
 from ganrun.metrics.evaluator import Evaluator, MetricsUnavailable
 
@@ -15,7 +17,10 @@ log = logging.getLogger(__name__)
 
 
 def make_evaluator(metrics_cfg, dataset_cfg, device, num_workers=0) -> Evaluator | None:
-    """The run's evaluator, or None (with the reason logged) when no extractor can be had."""
+    """The run's evaluator, or None (with the reason logged) when no extractor can be had. Toy 2-D datasets
+    score themselves (modes covered, high-quality samples)."""
+    if dataset_cfg.get("shape"):
+        return build(dataset_cfg.source)
     try:
         return Evaluator(metrics_cfg, dataset_cfg, device, num_workers)
     except MetricsUnavailable as exc:

@@ -11,7 +11,7 @@ from ganrun.models.conditioning import random_labels, split_output
 
 def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
     """Refuse a model whose output is not the dataset's image shape, before any data is read."""
-    want = (dataset.channels, dataset.resolution, dataset.resolution)
+    want = tuple(dataset.shape) if dataset.get("shape") else (dataset.channels, dataset.resolution, dataset.resolution)
     G.eval()
     with torch.no_grad():
         y = random_labels(G, 2, device)
@@ -21,7 +21,7 @@ def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
     if tuple(out.shape[1:]) != want:
         raise ConfigError(
             f"the generator makes images of shape {tuple(out.shape[1:])} but dataset={dataset.name} has "
-            f"(channels, resolution, resolution) = {want}."
+            f"sample shape {want}."
         )
     if tuple(score.shape) != (2,):
         raise ConfigError(f"the discriminator returns shape {tuple(score.shape)} per batch of 2, expected (2,).")

@@ -25,7 +25,7 @@ def _plan(resolution: int, width: int) -> tuple[int, list[int]]:
     if resolution not in RESOLUTIONS:
         raise ConfigError(
             f"model=dcgan supports resolutions {', '.join(map(str, RESOLUTIONS))}, "
-            f"not dataset.resolution={resolution}."
+            f"not dataset.resolution={resolution}" + (" (toy 2-D points: use model=mlp)." if resolution is None else ".")
         )
     start = 7 if resolution == 28 else 4
     n_up = int(math.log2(resolution // start))

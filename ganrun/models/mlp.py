@@ -1,4 +1,5 @@
-"""Fully connected G and D: the vanilla GAN of Goodfellow et al. (2014), for any image shape."""
+"""Fully connected G and D: the vanilla GAN of Goodfellow et al. (2014), for any image shape, and for the
+toy 2-D datasets (`shape` [2], linear output: the points are not confined to [-1, 1])."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ganrun.errors import ConfigError
 from ganrun.models.conditioning import ConditionalDiscriminator, ConditionalGenerator
 from ganrun.models.layers import norm_layer, parametrize_weights
+
+
+OUTPUTS = ("tanh", "linear")
+
+
+def _sample_shape(shape, channels, resolution) -> tuple:
+    """`shape` for non-image data (toy 2-D points: [2]), else (channels, resolution, resolution)."""
+    return tuple(shape) if shape else (channels, resolution, resolution)
 
 
 def _stack(sizes, norm, activation) -> list[nn.Module]:
@@ -21,14 +31,16 @@ def _stack(sizes, norm, activation) -> list[nn.Module]:
 
 class Generator(ConditionalGenerator):
     def __init__(self, z_dim=100, resolution=28, channels=1, hidden=(256, 512, 1024), norm="none",
-                 weight_param="none", conditioning="none", num_classes=None):
+                 weight_param="none", conditioning="none", num_classes=None, shape=None, output="tanh"):
         super().__init__(z_dim, conditioning, num_classes)
-        self.shape = (channels, resolution, resolution)
+        self.shape = _sample_shape(shape, channels, resolution)
+        if output not in OUTPUTS:
+            raise ConfigError(f"model.generator.output={output!r} is not one of {', '.join(OUTPUTS)}.")
         hidden = list(hidden)
         self.net = nn.Sequential(
             *_stack([self.input_dim, *hidden], norm, nn.ReLU),
             nn.Linear(hidden[-1], math.prod(self.shape)),
-            nn.Tanh(),
+            *([nn.Tanh()] if output == "tanh" else []),
         )
         parametrize_weights(self, weight_param)
 
@@ -38,10 +50,11 @@ class Generator(ConditionalGenerator):
 
 class Discriminator(ConditionalDiscriminator):
     def __init__(self, resolution=28, channels=1, hidden=(1024, 512, 256), norm="none", weight_param="none",
-                 conditioning="none", num_classes=None):
-        super().__init__(channels, conditioning, num_classes)
+                 conditioning="none", num_classes=None, shape=None):
+        sample_shape = _sample_shape(shape, channels, resolution)
+        super().__init__(sample_shape[0], conditioning, num_classes)
         hidden = list(hidden)
-        inputs = channels * resolution * resolution + (self.in_channels - channels)  # + one-hot y for concat
+        inputs = math.prod(sample_shape) + (self.in_channels - sample_shape[0])  # + one-hot y for concat
         self.net = nn.Sequential(*_stack([inputs, *hidden], norm, lambda: nn.LeakyReLU(0.2)))
         self.make_heads(hidden[-1])
         parametrize_weights(self, weight_param)

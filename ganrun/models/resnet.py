@@ -29,7 +29,7 @@ def _stages(resolution: int) -> tuple[int, int]:
     if resolution not in RESOLUTIONS:
         raise ConfigError(
             f"model=resnet supports resolutions {', '.join(map(str, RESOLUTIONS))}, "
-            f"not dataset.resolution={resolution}."
+            f"not dataset.resolution={resolution}" + (" (toy 2-D points: use model=mlp)." if resolution is None else ".")
         )
     start = 7 if resolution == 28 else 4
     return start, int(math.log2(resolution // start))
