@@ -22,17 +22,23 @@ from tqdm.auto import tqdm
 
 import ganrun
 from ganrun import checkpoint, distributed
+from ganrun.augment import Pipeline
 from ganrun.config import build, build_optimizer, check_trainer
 from ganrun.data import BatchStream, load_dataset
+from ganrun.ema import GeneratorEMA
 from ganrun.errors import TrainingDivergedError, TrainingInterrupted
 from ganrun.hparams import run_hparams, write_hparams
 from ganrun.metrics import report
-from ganrun.augment import Pipeline
-from ganrun.ema import GeneratorEMA
 from ganrun.models import check_shapes
 from ganrun.models.conditioning import random_labels, split_output
 from ganrun.regularizers import weighted_penalties
-from ganrun.runtime import configure_determinism, rng_state, select_device, set_rng_state, stop_on_signals
+from ganrun.runtime import (
+    configure_determinism,
+    rng_state,
+    select_device,
+    set_rng_state,
+    stop_on_signals,
+)
 from ganrun.window import LogWindow
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from conftest import TINY
+
 from ganrun import checkpoint
 
 

@@ -9,6 +9,7 @@ from conftest import train_in_process
 @pytest.mark.parametrize("overrides", [
     ["loss=ragan"], ["loss=ralsgan", "regularizer=r2"], ["loss=rahinge", "regularizer=dragan"],
     ["loss=ns", "regularizer=[clip,l2]"],
+    ["loss=hinge", "regularizer=[bcr,r1]", "regularizer.r1.every=2"],
     ["model=resnet", "model.generator.width=8", "model.discriminator.width=8", "loss=hinge"],
     ["model=mlp", "model.conditioning=concat", "loss=lsgan"],
     ["model.conditioning=projection", "loss=hinge", "regularizer=gp"],

@@ -6,7 +6,8 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from ganrun.errors import ConfigError
-from ganrun.models import dcgan, mlp
+from ganrun.models import dcgan, mlp, resnet
+from ganrun.models.conditioning import split_output
 
 
 @pytest.mark.parametrize("resolution", [28, 32, 64])
@@ -67,10 +68,6 @@ def test_mlp_any_shape():
     D = mlp.Discriminator(resolution=12, channels=3, hidden=[16], norm="layer")
     assert D(G(torch.randn(4, 8))).shape == (4,)
     assert G(torch.randn(4, 8)).shape == (4, 3, 12, 12)
-
-
-from ganrun.models import resnet  # noqa: E402
-from ganrun.models.conditioning import split_output  # noqa: E402
 
 ARCHITECTURES = {"dcgan": (dcgan, {"width": 8}), "resnet": (resnet, {"width": 8}), "mlp": (mlp, {})}
 

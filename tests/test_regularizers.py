@@ -90,3 +90,20 @@ def test_dragan_penalises_near_the_real_data():
     assert value.item() == pytest.approx((0.5 * 2**0.5 - 1) ** 2, rel=1e-5)
     offset = seen[0] - real
     assert offset.min() >= 0 and offset.max() <= 0.5 * real.std() + 1e-6
+
+
+def test_bcr_against_a_hand_computation_with_a_deterministic_flip():
+    w = torch.arange(8.0).view(1, 1, 2, 4)  # a linear critic that tells left from right
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.randn(3, 1, 2, 4), torch.randn(3, 1, 2, 4)
+    bcr = regularizers.BalancedConsistency(real_weight=10.0, fake_weight=2.0, flip_prob=1.0, translation=0.0)
+    expected = sum(weight * ((x * w).flatten(1).sum(1) - (x.flip(3) * w).flatten(1).sum(1)).pow(2).mean()
+                   for weight, x in ((10.0, real), (2.0, fake)))
+    assert bcr.penalty(critic, real, fake, None).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_bcr_vanishes_for_a_critic_blind_to_flips_and_shifts():
+    images = torch.zeros(16, 3, 16, 16)
+    images[:, :, 6:10, 6:10] = torch.rand(16, 3, 4, 4)  # content away from the borders: shifts keep it whole
+    critic = lambda x: x.flatten(1).sum(1)  # noqa: E731
+    assert regularizers.BalancedConsistency().penalty(critic, images, images, None).item() == pytest.approx(0, abs=1e-8)

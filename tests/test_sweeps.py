@@ -4,7 +4,6 @@ import importlib.util
 
 import pytest
 import yaml
-
 from conftest import TINY, run_ganrun
 
 TINY_METRICS = ["metrics.final_num_samples=100", "metrics.num_real=100", "metrics.classifier_epochs=1",

@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 
 from ganrun.config import build
-
-from ganrun.models.conditioning import random_labels
 from ganrun.metrics.evaluator import Evaluator, MetricsUnavailable
+from ganrun.models.conditioning import random_labels
 
 log = logging.getLogger(__name__)
 

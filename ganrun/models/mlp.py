@@ -13,7 +13,6 @@ from ganrun.errors import ConfigError
 from ganrun.models.conditioning import ConditionalDiscriminator, ConditionalGenerator
 from ganrun.models.layers import norm_layer, parametrize_weights
 
-
 OUTPUTS = ("tanh", "linear")
 
 
