@@ -234,6 +234,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
                             fake = G(z, y)
                         real, fake = augment(real, step), augment(fake, step)
                         (real_out, real_cls), (fake_out, fake_cls) = split_output(D(real, y)), split_output(D(fake, y))
+                        real_out, fake_out = real_out.float(), fake_out.float()  # losses in fp32 under AMP
                         d_adversarial = loss.d_loss(real_out, fake_out)
                         critic = (lambda x: split_output(D(x, y))[0]) if conditional else D
                         terms = weighted_penalties(regularizers, critic, real, fake, D, step * n_critic + i)
