@@ -172,8 +172,7 @@ def load_generator(path: str, device="cpu", ema: bool = False):
     if ema:
         if state.get("ema") is None:
             raise ConfigError(f"{found} holds no EMA generator (the run had ema.enabled=false).")
-        settings = {k: v for k, v in cfg.ema.items() if k != "enabled"}
-        averaged = GeneratorEMA(G, cfg.model.z_dim, **settings, seed=cfg.seed)
+        averaged = GeneratorEMA.from_config(G, cfg)
         averaged.load_state_dict(state["ema"])
         G = averaged.generator()
     return G, cfg, state, found

@@ -47,6 +47,12 @@ class GeneratorEMA:
         self.model = AveragedModel(G, avg_fn=self._average, use_buffers=bn == "averaged")
         self.model.requires_grad_(False)
 
+    @classmethod
+    def from_config(cls, G: nn.Module, cfg) -> GeneratorEMA:
+        """The EMA a run's config describes (its `ema` section; `enabled` is the caller's business)."""
+        settings = {k: v for k, v in cfg.ema.items() if k != "enabled"}
+        return cls(G, cfg.model.z_dim, **settings, seed=cfg.seed)
+
     def _average(self, averaged: torch.Tensor, current: torch.Tensor, num_averaged) -> torch.Tensor:
         return averaged + (current - averaged) * (1.0 - self.beta)
 

@@ -29,7 +29,7 @@ from ganrun.ema import GeneratorEMA
 from ganrun.errors import TrainingDivergedError, TrainingInterrupted
 from ganrun.hparams import run_hparams, write_hparams
 from ganrun.metrics import report
-from ganrun.models import check_shapes
+from ganrun.models import check_shapes, sample_shape
 from ganrun.models.conditioning import random_labels, split_output
 from ganrun.regularizers import weighted_penalties
 from ganrun.runtime import (
@@ -83,24 +83,22 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> dict:
     opt_d = build_optimizer(cfg.optimizer.d, D.parameters(), "optimizer.d")
     schedulers = [build(cfg.scheduler)(opt) for opt in (opt_g, opt_d)]
     augment = Pipeline(build(cfg.augment))
-    ema = GeneratorEMA(G, z_dim, **{k: v for k, v in cfg.ema.items() if k != "enabled"}, seed=cfg.seed) \
-        if cfg.ema.enabled else None
+    ema = GeneratorEMA.from_config(G, cfg) if cfg.ema.enabled else None
 
     # Data.
-    log.info("Dataset %s: %d images, %s classes, resolution %d, %d channel(s)", cfg.dataset.name, info["size"],
-             info["num_classes"], cfg.dataset.resolution, cfg.dataset.channels)
+    log.info("Dataset %s: %d samples (modes for toy data), %s classes, sample shape %s", cfg.dataset.name,
+             info["size"], info["num_classes"], sample_shape(cfg.dataset))
+    augment.check(sample_shape(cfg.dataset))
     points = bool(cfg.dataset.get("shape"))  # toy 2-D data: drawn fresh each batch, shown as scatter plots
     if points:
         stream = source.stream(trainer.batch_size, device)
-        augment.check(tuple(cfg.dataset.shape))
     else:
         stream = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed,
                              device, cfg.dataset.in_memory, trainer.num_workers, rank, world)
-        augment.check((cfg.dataset.channels, cfg.dataset.resolution, cfg.dataset.resolution))
     if world > 1:
         log.info("Distributed: %d ranks, batch %d per rank = %d effective batch size", world, trainer.batch_size,
                  trainer.batch_size * world)
-    num_fixed = max(trainer.num_samples, 2000) if cfg.dataset.get("shape") else trainer.num_samples  # scatter
+    num_fixed = max(trainer.num_samples, 2000) if points else trainer.num_samples  # scatter plots need more
     fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     metrics_cfg = cfg.metrics
     evaluator = None

@@ -1,5 +1,6 @@
 """Toy 2-D mixtures: exact mode layouts, the mode metrics, and a short run whose metrics are computed."""
 
+import logging
 import math
 
 import pytest
@@ -48,9 +49,11 @@ def test_mode_metrics():
     assert strict.score(mixture.modes)["modes_covered"] == 0  # one sample per mode is not enough here
 
 
-def test_short_toy_run_computes_its_metrics_and_logs_a_scatter_plot(tmp_path, data_root):
+def test_short_toy_run_computes_its_metrics_and_logs_a_scatter_plot(tmp_path, data_root, caplog):
+    caplog.set_level(logging.INFO)  # pytest's log handler fails the test on a log line that cannot be formatted
     result = train_in_process(tmp_path, data_root, "dataset=grid25", "model=mlp", "trainer.batch_size=64",
                               "trainer.sample_every=5", "metrics.final_num_samples=500", steps=5)
+    assert "sample shape (2,)" in caplog.text
     final = result["final"]["metrics"]
     assert final["num_modes"] == 25 and 0 <= final["modes_covered"] <= 25
     # recomputed from the saved generator with the same protocol: the same numbers

@@ -9,9 +9,14 @@ from ganrun.errors import ConfigError
 from ganrun.models.conditioning import random_labels, split_output
 
 
+def sample_shape(dataset: DictConfig) -> tuple:
+    """One sample's shape: `dataset.shape` for non-image data (toy 2-D points), else (channels, H, W)."""
+    return tuple(dataset.shape) if dataset.get("shape") else (dataset.channels, dataset.resolution, dataset.resolution)
+
+
 def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
-    """Refuse a model whose output is not the dataset's image shape, before any data is read."""
-    want = tuple(dataset.shape) if dataset.get("shape") else (dataset.channels, dataset.resolution, dataset.resolution)
+    """Refuse a model whose output is not the dataset's sample shape, before training starts."""
+    want = sample_shape(dataset)
     G.eval()
     with torch.no_grad():
         y = random_labels(G, 2, device)
