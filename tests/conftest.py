@@ -1,47 +1,12 @@
-"""Shared fixtures: tiny datasets written by the tests themselves (no network, no Debian package needed)."""
+"""Fixtures only; what tests share as functions lives in helpers.py."""
 
 from __future__ import annotations
 
-import gzip
-import os
-import shutil
-import struct
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import write_mnist_like
 from hydra.core.global_hydra import GlobalHydra
-from PIL import Image
-
-MNIST_FILES = {
-    "train-images-idx3-ubyte": True,
-    "train-labels-idx1-ubyte": False,
-    "t10k-images-idx3-ubyte": True,
-    "t10k-labels-idx1-ubyte": False,
-}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """IDX format: magic (0, 0, type 0x08 = uint8, ndim), big-endian int32 dims, then the raw bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_mnist_like(folder: Path, n: int = 128, seed: int = 0, gz: bool = False) -> Path:
-    """The four MNIST/Fashion-MNIST IDX files with `n` random 28x28 images and labels 0..9."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, is_images in MNIST_FILES.items():
-        array = rng.integers(0, 256, (n, 28, 28)) if is_images else np.arange(n) % 10
-        data = idx_bytes(array)
-        if gz:
-            with gzip.open(folder / f"{name}.gz", "wb") as f:
-                f.write(data)
-        else:
-            (folder / name).write_bytes(data)
-    return folder
 
 
 @pytest.fixture
@@ -53,68 +18,8 @@ def data_root(tmp_path) -> Path:
     return root
 
 
-def write_png(path: Path, size=(40, 30), mode="RGB", seed=0) -> Path:
-    """A random image of `size` (width, height) saved as PNG in `mode` (L, RGB, RGBA, P...)."""
-    rng = np.random.default_rng(seed)
-    rgb = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rgb.convert(mode).save(path)
-    return path
-
-
 @pytest.fixture(autouse=True)
 def clear_hydra():
     GlobalHydra.instance().clear()
     yield
     GlobalHydra.instance().clear()
-
-
-# Small, fast settings for end-to-end runs on CPU.
-TINY = [
-    "model.generator.width=8",
-    "model.discriminator.width=8",
-    "trainer.batch_size=16",
-    "trainer.num_samples=4",
-    "trainer.num_workers=0",
-    "metrics.every=0",
-    "metrics.final_num_samples=0",
-]
-
-
-def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_path=None):
-    """Run the installed `ganrun` console script the way a user would; `extra_path` goes on PYTHONPATH."""
-    env = {**os.environ, "GANRUN_DATA": str(data_root), "HYDRA_FULL_ERROR": "0",
-           "GANRUN_CACHE": str(Path(cwd) / "ganrun-cache")}
-    if extra_path:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    command = shutil.which("ganrun") or str(Path(sys.executable).with_name("ganrun"))
-    proc = subprocess.run(
-        [command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"ganrun {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: int = 2) -> dict:
-    """Compose the config as the CLI does and run the loop in this process: fast checks that an option combination
-    trains (the CLI itself is tested end to end in test_cli.py)."""
-    from hydra import compose, initialize_config_module
-
-    import ganrun.cli  # noqa: F401  (registers resolvers)
-    from ganrun.train import train
-
-    tiny = TINY
-    if "model=mlp" in overrides:  # no conv widths; small hidden layers instead
-        tiny = [o for o in TINY if ".width=" not in o] + ["model.generator.hidden=[32]", "model.discriminator.hidden=[32]"]
-    with initialize_config_module("ganrun.conf", version_base="1.3"):
-        own_files = any(o.startswith("dataset=") and o not in ("dataset=mnist", "dataset=fashion_mnist")
-                        for o in overrides)  # folder and toy datasets: no dataset.source.root
-        source = [] if own_files else [f"dataset.source.root={data_root}",
-                                                            "dataset.source.download=false"]
-        cfg = compose("config", overrides=[*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source,
-                                           *overrides])
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return train(cfg, run_dir, list(overrides))

@@ -8,21 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, run_ganrun
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import TINY, events, run_ganrun, scalars
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from ganrun import checkpoint
 
-
-def events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
-    accumulator.Reload()
-    return accumulator
-
-
-def scalar(run_dir, tag):
-    return {e.step: e.value for e in events(run_dir).Scalars(tag)}
+pytestmark = pytest.mark.slow  # subprocess runs of the real commands
 
 
 def test_run_writes_checkpoints_tensorboard_samples_and_config(tmp_path, data_root):
@@ -52,9 +43,9 @@ def test_penalty_terms_are_logged(tmp_path, data_root):
     run_dir = tmp_path / "run"
     run_ganrun([*TINY, "loss=wgan_gp", "regularizer=r1", "trainer.n_critic=2", "trainer.steps=2",
                 "trainer.log_every=1", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
-    penalties = scalar(run_dir, "penalty/gradient_penalty")
+    penalties = scalars(run_dir, "penalty/gradient_penalty")
     assert set(penalties) == {1, 2} and all(v > 0 for v in penalties.values())
-    assert set(scalar(run_dir, "penalty/r1")) == {1, 2}
+    assert set(scalars(run_dir, "penalty/r1")) == {1, 2}
 
 
 MENU = ["model.conditioning=projection", "ema.enabled=true", "scheduler=linear", "scheduler.warmup_steps=2",
@@ -79,7 +70,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, data_root, o
     assert a["opt_d"]["state"][0]["exp_avg"].equal(b["opt_d"]["state"][0]["exp_avg"])
     assert a["data"] == b["data"]
     for tag in ("loss/D", "loss/G", "lr/G"):
-        assert scalar(straight, tag) == scalar(split, tag)  # steps 1..6, including the resumed 4..6
+        assert scalars(straight, tag) == scalars(split, tag)  # steps 1..6, including the resumed 4..6
 
 
 def test_conditional_ema_run_logs_class_rows_and_both_generators(tmp_path, data_root):
@@ -129,7 +120,7 @@ def test_multirun_gives_each_job_its_own_dir_run_hparams_and_a_summary(tmp_path,
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name.split(",")[0] for p in jobs] == ["0_loss=ns", "1_loss=hinge"]
     assert all(len(p.name) <= 150 for p in jobs)  # long override lists are shortened with a hash
-    losses = [scalar(job, "loss/D")[2] for job in jobs]
+    losses = [scalars(job, "loss/D")[2] for job in jobs]
     assert losses[0] != losses[1]
     assert all((job / "checkpoints" / "step_00000002.pt").exists() for job in jobs)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import write_mnist_like, write_png
+from helpers import write_mnist_like, write_png
 from omegaconf import OmegaConf
 
 from ganrun import datasets

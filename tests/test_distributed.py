@@ -5,9 +5,12 @@ import re
 import subprocess
 import sys
 
-from conftest import TINY
+import pytest
+from helpers import TINY
 
 from ganrun import checkpoint
+
+pytestmark = pytest.mark.slow  # subprocess runs of the real commands
 
 
 def torchrun(args, data_root, cwd):

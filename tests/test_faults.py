@@ -11,18 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, run_ganrun, write_png
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import TINY, run_ganrun, scalars, write_png
 
 from ganrun import checkpoint
 
-
-def scalars(run_dir, tag):
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    if tag not in accumulator.Tags()["scalars"]:
-        return {}
-    return {e.step: e.value for e in accumulator.Scalars(tag)}
+pytestmark = pytest.mark.slow  # subprocess runs of the real commands
 
 
 def start_ganrun(args, data_root, cwd):

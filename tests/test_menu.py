@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from conftest import train_in_process
+from helpers import train_in_process
 
 
 @pytest.mark.parametrize("overrides", [
@@ -25,7 +25,7 @@ def test_option_combinations_train(tmp_path, data_root, overrides):
 
 
 def test_conditional_model_on_an_unlabelled_folder_is_refused(tmp_path, data_root):
-    from conftest import write_png
+    from helpers import write_png
 
     from ganrun.errors import ConfigError
 
@@ -37,7 +37,7 @@ def test_conditional_model_on_an_unlabelled_folder_is_refused(tmp_path, data_roo
 
 
 def test_class_per_folder_tree_conditions_on_its_folders(tmp_path, data_root):
-    from conftest import write_png
+    from helpers import write_png
 
     for c in ("cats", "dogs", "owls"):
         for i in range(3):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import TINY, run_ganrun
+from helpers import TINY, events, run_ganrun
 from hydra import compose, initialize_config_module
 
 import ganrun.cli  # noqa: F401
@@ -135,10 +135,7 @@ def test_training_reports_metrics_keeps_the_best_checkpoint_and_writes_json(tmp_
                 "metrics.final_num_samples=100", "metrics.num_real=100", "metrics.classifier_epochs=1",
                 "metrics.kid_subset_size=50", "metrics.kid_subsets=5", "metrics.download=false",
                 f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir))
-    acc.Reload()
+    acc = events(run_dir)
     fids = [e.step for e in acc.Scalars("metrics/FID_offline_classifier")]
     assert fids == [2, 4, 4]  # two evaluations during training, then the final report
     assert "metrics/precision_offline_classifier" in acc.Tags()["scalars"]

@@ -4,7 +4,9 @@ import importlib.util
 
 import pytest
 import yaml
-from conftest import TINY, run_ganrun
+from helpers import TINY, run_ganrun
+
+pytestmark = pytest.mark.slow  # subprocess runs of the real commands
 
 TINY_METRICS = ["metrics.final_num_samples=100", "metrics.num_real=100", "metrics.classifier_epochs=1",
                 "metrics.kid_subset_size=50", "metrics.kid_subsets=5", "metrics.download=false"]

@@ -5,8 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import train_in_process
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import events, train_in_process
 
 from ganrun import checkpoint, toy
 from ganrun.errors import ConfigError
@@ -61,10 +60,9 @@ def test_short_toy_run_computes_its_metrics_and_logs_a_scatter_plot(tmp_path, da
     mixture = toy.GaussianMixture("grid", 25, 2.0, 0.05)
     again = evaluate_generator(mixture, G, cfg.model.z_dim, 500, cfg.seed)
     assert again["metrics"] == final
-    events = EventAccumulator(str(tmp_path / "run"), size_guidance={"images": 0})
-    events.Reload()
-    assert "samples/scatter" in events.Tags()["images"]
-    assert "metrics/modes_covered_toy" in events.Tags()["scalars"]
+    acc = events(tmp_path / "run")
+    assert "samples/scatter" in acc.Tags()["images"]
+    assert "metrics/modes_covered_toy" in acc.Tags()["scalars"]
 
 
 def test_image_models_refuse_toy_data(tmp_path, data_root):
