@@ -13,8 +13,6 @@ import os
 import re
 from pathlib import Path
 
-import torch
-
 from ganrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,6 +41,8 @@ def save_atomic(state: dict, path: Path) -> None:
 
     A crash at any moment leaves either the old file or the complete new one, never a partial file.
     """
+    import torch  # here, not at the top: the CLI's resolvers import this module for `ganrun --help`
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -80,6 +80,8 @@ def prune(run_dir: Path, keep: int) -> None:
 
 
 def load(path: Path, map_location="cpu") -> dict:
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

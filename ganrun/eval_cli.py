@@ -12,12 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from ganrun.checkpoint import load_generator
 from ganrun.errors import ConfigError
-from ganrun.metrics.report import evaluate_generator, make_evaluator
-from ganrun.runtime import select_device
 
 
 def parse_args(argv=None):
@@ -41,6 +36,12 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     args = parse_args(argv)
+    from omegaconf import OmegaConf  # torch and the rest only after argparse has handled --help
+
+    from ganrun.checkpoint import load_generator
+    from ganrun.metrics.report import evaluate_generator, make_evaluator
+    from ganrun.runtime import select_device
+
     try:
         device = select_device(args.device)
         G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)

@@ -20,7 +20,7 @@ def test_run_writes_checkpoints_tensorboard_samples_and_config(tmp_path, data_ro
     run_dir = tmp_path / "run"
     proc = run_ganrun([*TINY, "trainer.steps=6", "trainer.log_every=2", "trainer.sample_every=3",
                        "trainer.ckpt_every=3", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
-    assert "Training on cpu" in proc.stderr + proc.stdout
+    assert "Using cpu" in proc.stderr + proc.stdout
 
     assert [p.name for p in checkpoint.step_checkpoints(run_dir)] == ["step_00000006.pt", "step_00000003.pt"]
     state = checkpoint.load(run_dir / "checkpoints" / "step_00000006.pt")
