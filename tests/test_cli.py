@@ -125,7 +125,7 @@ def test_multirun_gives_each_job_its_own_dir_run_hparams_and_a_summary(tmp_path,
     assert all((job / "checkpoints" / "step_00000002.pt").exists() for job in jobs)
 
     # HParams live in each job's own event file: no stray timestamped sub-runs.
-    for job, loss in zip(jobs, ["NonSaturating", "Hinge"]):
+    for job, loss in zip(jobs, ["ns", "hinge"]):  # as typed, not the class names
         assert not [p for p in job.iterdir() if p.is_dir() and p.name[:1].isdigit()]
         acc = events(job)
         content = acc.PluginTagToContent("hparams")
@@ -134,7 +134,7 @@ def test_multirun_gives_each_job_its_own_dir_run_hparams_and_a_summary(tmp_path,
         hparams = start.session_start_info.hparams
         assert hparams["loss"].string_value == loss and hparams["trainer.n_critic"].number_value == 1
         assert hparams["optimizer.d.lr"].number_value == pytest.approx(2e-4)
-        assert "hparams/FID" in acc.Tags()["scalars"]
+        assert "z_hparams/FID" in acc.Tags()["scalars"]
 
     # The sweep summary: both jobs with their metrics, sorted by final FID, at the sweep root.
     with open(sweep / "summary.csv") as f:
