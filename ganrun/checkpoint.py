@@ -7,7 +7,6 @@ states, the step, the data stream position, RNG states and the fixed sampling no
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -125,16 +124,6 @@ def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bo
         )
     if changes:
         log.warning("Resuming with a changed experiment (resume_force=true):\n  %s", "\n  ".join(changes))
-
-
-def job_dir_name(number, overrides: str, limit: int = 150) -> str:
-    """`<job number>_<overrides>` for a sweep job (Hydra resolver), shortened with a hash beyond `limit`
-    characters: file names are capped at 255 bytes and long override lists exceed it."""
-    name = f"{number}_{overrides}"
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
-    return f"{name[: limit - 10]}..{digest}"
 
 
 def _flatten(tree, prefix="") -> dict:

@@ -22,13 +22,16 @@ from omegaconf import DictConfig, OmegaConf
 
 import ganrun
 import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
-from ganrun.checkpoint import job_dir_name, load_for_resume, run_dir_for_resume
+from ganrun.checkpoint import load_for_resume, run_dir_for_resume
+from ganrun.config import final_num_samples
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.job_names import job_dir_name
 
 log = logging.getLogger("ganrun")
 
 OmegaConf.register_new_resolver("ganrun_run_dir", run_dir_for_resume, replace=True)
 OmegaConf.register_new_resolver("ganrun_job_dir", job_dir_name, replace=True)
+OmegaConf.register_new_resolver("ganrun_final_num_samples", final_num_samples, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://ganrun.conf", config_name="config")
