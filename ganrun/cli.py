@@ -48,8 +48,7 @@ def hydra_main(cfg: DictConfig):
         # Log lines go through tqdm.write while a progress bar is shown, so they do not break the bar.
         with logging_redirect_tqdm(loggers=[logging.getLogger()]):
             result = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
-        # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.
-        return result["final"]["metrics"].get("FID") if result.get("final") else None
+        return result.final_fid  # what a sweeper (e.g. Optuna) minimises
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
