@@ -54,7 +54,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
     if resumed is not None:
         state.load_state_dict(resumed, distributed.rank())
         log.info("Resumed from %s at step %d", resumed_from, state.step)
-    checkpoint.claim_run_dir(run_dir, state.run_id)
+    if distributed.is_main():
+        checkpoint.claim_run_dir(run_dir, state.run_id)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     log.info("Training %s/%s with loss %s for %d steps (n_critic=%d, batch %d) in %s", cfg.model.name, info.name,
