@@ -20,13 +20,14 @@ SAMPLE_COUNTS = {"FID": "final_samples", "best_FID": "best_samples"}
 
 
 def _samples_at(job_dir: Path, step) -> int | None:
-    """Generated samples of raw G's first evaluation at `step` (metrics.jsonl), i.e. the one during training."""
+    """Generated samples of raw G's evaluation during training at `step` (metrics.jsonl)."""
     log_file = job_dir / "metrics.jsonl"
     if step is None or not log_file.is_file():
         return None
     for line in log_file.read_text().splitlines():
         record = json.loads(line)
-        if record.get("step") == step and record.get("generator", "raw") == "raw":
+        if (record.get("step") == step and record.get("generator", "raw") == "raw"
+                and record.get("section", "metrics") == "metrics"):  # not the final report at the same step
             return record.get("protocol", {}).get("n_generated")
     return None
 

@@ -12,9 +12,9 @@ def write_job(sweep, name, final_fid, final_n, best_fid, best_step, best_n):
     job = sweep / name
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"loss={name.split('=')[1]}"]))
-    evaluations = [{"step": best_step, "generator": "raw", "protocol": {"n_generated": best_n}},
-                   {"step": best_step, "generator": "ema", "protocol": {"n_generated": 7}},
-                   {"step": 200, "generator": "raw", "protocol": {"n_generated": final_n}}]
+    evaluations = [{"step": 200, "generator": "raw", "section": "final", "protocol": {"n_generated": final_n}},
+                   {"step": best_step, "generator": "ema", "section": "metrics", "protocol": {"n_generated": 7}},
+                   {"step": best_step, "generator": "raw", "section": "metrics", "protocol": {"n_generated": best_n}}]
     (job / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evaluations))
     (job / "metrics.json").write_text(json.dumps({
         "step": 200, "losses": {"loss/D": 1.0, "loss/G": 2.0}, "best": {"FID": best_fid, "step": best_step},
