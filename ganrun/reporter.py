@@ -187,7 +187,7 @@ class Reporter:
             self.log_samples()
         final = final_ema = None
         if self.evaluator is not None and self.metrics.final_num_samples > 0:
-            results = self.evaluate(self.metrics.final_num_samples, section="final")
+            results = self.evaluate(self.metrics.final_num_samples, section="metrics_final")
             final, final_ema = results[""], results.get("_ema")
         result = TrainResult(state.step, dict(state.last_scalars), final, final_ema, state.best)
         if self.is_main:

@@ -85,7 +85,8 @@ def test_conditional_ema_run_logs_class_rows_and_both_generators(tmp_path, data_
     # 10 classes x 2 columns of 28 px with make_grid's 2 px padding: one row per class
     assert (grid.height, grid.width) == (10 * 30 + 2, 2 * 30 + 2)
     tags = set(acc.Tags()["scalars"])
-    assert {"final/FID_offline_classifier", "final/FID_offline_classifier_ema", "penalty/acgan_class"} <= tags
+    assert {"metrics_final/FID_offline_classifier", "metrics_final/FID_offline_classifier_ema",
+            "penalty/acgan_class"} <= tags
     assert {"config/resolved/text_summary", "config/overrides/text_summary"} <= set(acc.Tags()["tensors"])  # TEXT tab
     resolved = acc.Tensors("config/resolved/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "conditioning: acgan" in resolved

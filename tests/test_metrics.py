@@ -139,7 +139,7 @@ def test_training_reports_metrics_keeps_the_best_checkpoint_and_writes_json(tmp_
     acc = events(run_dir)
     fids = [e.step for e in acc.Scalars("metrics/FID_offline_classifier")]
     assert fids == [2, 4]  # two evaluations during training; the final report (another sample count) apart
-    assert [e.step for e in acc.Scalars("final/FID_offline_classifier")] == [4]
+    assert [e.step for e in acc.Scalars("metrics_final/FID_offline_classifier")] == [4]
     assert "metrics/precision_offline_classifier" in acc.Tags()["scalars"]
     report = json.loads((run_dir / "metrics.json").read_text())
     assert report["final"]["protocol"]["n_generated"] == 100 and report["best"]["step"] in (2, 4)

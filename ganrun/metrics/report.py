@@ -48,13 +48,14 @@ def evaluate_generator(evaluator: Evaluator, G, z_dim: int, num_samples: int, se
 
 def tag(name: str, result: dict, suffix: str = "", section: str = "metrics") -> str:
     """`metrics/FID_inception` or `metrics/FID_offline_classifier` (+ `_ema` for the averaged G): the extractor
-    is part of every tag. The final report (another sample count) goes to `final/...`, never onto the curve."""
+    is part of every tag. The final report (another sample count) goes to `metrics_final/...`, never onto the
+    training curve."""
     return f"{section}/{name}_{result['extractor']}{suffix}"
 
 
 def log_result(writer, run_dir: Path, result: dict, step: int, suffix: str = "", section: str = "metrics") -> None:
-    """`suffix` "_ema" marks the EMA generator's numbers, logged next to raw G's; `section` "final" the final
-    report's."""
+    """`suffix` "_ema" marks the EMA generator's numbers, logged next to raw G's; `section` "metrics_final" the
+    final report's."""
     for name, value in result["metrics"].items():
         if value is not None:
             writer.add_scalar(tag(name, result, suffix, section), value, step)
