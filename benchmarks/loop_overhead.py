@@ -1,44 +1,62 @@
-"""ganrun's training loop against a hand-written PyTorch loop on the same model, data and loss.
+"""ganrun's training loop against a hand-written PyTorch loop: same networks, data, loss and batch, in one run.
 
-Both train the default DCGAN with the non-saturating loss on Fashion-MNIST held in memory and report
-images/s over the same window of steps after a warm-up. Run: python benchmarks/loop_overhead.py [--steps 150] [--device auto]
+Two measures, each over `--pairs` interleaved pairs (the order alternates inside a pair; medians reported):
+- in-process: images/s over the second half of the steps (the first half is warm-up), ganrun's from its
+  throughput scalar of the last log window, the hand-written loop's timed the same way;
+- whole-process: wall time of `ganrun ...` against `python loop_overhead.py --handwritten-process` (a complete
+  script: read the IDX files, build the networks, train, save them), each a fresh Python process.
+
+The hand-written loop is PyTorch's DCGAN example: non-saturating loss, Adam(2e-4, 0.5), the D step's fakes
+reused in the G step, one host sync at the end. ganrun runs its defaults (metrics off) plus any `--variant`.
+
+    python benchmarks/loop_overhead.py --threads 2 --pairs 5
+    python benchmarks/loop_overhead.py --variant old_path=trainer.reuse_fakes=false --variant cl=trainer.channels_last=true
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401  (registers the run-dir resolver)
-from ganrun.config import build
-from ganrun.data import BatchStream, load_dataset
-from ganrun.errors import DataNotFoundError
-from ganrun.runtime import select_device
-from ganrun.train import train
+DATA = "/usr/share/datasets/fashion-mnist"
+BATCH, Z_DIM = 64, 100
 
 
-def handwritten(cfg, images: torch.Tensor, steps: int, warmup: int, batch: int, device) -> float:
-    """The loop a researcher would write by hand (PyTorch DCGAN example style) on the networks of `cfg`,
-    images/s after warm-up."""
+def read_images(root: str) -> torch.Tensor:
+    """Fashion-MNIST's training images as (60000, 1, 28, 28) uint8, read as a hand-written script would."""
+    raw = gzip.open(Path(root) / "train-images-idx3-ubyte.gz").read()
+    return torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).view(-1, 1, 28, 28)
+
+
+def handwritten(images: torch.Tensor, steps: int, warmup: int, device) -> float:
+    """The loop a researcher writes by hand on ganrun's default DCGAN; images/s after `warmup` steps."""
+    from ganrun.models.dcgan import Discriminator, Generator
+
     torch.manual_seed(0)
-    G, D = build(cfg.model.generator).to(device), build(cfg.model.discriminator).to(device)
-    z_dim = cfg.model.z_dim
+    G = Generator(z_dim=Z_DIM, resolution=28, channels=1).to(device)
+    D = Discriminator(resolution=28, channels=1).to(device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     images = images.to(device)
+    start = time.perf_counter()
     for step in range(steps):
         if step == warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        idx = torch.randint(0, len(images), (batch,), device=device)
+        idx = torch.randint(0, len(images), (BATCH,), device=device)
         real = images[idx].float() / 127.5 - 1
-        fake = G(torch.randn(batch, z_dim, device=device))
+        fake = G(torch.randn(BATCH, Z_DIM, device=device))
         d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
         opt_d.zero_grad()
         d_loss.backward()
@@ -49,36 +67,115 @@ def handwritten(cfg, images: torch.Tensor, steps: int, warmup: int, batch: int, 
         opt_g.step()
     loss_value = g_loss.item()  # one sync at the end, as a hand-written loop that logs rarely would
     assert loss_value == loss_value
-    return (steps - warmup) * batch / (time.perf_counter() - start)
+    rate = (steps - warmup) * BATCH / (time.perf_counter() - start)
+    return rate, G, D
+
+
+def ganrun_overrides(root: str, steps: int, device: str, extra: list[str]) -> list[str]:
+    return [f"trainer.steps={steps}", f"trainer.log_every={max(1, steps // 2)}", f"trainer.device={device}",
+            f"trainer.batch_size={BATCH}", f"dataset.source.root={root}", "metrics.every=0",
+            "metrics.final_num_samples=0", *extra]
+
+
+def ganrun_in_process(root: str, steps: int, device: str, extra: list[str]) -> float:
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    import ganrun.cli  # noqa: F401  (registers the run-dir resolver)
+    from ganrun.train import train
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        cfg = compose("config", overrides=ganrun_overrides(root, steps, device, extra))
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = train(cfg, run_dir)
+    return result.scalars["throughput/images_per_sec"]  # the last window: the second half of the steps
+
+
+def whole_process(command: list[str], threads: int | None) -> float:
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    with tempfile.TemporaryDirectory() as cwd:
+        start = time.perf_counter()
+        subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+
+def handwritten_process(args) -> None:
+    """The whole-process contender: a complete hand-written training script (read data, train, save)."""
+    from ganrun.runtime import select_device
+
+    device = select_device(args.device)
+    _, G, D = handwritten(read_images(args.root), args.process_steps, 0, device)
+    torch.save({"G": G.state_dict(), "D": D.state_dict()}, "final.pt")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=150)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200, help="in-process steps (the second half is timed)")
+    parser.add_argument("--process-steps", type=int, default=400, help="steps of each whole-process run")
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (OMP_NUM_THREADS of processes)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--root", default=os.environ.get("GANRUN_DATA", DATA), help="Fashion-MNIST IDX .gz files")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE]",
+                        help="also time ganrun with these overrides (repeatable)")
+    parser.add_argument("--skip-process", action="store_true", help="in-process measure only")
+    parser.add_argument("--handwritten-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    warmup, batch = args.steps // 3, 64
-    with initialize_config_module("ganrun.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[
-            f"trainer.steps={args.steps}", f"trainer.log_every={warmup}", f"trainer.sample_every={10**9}",
-            f"trainer.ckpt_every={10**9}", f"trainer.device={args.device}", f"trainer.batch_size={batch}",
-            "metrics.every=0", "metrics.final_num_samples=0"])
-    device = select_device(args.device)
-    try:
-        source, _ = load_dataset(cfg.dataset)
-    except DataNotFoundError as exc:
-        raise SystemExit(f"{exc}\n(apt-get install dataset-fashion-mnist provides it offline)")
-    images = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, batch, 0, "cpu").images
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.handwritten_process:
+        return handwritten_process(args)
+    if not (Path(args.root) / "train-images-idx3-ubyte.gz").exists():
+        raise SystemExit(f"Fashion-MNIST not found in {args.root} (apt-get install dataset-fashion-mnist)")
 
-    hand = handwritten(cfg, images, args.steps, warmup, batch, device)
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = train(cfg, run_dir)
-    # The last window covers steps after the first log: same warm-up as the hand-written loop.
-    ours = result.scalars["throughput/images_per_sec"]
-    print(f"device: {device}, data: Fashion-MNIST, model {cfg.model.name} {cfg.dataset.resolution} px, batch {batch}, "
-          f"{args.steps - warmup} timed steps")
-    print(f"hand-written loop: {hand:8.1f} images/s")
-    print(f"ganrun loop:       {ours:8.1f} images/s  ({ours / hand:.2f}x the hand-written loop)")
+    from ganrun.runtime import select_device
+
+    device = select_device(args.device)
+    variants = {"ganrun": []}
+    for spec in args.variant:
+        name, _, overrides = spec.partition("=")
+        variants[name] = overrides.split(",") if overrides else []
+    images = read_images(args.root)
+    warmup = args.steps // 2
+    contenders = {"hand-written": lambda: handwritten(images, args.steps, warmup, device)[0]}
+    contenders.update({name: (lambda extra=extra: ganrun_in_process(args.root, args.steps, args.device, extra))
+                       for name, extra in variants.items()})
+    script = [sys.executable, os.path.abspath(__file__), "--handwritten-process", "--root", args.root,
+              "--process-steps", str(args.process_steps), "--device", args.device]
+    processes = {"hand-written": script}
+    processes.update({name: ["ganrun", *ganrun_overrides(args.root, args.process_steps, args.device, extra)]
+                      for name, extra in variants.items()})
+
+    rates = {name: [] for name in contenders}
+    walls = {name: [] for name in processes}
+    for pair in range(args.pairs):
+        order = list(contenders) if pair % 2 == 0 else list(contenders)[::-1]  # interleaved, alternating order
+        for name in order:
+            rates[name].append(contenders[name]())
+        if not args.skip_process:
+            for name in order:
+                walls[name].append(whole_process(processes[name], args.threads))
+        print(f"pair {pair + 1}/{args.pairs}: " + ", ".join(f"{n} {rates[n][-1]:.0f} img/s" for n in order)
+              + ("" if args.skip_process else "; " + ", ".join(f"{n} {walls[n][-1]:.1f} s" for n in order)),
+              flush=True)
+
+    hand_rates, hand_walls = rates.pop("hand-written"), walls.pop("hand-written")
+    print(f"\ndevice: {device}, threads: {torch.get_num_threads()}, Fashion-MNIST, DCGAN 28 px, batch {BATCH}, "
+          f"{args.pairs} interleaved pairs, medians")
+    print(f"in-process ({args.steps - warmup} timed steps after {warmup} warm-up): hand-written "
+          f"{statistics.median(hand_rates):.0f} images/s")
+    for name, values in rates.items():
+        ratios = [ours / hand for ours, hand in zip(values, hand_rates)]
+        print(f"  {name:14s} {statistics.median(values):6.0f} images/s  {statistics.median(ratios):.2f}x the "
+              f"hand-written throughput (pairs: {', '.join(f'{r:.2f}' for r in ratios)})")
+    if not args.skip_process:
+        print(f"whole process ({args.process_steps} steps): hand-written {statistics.median(hand_walls):.1f} s")
+        for name, values in walls.items():
+            ratios = [hand / ours for ours, hand in zip(values, hand_walls)]
+            print(f"  {name:14s} {statistics.median(values):6.1f} s  {statistics.median(ratios):.2f}x the "
+                  f"hand-written speed (hand-written time / ganrun time; pairs: "
+                  f"{', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ or G step can be run and checked on tiny networks without the loop.
 
 The G step of a relativistic loss needs D's view of real data. It gets it explicitly: `d_loss` returns the
 augmented real batch it used (`DiscriminatorStep.real`, with its labels) and `g_loss` takes that step.
+
+With `reuse_fakes` the G step reuses the D step's fakes instead of drawing new noise and running G again (what
+hand-written loops do, e.g. PyTorch's DCGAN example): `d_loss` runs G with its graph kept, D trains on the fakes
+detached, and `g_loss` backpropagates through that same forward of G. The G step still augments them afresh and
+conditions on the same labels G generated them for (the D step's real labels: the data's class frequencies
+instead of uniform ones). Only valid when every G step follows exactly one D step on as many fakes
+(n_critic=1, g_batch_size=batch_size); the run state turns it on only then.
 """
 
 from __future__ import annotations
@@ -32,13 +39,16 @@ class StepLoss:
 class DiscriminatorStep(StepLoss):
     real: torch.Tensor | None = None  # the augmented real batch D saw: relativistic G losses compare against it
     labels: torch.Tensor | None = None  # its labels (conditional models), None otherwise
+    fake: torch.Tensor | None = None  # with reuse_fakes: G's output before augmentation, its graph kept for G's step
 
 
 class GANObjective:
     """D's and G's objectives of one run: `loss` on D's outputs plus every term (regularizers, class terms)."""
 
-    def __init__(self, G: nn.Module, D: nn.Module, loss, terms: dict, augment, z_dim: int, autocast=None):
+    def __init__(self, G: nn.Module, D: nn.Module, loss, terms: dict, augment, z_dim: int, autocast=None,
+                 reuse_fakes: bool = False):
         self.G, self.D, self.loss, self.terms, self.augment, self.z_dim = G, D, loss, dict(terms), augment, z_dim
+        self.reuse_fakes = reuse_fakes
         self.autocast = autocast if autocast is not None else contextlib.nullcontext()
         self.conditional = bool(getattr(G, "num_classes", 0))
 
@@ -52,9 +62,9 @@ class GANObjective:
         y = labels if self.conditional else None
         z = torch.randn(real.shape[0], self.z_dim, device=real.device)
         with self.autocast:
-            with torch.no_grad():
-                fake = self.G(z, y)
-            real, fake = self.augment(real, step), self.augment(fake, step)
+            with torch.set_grad_enabled(self.reuse_fakes):  # G's graph only when G's step will reuse these fakes
+                generated = self.G(z, y)
+            real, fake = self.augment(real, step), self.augment(generated.detach(), step)
             (real_out, real_cls), (fake_out, fake_cls) = split_output(self.D(real, y)), split_output(self.D(fake, y))
             real_out, fake_out = real_out.float(), fake_out.float()  # losses in fp32 under AMP
             adversarial = self.loss.d_loss(real_out, fake_out)
@@ -64,23 +74,31 @@ class GANObjective:
         logs = {f"penalty/{name}": term for name, term in terms.items()}
         logs.update({"loss/D": total, "loss/D_adversarial": adversarial,
                      "scores/D(x)": self.loss.score(real_out).mean(), "scores/D(G(z))": self.loss.score(fake_out).mean()})
-        return DiscriminatorStep(total, logs, real, y)
+        return DiscriminatorStep(total, logs, real, y, generated if self.reuse_fakes else None)
 
     def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
-        """G's loss on `batch_size` fresh fakes (uniform labels when conditional), through D as it is now.
-        Call it with D frozen (`frozen(D)`) so only G gets gradients."""
-        device = d_step.total.device
-        z = torch.randn(batch_size, self.z_dim, device=device)
-        y = random_labels(self.G, batch_size, device)
+        """G's loss on `batch_size` fresh fakes (uniform labels when conditional), or on the D step's fakes with
+        `reuse_fakes`, through D as it is now. Call it with D frozen (`frozen(D)`) so only G gets gradients."""
+        generated, y = self.generate_for_g(batch_size, d_step)
         with self.autocast:
             real_out = self.critic(d_step.labels)(d_step.real).float() if self.loss.needs_real_in_g else None
-            fake = self.augment(self.G(z, y), step)
+            fake = self.augment(generated, step)
             fake_out, fake_cls = split_output(self.D(fake, y))
             adversarial = self.loss.g_loss(fake_out.float(), real_out)
             ctx = TermContext(self.critic(y), self.D, None, fake, y, None, fake_cls)
             terms = [t for term in self.terms.values() if (t := term.g_term(ctx)) is not None]
             total = adversarial + sum(terms) if terms else adversarial
         return StepLoss(total, {"loss/G": total})
+
+    def generate_for_g(self, batch_size: int, d_step: DiscriminatorStep):
+        """G's fakes for its step and their labels: the D step's when it kept them, else fresh ones."""
+        if d_step.fake is not None and len(d_step.fake) == batch_size:
+            return d_step.fake, d_step.labels
+        device = d_step.total.device
+        z = torch.randn(batch_size, self.z_dim, device=device)
+        y = random_labels(self.G, batch_size, device)
+        with self.autocast:
+            return self.G(z, y), y
 
     def after_d_step(self) -> None:
         """Terms that act on D's weights after its optimizer step (WGAN's clipping)."""

@@ -132,6 +132,11 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict | None, name
     log.warning("Optimizer state %s not restored: the checkpoint's is of another optimizer; starting it fresh.", name)
 
 
+def reuse_fakes(trainer) -> bool:
+    """trainer.reuse_fakes where the method allows it: one D step per G step, on as many fakes as G's step."""
+    return bool(trainer.reuse_fakes) and trainer.n_critic == 1 and trainer.g_batch_size in (None, trainer.batch_size)
+
+
 def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.device,
                     overrides: list[str]) -> RunState:
     """config -> objects, in the order that fixes the RNG draws: networks, loss and terms, optimizers,
@@ -142,6 +147,8 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     G = build(cfg.model.generator).to(device)
     D = build(cfg.model.discriminator).to(device)
     check_shapes(G, D, info, z_dim, device)
+    if trainer.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     if world > 1:
         G, D = distributed.prepare_models(G, D, trainer.sync_bn, device)
         torch.manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own noise
@@ -158,7 +165,10 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     num_fixed = max(trainer.num_samples, 2000) if info.points else trainer.num_samples  # scatter plots need more
     fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp) and device.type == "cuda")
-    objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast)
+    objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast, reuse_fakes(trainer))
+    if trainer.compile:  # in place: parameter names (and so checkpoints) stay those of the plain modules
+        G.compile()
+        D.compile()
     run_id = distributed.broadcast_object(uuid.uuid4().hex)  # one id for all ranks of the run
     return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides),
                     run_id)

@@ -187,3 +187,41 @@ def test_stateful_terms_travel_in_the_objective_state():
     fresh = objective(G, D, terms={"counter": Counter()})
     fresh.load_state_dict(saved)
     assert fresh.terms["counter"].calls == 1
+
+
+def test_reused_fakes_g_step_backpropagates_through_the_d_steps_forward_of_g():
+    """reuse_fakes: G runs once per step; D's step never reaches G, G's step is the loss on those very fakes
+    (fresh augmentation, the labels G generated them for) through D after its update."""
+    G, D = nets("acgan", 3)
+    real, labels = batch(3)
+    calls = []
+    G.register_forward_hook(lambda *_: calls.append(1))
+    obj = GANObjective(G, D, RelativisticAverageBCE(), conditioning_terms(D, 1.0), Pipeline(None), Z, reuse_fakes=True)
+    torch.manual_seed(1)
+    d_step = obj.d_loss(real, labels, step=0, d_step=0)
+    d_step.total.backward()
+    assert all(p.grad is None for p in G.parameters())  # D's step saw the fakes detached
+    with torch.no_grad():
+        for p in D.parameters():  # D's optimizer step: G's loss must use D as it is now
+            p.sub_(0.1 * p.grad)
+    with frozen(D):
+        g_step = obj.g_loss(BATCH, step=0, d_step=d_step)
+        g_step.total.backward()
+    assert len(calls) == 1
+    torch.manual_seed(1)
+    fake = G(torch.randn(BATCH, Z), labels)  # the noise the D step drew, the real labels
+    ref = objective(G, D, RelativisticAverageBCE())
+    fake_out, fake_cls = D(fake, labels)
+    real_out, _ = D(real, labels)
+    expected = RelativisticAverageBCE().g_loss(fake_out, real_out) + F.cross_entropy(fake_cls, labels)
+    assert g_step.total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert all(p.grad is not None for p in G.parameters()) and ref.reuse_fakes is False
+
+
+def test_reused_fakes_are_not_used_for_a_g_batch_of_another_size():
+    G, D = nets()
+    obj = GANObjective(G, D, NonSaturating(), {}, Pipeline(None), Z, reuse_fakes=True)
+    d_step = obj.d_loss(*batch(), step=0, d_step=0)
+    with frozen(D):
+        fake, _ = obj.generate_for_g(2 * BATCH, d_step)
+    assert fake.shape[0] == 2 * BATCH and fake is not d_step.fake
