@@ -20,7 +20,7 @@ class TrainerSchema:
     n_critic: int = 1
     device: str = "auto"
     amp: bool = False
-    reuse_fakes: bool = False  # G's step reuses the D step's fakes (only with n_critic=1, g_batch_size=batch_size)
+    reuse_fakes: bool = True  # G's step reuses the D step's fakes (only with n_critic=1, g_batch_size=batch_size)
     channels_last: bool = False  # networks in channels_last memory format
     compile: bool = False  # torch.compile G and D (first steps slower while it compiles)
     deterministic: bool = False
