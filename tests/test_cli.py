@@ -43,7 +43,7 @@ def test_penalty_terms_are_logged(tmp_path, data_root):
     run_dir = tmp_path / "run"
     run_ganrun([*TINY, "loss=wgan_gp", "regularizer=r1", "trainer.n_critic=2", "trainer.steps=2",
                 "trainer.log_every=1", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
-    penalties = scalars(run_dir, "penalty/gradient_penalty")
+    penalties = scalars(run_dir, "penalty/gp")
     assert set(penalties) == {1, 2} and all(v > 0 for v in penalties.values())
     assert set(scalars(run_dir, "penalty/r1")) == {1, 2}
 
