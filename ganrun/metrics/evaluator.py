@@ -70,6 +70,20 @@ def load_real_splits(dataset_cfg, num_workers=0):
     return (images[train], labels[train]), (images[test], labels[test])
 
 
+def real_statistics_key(metrics_cfg, dataset_cfg, data_hash: str, extractor_protocol: dict, n_real: int) -> str:
+    """Hash of everything that changes the cached real statistics: the data and split, how many images feed the
+    mean/covariance and how many features are kept (KID, precision/recall), the image size, the evaluation batch
+    size (batched convolutions differ in the last bits), the extractor, and the library versions."""
+    import torchmetrics
+
+    fields = {"data": data_hash, "split": metrics_cfg.real_split, "n_real": n_real,
+              "n_kept": min(metrics_cfg.num_real_kept, n_real), "batch_size": metrics_cfg.batch_size,
+              "resolution": dataset_cfg.resolution, "channels": dataset_cfg.channels,
+              "extractor": extractor_protocol, "torch": str(torch.__version__),
+              "torchmetrics": torchmetrics.__version__}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class Evaluator:
     def __init__(self, metrics_cfg, dataset_cfg, device, num_workers=0):
         self.cfg, self.dataset_cfg, self.device = metrics_cfg, dataset_cfg, torch.device(device)
@@ -144,10 +158,7 @@ class Evaluator:
 
     def _real_statistics(self, images: torch.Tensor) -> dict:
         n_real = min(self.cfg.num_real, len(images))
-        key_fields = {"data": self.data_hash, "split": self.cfg.real_split, "n_real": n_real,
-                      "resolution": self.dataset_cfg.resolution, "channels": self.dataset_cfg.channels,
-                      "extractor": self.extractor.protocol}
-        key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
+        key = real_statistics_key(self.cfg, self.dataset_cfg, self.data_hash, self.extractor.protocol, n_real)
         path = self.cache_dir / "real_stats" / (
             f"{self.dataset_cfg.name}-{self.cfg.real_split}-{self.dataset_cfg.resolution}px-{self.extractor.name}-"
             f"{key}.pt")
@@ -186,6 +197,7 @@ class Evaluator:
             fid = None
         real_kept = self.real["features"]
         n_pr = min(len(real_kept), len(fake), self.cfg.pr_samples)
+        kid_m = scores.kid_subset_size(self.cfg.kid_subset_size, len(real_kept), len(fake))
         kid, kid_std = scores.kernel_inception_distance(real_kept, fake, self.cfg.kid_subsets,
                                                         self.cfg.kid_subset_size)
         precision, recall = scores.precision_recall(real_kept[:n_pr], fake[:n_pr], k=self.cfg.pr_k)
@@ -197,6 +209,9 @@ class Evaluator:
             values.update({"classes_covered": covered, "class_KL": kl})
         protocol = {**self.extractor.protocol, "dataset": self.dataset_cfg.name, "real_split": self.cfg.real_split,
                     "n_real": self.real["n"], "n_generated": num_samples, "resolution": self.dataset_cfg.resolution,
-                    "precision_recall": f"k={self.cfg.pr_k}, {n_pr} vs {n_pr}",
-                    "KID": f"{self.cfg.kid_subsets} subsets of {min(self.cfg.kid_subset_size, len(real_kept))}"}
+                    "precision_recall": f"k={self.cfg.pr_k}, {n_pr} real vs {n_pr} generated samples on the "
+                                        f"{self.extractor.name} features above (Kynkaanniemi et al. 2019 use "
+                                        "VGG-16 features and 50000 samples)",
+                    "KID": f"{self.cfg.kid_subsets} subsets of {kid_m}, cubic polynomial kernel",
+                    "IS": "10 equal splits, population std"}
         return {"extractor": self.extractor.name, "metrics": values, "protocol": protocol}
