@@ -226,6 +226,10 @@ def test_a_chosen_regularizer_of_the_carried_kind_replaces_it():
     cfg = compose_config("loss=wgan", "regularizer=clip", "regularizer.clip.clip_value=0.05")
     regs = regularizers.combine(build(cfg.loss).regularizers, build(cfg.regularizer))
     assert list(regs) == ["clip"] and regs["clip"].clip_value == 0.05
+    # by kind, not only by name: a loss config that names its penalty differently still gets one
+    combined = regularizers.combine({"gradient_penalty": regularizers.GradientPenalty()},
+                                    {"gp": regularizers.GradientPenalty(one_sided=True)})
+    assert list(combined) == ["gp"] and combined["gp"].one_sided
     cfg = compose_config("loss=wgan_gp", "regularizer=dragan")  # another kind adds to the carried one
     assert sorted(regularizers.combine(build(cfg.loss).regularizers, build(cfg.regularizer))) == ["dragan", "gp"]
 

@@ -61,8 +61,8 @@ def test_dragan_perturbs_every_element_and_scales_per_sample():
     real = torch.randn(512, 16)
     regularizers.DRAGAN().penalty(critic, real, None, None)
     offset = critic.seen[0] - real
-    assert (offset.std(dim=1) > 0).float().mean() > 0.95  # per element, not one shift per sample
     bound = 0.5 * real.std()
+    assert (offset.std(dim=1) > 0.01 * bound).float().mean() > 0.95  # per element, not one shift per sample
     assert offset.min() >= 0 and offset.max() <= bound + 1e-6
     # offset = alpha * delta with alpha, u ~ U[0,1] independent: E = bound/4, and the per-sample maxima vary with alpha
     assert offset.mean().item() == pytest.approx(bound.item() / 4, rel=0.05)
