@@ -48,11 +48,11 @@ def test_lazy_penalty_is_applied_every_k_steps_and_scaled_by_k():
     critic = nn.Sequential(nn.Flatten(), nn.Linear(2, 1, bias=False))
     with torch.no_grad():
         critic[1].weight.copy_(torch.tensor([[3.0, 4.0]]))  # ||grad|| = 5 everywhere: R1 = 0.5 * 25
-    regs = {"r1": regularizers.R1(weight=2.0, every=4)}
+    r1 = regularizers.R1(weight=2.0, every=4)
     real = torch.randn(8, 2)
-    due = [regularizers.weighted_penalties(regs, critic, real, None, critic, step) for step in range(8)]
-    assert [bool(t) for t in due] == [True, False, False, False, True, False, False, False]
-    assert due[0]["r1"].item() == pytest.approx(2.0 * 4 * 0.5 * 25.0)
+    due = [r1.d_term(regularizers.TermContext(critic, critic, real, None, d_step=step)) for step in range(8)]
+    assert [t is not None for t in due] == [True, False, False, False, True, False, False, False]
+    assert due[0].item() == pytest.approx(2.0 * 4 * 0.5 * 25.0)
 
 
 def test_dragan_perturbs_every_element_and_scales_per_sample():
