@@ -2,7 +2,8 @@
 architectures, conditioning, metrics, the loop's maths), run the fast tests that should catch it, print a kill table.
 
 Each mutant is made in a temporary copy of the repository (the working tree is never touched), and the tests run
-there with that copy first on sys.path. A mutant is *killed* when a test fails; *survived* means the suite cannot
+there with that copy first on sys.path (its conf/ linked in as ganrun/conf, which the editable install would
+otherwise take from the working tree). A mutant is *killed* when a test fails; *survived* means the suite cannot
 tell the wrong version from the right one.
 
     python benchmarks/mutation_pass.py            # all mutants
@@ -37,7 +38,7 @@ LOSS = ("tests/test_losses.py", "tests/test_science.py")
 AUG = ("tests/test_augment.py", "tests/test_science.py")
 MODEL = ("tests/test_models.py", "tests/test_presets.py", "tests/test_science.py")
 METRIC = ("tests/test_metric_references.py",)
-LOOP = ("tests/test_golden.py",)
+OBJ = ("tests/test_objective.py", "tests/test_science.py")
 
 MUTANTS = [
     # penalties
@@ -47,7 +48,8 @@ MUTANTS = [
     Mutant("GP one-sided clamp dropped", "ganrun/regularizers.py",
            "gap = gap.clamp(min=0.0)", "gap = gap", REG),
     Mutant("lazy penalty not scaled by its interval", "ganrun/regularizers.py",
-           "terms[name] = reg.weight * reg.every * penalty", "terms[name] = reg.weight * penalty", REG),
+           "return None if penalty is None else self.weight * self.every * penalty",
+           "return None if penalty is None else self.weight * penalty", REG),
     Mutant("R1 without the 1/2", "ganrun/regularizers.py",
            "return 0.5 * input_gradient_norm(critic, real).pow(2).mean()",
            "return input_gradient_norm(critic, real).pow(2).mean()", REG),
@@ -61,7 +63,7 @@ MUTANTS = [
            "alpha = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype)",
            "alpha = torch.rand_like(real)", REG),
     Mutant("BN warning never fires", "ganrun/regularizers.py",
-           "names = [name for name, reg in regularizers.items() if reg.input_gradient and reg.weight]",
+           "names = [name for name, reg in regularizers.items() if getattr(reg, \"input_gradient\", False) and reg.weight]",
            "names = []", ("tests/test_presets.py",)),
     Mutant("regularizer group adds a second GP instead of replacing", "ganrun/regularizers.py",
            "                combined.pop(carried_name)\n", "", ("tests/test_presets.py",)),
@@ -74,6 +76,10 @@ MUTANTS = [
     Mutant("non-saturating G loss is the minimax one", "ganrun/losses.py",
            "    def g_loss(self, fake, real=None):\n        return F.softplus(-fake).mean()",
            "    def g_loss(self, fake, real=None):\n        return -F.softplus(fake).mean()", LOSS),
+    Mutant("loss=wgan_gp keeps BatchNorm in D", "conf/loss/wgan_gp.yaml", "    norm: layer\n", "    norm: batch\n",
+           ("tests/test_presets.py",)),
+    Mutant("SNGAN preset G batch 64", "conf/experiment/sngan.yaml", "  g_batch_size: 128\n", "  g_batch_size: null\n",
+           ("tests/test_presets.py",)),
     Mutant("WGAN critic sign flipped", "ganrun/losses.py",
            "return fake.mean() - real.mean()", "return real.mean() - fake.mean()", LOSS),
     Mutant("RaGAN G does not swap the roles", "ganrun/losses.py",
@@ -88,8 +94,11 @@ MUTANTS = [
            "    dx = torch.randint(-max_dx, max_dx + 1, (batch, 1, 1), device=x.device)",
            "dy = torch.randint(-max_dy, max_dy + 1, (1, 1, 1), device=x.device)\n"
            "    dx = torch.randint(-max_dx, max_dx + 1, (1, 1, 1), device=x.device)", AUG),
-    Mutant("DiffAugment translation only on fakes (loop)", "ganrun/train.py",
-           "real, fake = augment(real, step), augment(fake, step)", "real, fake = real, augment(fake, step)", LOOP),
+    Mutant("DiffAugment only on fakes in D's step", "ganrun/objective.py",
+           "real, fake = self.augment(real, step), self.augment(fake, step)",
+           "real, fake = real, self.augment(fake, step)", OBJ),
+    Mutant("DiffAugment not on G's fakes in G's step", "ganrun/objective.py",
+           "fake = self.augment(self.G(z, y), step)", "fake = self.G(z, y)", OBJ),
     Mutant("cutout of a quarter instead of half the size", "ganrun/augment.py",
            "def cutout(x: torch.Tensor, ratio: float = 0.5)", "def cutout(x: torch.Tensor, ratio: float = 0.25)", AUG),
     # architecture details
@@ -114,8 +123,17 @@ MUTANTS = [
     Mutant("concat D ignores the label", "ganrun/models/conditioning.py",
            "            x = self.join_labels(x, y)", "            x = self.join_labels(x, torch.zeros_like(y))",
            MODEL),
-    Mutant("AC-GAN without the fake-class term in D", "ganrun/train.py",
-           "+ F.cross_entropy(fake_cls, y))", "+ 0 * F.cross_entropy(fake_cls, y))", LOOP),
+    Mutant("AC-GAN without the fake-class term in D", "ganrun/models/conditioning.py",
+           "+ F.cross_entropy(ctx.fake_classes, ctx.labels))", "+ 0 * F.cross_entropy(ctx.fake_classes, ctx.labels))",
+           OBJ),
+    Mutant("AC-GAN G term dropped", "ganrun/models/conditioning.py",
+           "        return self.weight * F.cross_entropy(ctx.fake_classes, ctx.labels)",
+           "        return 0 * F.cross_entropy(ctx.fake_classes, ctx.labels)", OBJ),
+    Mutant("conditional D fakes with fresh labels instead of the real batch's", "ganrun/objective.py",
+           "fake = self.G(z, y)\n", "fake = self.G(z, y if y is None else y.roll(1))\n", OBJ),
+    Mutant("G batch ignores trainer.g_batch_size", "ganrun/train.py",
+           "g_batch_size = trainer.g_batch_size or trainer.batch_size", "g_batch_size = trainer.batch_size",
+           ("tests/test_run_state.py::test_g_batch_size_sets_the_fakes_per_generator_step",)),
     # metrics
     Mutant("KID kernel degree 2", "ganrun/metrics/scores.py", "(a @ b.T / d + 1) ** 3", "(a @ b.T / d + 1) ** 2",
            METRIC),
@@ -144,6 +162,9 @@ MUTANTS = [
 def copy_repo(dest: Path) -> None:
     ignore = shutil.ignore_patterns(".git", "outputs", "multirun", "__pycache__", "*.egg-info", ".pytest_cache")
     shutil.copytree(ROOT, dest, ignore=ignore, dirs_exist_ok=True)
+    # The editable install maps `ganrun.conf` to the working tree's conf/: give the copy its own, so that
+    # mutants of the YAML configs take effect.
+    (dest / "ganrun" / "conf").symlink_to(dest / "conf", target_is_directory=True)
 
 
 def run_tests(repo: Path, tests: tuple[str, ...]) -> tuple[int, float, str]:
