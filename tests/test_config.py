@@ -78,6 +78,8 @@ def test_every_dataset_composes():
         cfg = compose_config(f"dataset={dataset}", "dataset.path=/x" if dataset == "folder" else "seed=0")
         if cfg.dataset.get("shape"):  # toy 2-D mixtures
             assert list(cfg.dataset.shape) == [2] and cfg.dataset.source._target_ == "ganrun.toy.GaussianMixture"
+        elif dataset == "folder":  # resolution and channels come from the images unless given
+            assert cfg.dataset.resolution is None and cfg.dataset.channels is None
         else:
             assert cfg.dataset.resolution > 0 and cfg.dataset.source._target_.startswith("ganrun.datasets.")
 
