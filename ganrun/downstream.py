@@ -4,7 +4,7 @@ The protocol, fixed so that numbers compare across generators of one dataset:
 
 - Classifier: `ganrun.metrics.classifier.SmallClassifier`, the offline feature extractor's CNN (conv 3x3 32 -
   BN - ReLU - maxpool, conv 64 - BN - ReLU - maxpool, conv 128 - BN - ReLU, global average pool, linear), trained
-  from scratch with Adam (lr 1e-3), batch 128, for a fixed number of optimizer steps (1000 by default) whatever
+  from scratch with Adam (lr 1e-3), batch 128, for a fixed number of optimizer steps (500 by default) whatever
   the training set's size, so that no condition gets more training than another. No data augmentation; images
   are uint8 scaled to [-1, 1], generated ones are rounded to uint8 first, like samples written to disk.
 - Conditions: `real` (the real training images), `real+generated` (the same plus `ratio` generated images per
@@ -46,7 +46,7 @@ TAGS = {"real": "downstream/accuracy_real", "real+generated": "downstream/accura
 
 @dataclass
 class Protocol:
-    steps: int = 1000             # classifier optimizer steps, the same for every condition
+    steps: int = 500              # classifier optimizer steps, the same for every condition
     batch_size: int = 128
     lr: float = 1e-3
     real_per_class: int | None = None  # low-data mode: real training images kept per class
