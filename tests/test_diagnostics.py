@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -83,10 +84,12 @@ def test_a_condition_shorter_than_the_patience_opens_nothing():
 def test_scores_are_read_by_the_loss_kind():
     rng = random.Random(3)
     probabilities = {"scores/D(x)": 0.98, "scores/D(G(z))": 0.02}
-    past_margin = {"scores/D(x)": 1.6, "scores/D(G(z))": -1.4}
+    past_margin = {"scores/D(x)": 1.6, "scores/D(G(z))": -1.6}
     seq = lambda scores: [healthy(i, rng) if i < 10 else {**healthy(i, rng), **scores} for i in range(20)]  # noqa: E731
     assert [e.kind for e in feed(TrainingDiagnostics("hinge"), seq(past_margin))] == ["d_wins"]
     assert feed(TrainingDiagnostics("hinge"), seq(probabilities)) == []  # 0.98 is inside the hinge margin
+    at_margin = {"scores/D(x)": 2.0, "scores/D(G(z))": -1.0}  # fakes on the margin: D's hinge loss is not zero
+    assert feed(TrainingDiagnostics("hinge"), seq(at_margin)) == []
     assert feed(TrainingDiagnostics("critic"), seq(past_margin)) == []  # no fixed scale: scores alone say nothing
     vanishing = {**past_margin, "grad_norm/G": 0.05}
     assert [e.kind for e in feed(TrainingDiagnostics("critic"), seq(vanishing))] == ["d_wins"]
@@ -128,6 +131,9 @@ def test_mode_collapse_from_class_and_mode_coverage():
     assert diagnostics.summary() == "mode_collapse 4000-5000"
 
     toy = TrainingDiagnostics("hinge")
+    opened = [toy.observe_evaluation(s, {"modes_covered": 0, "num_modes": 8}) for s in (250, 500)]
+    assert opened == [[], []]  # never covered yet is no fall; early evaluations are still learning
+    toy = TrainingDiagnostics("hinge")
     opened = [toy.observe_evaluation(s, {"modes_covered": 2, "num_modes": 8}) for s in (250, 500, 750)]
     assert opened[:2] == [[], []]  # early evaluations: still learning, not collapsed
     assert opened[2][0].evidence["modes_covered"] == 2 and opened[2][0].evidence["of"] == 8
@@ -139,10 +145,10 @@ def test_mode_collapse_from_class_and_mode_coverage():
 
 def test_thresholds_are_parameters():
     rng = random.Random(5)
-    sequence = [healthy(i, rng) if i < 10 else {**healthy(i, rng), "scores/D(x)": 0.85, "scores/D(G(z))": 0.15}
+    sequence = [healthy(i, rng) if i < 10 else {**healthy(i, rng), "scores/D(x)": 0.92, "scores/D(G(z))": 0.07}
                 for i in range(20)]
-    assert feed(TrainingDiagnostics("probability"), sequence) == []
-    strict = TrainingDiagnostics("probability", Thresholds(d_real_high=0.8, d_fake_low=0.2))
+    assert feed(TrainingDiagnostics("probability"), sequence) == []  # the default run's early transient
+    strict = TrainingDiagnostics("probability", Thresholds(d_real_high=0.9, d_fake_low=0.1))
     assert [e.kind for e in feed(strict, sequence)] == ["d_wins"]
 
 
@@ -162,3 +168,23 @@ def test_episodes_go_to_tensorboard_text():
     (tag, text, step), = writer.texts
     assert tag == "diagnostics/mode_collapse" and step == 200
     assert "`loss=wgan_gp trainer.n_critic=5`" in text and "recall: 0.1" in text
+
+
+def test_a_run_with_a_too_strong_d_reports_it_everywhere(tmp_path, data_root):
+    """A real (tiny) run built to fail: D's learning rate 100 x G's. The reporter's detector names it in the
+    log, TensorBoard text, metrics.json; replaying the run's scalars gives the same episodes."""
+    from helpers import events, train_in_process
+
+    from ganrun.diagnostics import diagnose_run
+
+    train_in_process(tmp_path, data_root, "optimizer.d.lr=2e-3", "optimizer.g.lr=2e-5", steps=30)
+    run_dir = tmp_path / "run"
+    report = json.loads((run_dir / "metrics.json").read_text())
+    (episode,) = report["diagnostics"]
+    assert episode["kind"] == "d_wins" and episode["evidence"]["D(x)"] >= 0.98
+    assert episode["evidence"]["D(G(z))"] <= 0.02 and episode["last_step"] == 30
+    assert "optimizer.d.lr=0.0005" in [r["override"] for r in episode["remedies"]]
+    texts = events(run_dir).Tags()["tensors"]
+    assert "diagnostics/d_wins/text_summary" in texts
+    assert diagnose_run(run_dir).report()[0]["first_step"] == episode["first_step"]
+    assert report["downstream"] is None  # metrics.downstream is off by default
