@@ -80,7 +80,8 @@ def score_kind_from_target(target: str) -> str:
     return {"LeastSquares": "least_squares", "Hinge": "hinge"}.get(name, "critic")
 
 
-def remedies(kind: str, values: dict, loss_kind: str, loss_name: str | None = None) -> list[dict]:
+def remedies(kind: str, values: dict, loss_kind: str, loss_name: str | None = None, labelled: bool = False
+             ) -> list[dict]:
     """The literature's remedies for a failure `kind`, each with the ganrun override that applies it."""
     lr_d, lr_g = values.get("lr/D"), values.get("lr/G")
     slower_d = f"optimizer.d.lr={lr_d / 4:g}" if lr_d else "optimizer.d.lr=5e-5"
@@ -103,7 +104,8 @@ def remedies(kind: str, values: dict, loss_kind: str, loss_name: str | None = No
         "mode_collapse": [
             wgan_gp,
             ("DRAGAN gradient penalty around the data (Kodali et al. 2017)", "regularizer=dragan"),
-            ("class conditioning on labelled data (Miyato & Koyama 2018)", "model.conditioning=projection"),
+            *([("class conditioning on the labels (Miyato & Koyama 2018)", "model.conditioning=projection")]
+              if labelled else []),
             ttur,
         ],
         "divergence": [
@@ -133,7 +135,7 @@ class Episode:
     open: bool = True
 
     def message(self) -> str:
-        until = "now" if self.open else str(self.last_step)
+        until = f"{self.last_step} (still on)" if self.open else str(self.last_step)
         numbers = ", ".join(f"{k} {_fmt(v)}" for k, v in self.evidence.items())
         fixes = "; ".join(f"{r['remedy']}: {r['override']}" for r in self.remedies)
         return f"{self.kind.replace('_', ' ')} from step {self.first_step} to {until}: {numbers}. Remedies: {fixes}"
@@ -241,7 +243,7 @@ class TrainingDiagnostics:
             fell = best > 0 and covered <= (1 - self.t.coverage_drop) * best
             low = total and self.evaluations >= 3 and covered <= self.t.coverage_low * total
             if fell or low:
-                evidence = {name: int(covered), f"best {name}": int(best), **({"of": int(total)} if total else {})}
+                evidence = {"pattern": "fell" if fell else "never covered", name: int(covered), f"best {name}": int(best), **({"of": int(total)} if total else {})}
                 if m.get("high_quality_percent") is not None:
                     evidence["high_quality_percent"] = m["high_quality_percent"]
         if m.get("recall") is not None:
@@ -271,7 +273,7 @@ class TrainingDiagnostics:
         if length + 1 < patience:
             return None
         episode = Episode(kind, first, step, evidence,
-                          remedies(kind, self.last_values, self.kind, self.loss_name))
+                          remedies(kind, self.last_values, self.kind, self.loss_name, bool(self.num_classes)))
         self.open[kind] = episode
         self.episodes.append(episode)
         log.warning("Diagnosis: %s", episode.message())
@@ -361,8 +363,11 @@ def main(argv=None) -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--json", action="store_true", help="print the episodes as JSON")
     args = parser.parse_args(argv)
+    log.setLevel(logging.ERROR)  # the episodes are printed once, finished, below
     diagnostics = diagnose_run(args.run_dir)
     if args.json:
         print(json.dumps(diagnostics.report(), indent=2))
     elif not diagnostics.episodes:
         print(f"No failure detected in {diagnostics.logs} log steps.")
+    for episode in [] if args.json else diagnostics.episodes:
+        print(f"- {episode.message()}")

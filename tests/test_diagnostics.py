@@ -125,7 +125,7 @@ def test_mode_collapse_from_class_and_mode_coverage():
         assert diagnostics.observe_evaluation(step, {"classes_covered": covered, "FID": 40.0}) == []
     opened = diagnostics.observe_evaluation(4000, {"classes_covered": 7, "FID": 80.0})  # 30% below the best
     assert [(e.kind, e.first_step) for e in opened] == [("mode_collapse", 4000)]
-    assert opened[0].evidence == {"classes_covered": 7, "best classes_covered": 10, "of": 10, "FID": 80.0}
+    assert opened[0].evidence == {"pattern": "fell", "classes_covered": 7, "best classes_covered": 10, "of": 10, "FID": 80.0}
     assert diagnostics.observe_evaluation(5000, {"classes_covered": 6}) == []  # still below: the same episode
     assert diagnostics.observe_evaluation(6000, {"classes_covered": 10}) == []
     assert diagnostics.summary() == "mode_collapse 4000-5000"

@@ -4,6 +4,7 @@ near 1, one that draws the wrong class near 0), the sweep summary's ranking, and
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -150,3 +151,27 @@ def test_ganrun_classify_end_to_end(tmp_path, data_root):
     proc = subprocess.run([sys.executable, "-m", "ganrun.classify_cli", str(unconditional)], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 1 and "unconditional" in proc.stderr and "--label-by-classifier" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_ranks_generators_by_downstream_value(tmp_path, data_root):
+    """`ganrun -m` with metrics.downstream on: every job's metrics.json holds the result, the summary ranks by it."""
+    sweep = tmp_path / "sweep"
+    downstream_keys = ["metrics.downstream.enabled=true", "metrics.downstream.steps=3",
+                       "metrics.downstream.repeats=2", "metrics.downstream.num_generated=40"]
+    proc = run_ganrun(["-m", *TINY, "model.conditioning=acgan,projection", "trainer.steps=2", *downstream_keys,
+                       f"hydra.sweep.dir={sweep}"], data_root, tmp_path)
+    gains = {}
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        report = json.loads((job / "metrics.json").read_text())
+        result = report["downstream"]
+        assert result["protocol"]["steps"] == 3 and len(result["accuracy"]["real"]["runs"]) == 2
+        assert json.loads((job / "downstream.json").read_text())["accuracy"] == result["accuracy"]
+        assert scalars(job, "downstream/gain") == {2: pytest.approx(result["gain"]["mean"])}
+        gains[re.search(r"model.conditioning=(\w+)", (job / ".hydra" / "overrides.yaml").read_text()).group(1)] = result["gain"]["mean"]
+    summary = (sweep / "summary.md").read_text()
+    assert "Sorted by downstream gain" in summary
+    ranked = [re.search(r"model.conditioning=(\w+)", row).group(1) for row in summary.splitlines()
+              if row.startswith("| ") and "model.conditioning=" in row]
+    assert ranked == sorted(gains, key=lambda k: -gains[k])  # ties keep job order, as the summary does
+    assert "downstream_gain" in proc.stdout
