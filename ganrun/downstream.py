@@ -228,6 +228,21 @@ def protocol_from_config(downstream_cfg) -> Protocol:
     return Protocol(**{k: v for k, v in dict(downstream_cfg).items() if k in fields})
 
 
+def check_config(cfg, G) -> None:
+    """Refuse, before training, a `metrics.downstream` that could not run at its end."""
+    downstream_cfg = cfg.metrics.get("downstream")
+    if not downstream_cfg or not downstream_cfg.get("enabled"):
+        return
+    if cfg.dataset.get("shape") or not cfg.dataset.get("num_classes"):
+        raise ConfigError(f"metrics.downstream.enabled=true needs a labelled image dataset; {cfg.dataset.name} "
+                          "has no class labels.")
+    if not getattr(G, "num_classes", 0) and not downstream_cfg.get("label_by_classifier"):
+        raise ConfigError("metrics.downstream.enabled=true with an unconditional G (model.conditioning=none): its "
+                          "samples have no labels. Use model.conditioning=acgan|concat|projection, or "
+                          "metrics.downstream.label_by_classifier=true.")
+    protocol_from_config(downstream_cfg).check()
+
+
 def end_of_run(G, cfg, run_dir: Path, step: int, writer=None, device="cpu") -> dict | None:
     """The optional end-of-run metric (`metrics.downstream.enabled`): for the loop's reporter to call once after
     training on the main rank. Writes RUN_DIR/downstream.json and TensorBoard scalars; returns the result for

@@ -175,3 +175,17 @@ def test_a_sweep_ranks_generators_by_downstream_value(tmp_path, data_root):
               if row.startswith("| ") and "model.conditioning=" in row]
     assert ranked == sorted(gains, key=lambda k: -gains[k])  # ties keep job order, as the summary does
     assert "downstream_gain" in proc.stdout
+
+
+def test_an_impossible_downstream_config_is_refused_before_training(tmp_path, data_root):
+    from helpers import train_in_process
+
+    with pytest.raises(ConfigError, match="metrics.downstream.label_by_classifier=true"):
+        train_in_process(tmp_path, data_root, "metrics.downstream.enabled=true", steps=1)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    with pytest.raises(ConfigError, match="metrics.downstream.enabled=true needs a labelled image dataset"):
+        train_in_process(tmp_path, data_root, "dataset=ring8", "model=mlp", "metrics.downstream.enabled=true",
+                         steps=1)
+    with pytest.raises(ConfigError, match="ratio"):
+        train_in_process(tmp_path, data_root, "model.conditioning=acgan", "metrics.downstream.enabled=true",
+                         "metrics.downstream.ratio=-1", steps=1)
