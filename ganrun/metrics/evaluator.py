@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from ganrun import distributed
 from ganrun.checkpoint import save_atomic
 from ganrun.config import build
 from ganrun.data import decode_all
 from ganrun.metrics import scores
-from ganrun.metrics.classifier import SmallClassifier, train_classifier
+from ganrun.metrics.classifier import RECIPE, SmallClassifier, train_classifier
 from ganrun.metrics.extractors import (
     INCEPTION_URL,
     ClassifierExtractor,
@@ -30,6 +31,13 @@ from ganrun.metrics.extractors import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def progress(total: int, desc: str) -> tqdm:
+    """A progress bar for one evaluation phase, shown on rank 0 in a terminal once it has run for 2 s (quick
+    phases stay silent) and cleared when done; the log line with the result follows it."""
+    return tqdm(total=total, desc=desc, unit="img", unit_scale=True, leave=False, delay=2, dynamic_ncols=True,
+                disable=None if distributed.is_main() else True)
 
 
 class MetricsUnavailable(RuntimeError):
@@ -68,6 +76,20 @@ def load_real_splits(dataset_cfg, num_workers=0):
     n_test = max(1, len(images) // 10)
     test, train = order[:n_test], order[n_test:]
     return (images[train], labels[train]), (images[test], labels[test])
+
+
+def real_statistics_key(metrics_cfg, dataset_cfg, data_hash: str, extractor_protocol: dict, n_real: int) -> str:
+    """Hash of everything that changes the cached real statistics: the data and split, how many images feed the
+    mean/covariance and how many features are kept (KID, precision/recall), the image size, the evaluation batch
+    size (batched convolutions differ in the last bits), the extractor, and the library versions."""
+    import torchmetrics
+
+    fields = {"data": data_hash, "split": metrics_cfg.real_split, "n_real": n_real,
+              "n_kept": min(metrics_cfg.num_real_kept, n_real), "batch_size": metrics_cfg.batch_size,
+              "resolution": dataset_cfg.resolution, "channels": dataset_cfg.channels,
+              "extractor": extractor_protocol, "torch": str(torch.__version__),
+              "torchmetrics": torchmetrics.__version__}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Evaluator:
@@ -111,7 +133,7 @@ class Evaluator:
                 "the offline classifier needs a labelled dataset (class sub-folders); this one has one class. "
                 "Provide Inception weights with metrics.inception_weights=PATH, or set metrics.every=0.")
         epochs = self.cfg.classifier_epochs
-        path = self.cache_dir / "classifiers" / f"{self.dataset_cfg.name}-{self.data_hash}-e{epochs}.pt"
+        path = self.cache_dir / "classifiers" / f"{self.dataset_cfg.name}-{self.data_hash}-{RECIPE}-e{epochs}.pt"
         if path.is_file():
             saved = torch.load(path, map_location="cpu", weights_only=True)
             model = SmallClassifier(images.shape[1], saved["num_classes"])
@@ -133,21 +155,19 @@ class Evaluator:
         return ClassifierExtractor(model, protocol, self.device)
 
     # -- real statistics -------------------------------------------------------------------------------
-    def _features(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, batches, total: int, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
         features, probabilities = [], []
-        with fixed_precision():
+        with fixed_precision(), progress(total, desc) as bar:
             for images in batches:
                 f, p = self.extractor(images)
                 features.append(f)
                 probabilities.append(p)
+                bar.update(len(images))
         return torch.cat(features), torch.cat(probabilities)
 
     def _real_statistics(self, images: torch.Tensor) -> dict:
         n_real = min(self.cfg.num_real, len(images))
-        key_fields = {"data": self.data_hash, "split": self.cfg.real_split, "n_real": n_real,
-                      "resolution": self.dataset_cfg.resolution, "channels": self.dataset_cfg.channels,
-                      "extractor": self.extractor.protocol}
-        key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
+        key = real_statistics_key(self.cfg, self.dataset_cfg, self.data_hash, self.extractor.protocol, n_real)
         path = self.cache_dir / "real_stats" / (
             f"{self.dataset_cfg.name}-{self.cfg.real_split}-{self.dataset_cfg.resolution}px-{self.extractor.name}-"
             f"{key}.pt")
@@ -158,7 +178,7 @@ class Evaluator:
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
         batch = self.cfg.batch_size
         batches = (images[order[i : i + batch]].float().div(127.5).sub(1.0) for i in range(0, n_real, batch))
-        features, _ = self._features(batches)
+        features, _ = self._features(batches, n_real, f"Real-data statistics ({n_real} images, cached)")
         mu, sigma = scores.feature_statistics(features)
         stats = {"mu": mu, "sigma": sigma, "n": n_real, "features": features[: self.cfg.num_real_kept].float()}
         save_atomic(stats, path)
@@ -172,7 +192,8 @@ class Evaluator:
         batch = self.cfg.batch_size
         local = -(-num_samples // distributed.world_size())  # under torchrun each rank makes its share
         sizes = [min(batch, local - i) for i in range(0, local, batch)]
-        fake, probabilities = self._features(generate(size) for size in sizes)
+        fake, probabilities = self._features((generate(size) for size in sizes), local,
+                                             f"Evaluating {num_samples} generated samples")
         fake = distributed.gather_rows(fake)[:num_samples]
         probabilities = distributed.gather_rows(probabilities)[:num_samples]
         mu, sigma = scores.feature_statistics(fake)
@@ -186,6 +207,7 @@ class Evaluator:
             fid = None
         real_kept = self.real["features"]
         n_pr = min(len(real_kept), len(fake), self.cfg.pr_samples)
+        kid_m = scores.kid_subset_size(self.cfg.kid_subset_size, len(real_kept), len(fake))
         kid, kid_std = scores.kernel_inception_distance(real_kept, fake, self.cfg.kid_subsets,
                                                         self.cfg.kid_subset_size)
         precision, recall = scores.precision_recall(real_kept[:n_pr], fake[:n_pr], k=self.cfg.pr_k)
@@ -197,6 +219,9 @@ class Evaluator:
             values.update({"classes_covered": covered, "class_KL": kl})
         protocol = {**self.extractor.protocol, "dataset": self.dataset_cfg.name, "real_split": self.cfg.real_split,
                     "n_real": self.real["n"], "n_generated": num_samples, "resolution": self.dataset_cfg.resolution,
-                    "precision_recall": f"k={self.cfg.pr_k}, {n_pr} vs {n_pr}",
-                    "KID": f"{self.cfg.kid_subsets} subsets of {min(self.cfg.kid_subset_size, len(real_kept))}"}
+                    "precision_recall": f"k={self.cfg.pr_k}, {n_pr} real vs {n_pr} generated samples on the "
+                                        f"{self.extractor.name} features above (Kynkaanniemi et al. 2019 use "
+                                        "VGG-16 features and 50000 samples)",
+                    "KID": f"{self.cfg.kid_subsets} subsets of {kid_m}, cubic polynomial kernel",
+                    "IS": "10 equal splits, population std"}
         return {"extractor": self.extractor.name, "metrics": values, "protocol": protocol}
