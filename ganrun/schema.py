@@ -31,6 +31,18 @@ class TrainerSchema:
 
 
 @dataclass
+class DownstreamSchema:
+    enabled: bool = False
+    steps: int = 500
+    real_per_class: Optional[int] = None
+    ratio: float = 1.0
+    num_generated: Optional[int] = None
+    repeats: int = 3
+    seed: int = 0
+    label_by_classifier: bool = False
+
+
+@dataclass
 class MetricsSchema:
     every: int = 1000
     num_samples: int = 10000
@@ -48,6 +60,7 @@ class MetricsSchema:
     pr_samples: int = 10000
     classifier_epochs: int = 1
     cache_dir: str = "~/.cache/ganrun"
+    downstream: DownstreamSchema = field(default_factory=DownstreamSchema)
 
 
 @dataclass
