@@ -29,6 +29,17 @@ CASES = {
 }
 
 
+THREADS = 2  # CPU reductions split work by thread: the numbers were recorded with 2 intra-op threads
+
+
+@pytest.fixture(autouse=True)
+def recorded_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _abs_sum(state: dict) -> float:
     return float(sum(v.double().abs().sum() for v in state.values() if torch.is_tensor(v) and v.is_floating_point()))
 
@@ -59,6 +70,7 @@ if __name__ == "__main__":  # regenerate: only for a deliberate change of the nu
     from hydra.core.global_hydra import GlobalHydra
 
     golden = {}
+    torch.set_num_threads(THREADS)
     for name, overrides in CASES.items():
         GlobalHydra.instance().clear()
         with tempfile.TemporaryDirectory() as tmp:
