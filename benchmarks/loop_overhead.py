@@ -15,17 +15,17 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
 import ganrun.cli  # noqa: F401  (registers the run-dir resolver)
+from ganrun.config import build
 from ganrun.data import BatchStream, load_dataset
 from ganrun.errors import DataNotFoundError
-from ganrun.models import dcgan
 from ganrun.runtime import select_device
 from ganrun.train import train
 
 
-def handwritten(images: torch.Tensor, steps: int, warmup: int, batch: int, device) -> float:
+def handwritten(images: torch.Tensor, model_cfg, steps: int, warmup: int, batch: int, device) -> float:
     """The loop a researcher would write by hand (PyTorch DCGAN example style), images/s after warm-up."""
     torch.manual_seed(0)
-    G, D = dcgan.Generator(100, 28, 1).to(device), dcgan.Discriminator(28, 1).to(device)
+    G, D = build(model_cfg.generator).to(device), build(model_cfg.discriminator).to(device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     images = images.to(device)
@@ -65,14 +65,15 @@ def main():
         source, _ = load_dataset(cfg.dataset)
     except DataNotFoundError as exc:
         raise SystemExit(f"{exc}\n(apt-get install dataset-fashion-mnist provides it offline)")
-    images = BatchStream(source, 28, 1, batch, 0, "cpu").images
+    resolution = cfg.dataset.resolution
+    images = BatchStream(source, resolution, 1, batch, 0, "cpu").images
 
-    hand = handwritten(images, args.steps, warmup, batch, device)
+    hand = handwritten(images, cfg.model, args.steps, warmup, batch, device)
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(cfg, run_dir)
     # The last window covers steps after the first log: same warm-up as the hand-written loop.
     ours = result["throughput/images_per_sec"]
-    print(f"device: {device}, data: Fashion-MNIST, DCGAN 28px, batch {batch}, {args.steps - warmup} timed steps")
+    print(f"device: {device}, data: Fashion-MNIST, DCGAN {resolution}px, batch {batch}, {args.steps - warmup} timed steps")
     print(f"hand-written loop: {hand:8.1f} images/s")
     print(f"ganrun loop:       {ours:8.1f} images/s  ({ours / hand:.2f}x the hand-written loop)")
 

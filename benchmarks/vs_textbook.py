@@ -3,19 +3,18 @@
 The textbook arm is a plain hand-written loop with the pytorch/examples DCGAN at 32 px (ngf = ndf = 64,
 BatchNorm, sigmoid + BCE, Adam 2e-4 with beta1 0.5, batch 64, N(0, 0.02) init) on the full Fashion-MNIST
 zero-padded from 28 to 32 px. The ganrun arm is `ganrun` with its default config (plus --ganrun-overrides) for
-the same number of generator steps, batch 64. Both are timed from the start (data loading included) and
-snapshotted every --snap-every steps; the final generators are scored with ganrun's evaluator (the offline
-Fashion-MNIST classifier's features on CPU: FID and classes covered, --samples samples, generators in eval mode).
+the same number of generator steps, batch 64, on CPU. Both are timed from their start (data loading included)
+and snapshotted every --snap-every steps; snapshots are scored with ganrun's evaluator (on CPU: the offline
+Fashion-MNIST classifier's features; FID and classes covered, --samples samples, generators in eval mode).
 
-"Equal wall time" scores ganrun at its last snapshot taken within the textbook's wall time for --steps: when
+"Equal wall time" scores ganrun at its last snapshot taken within the textbook's wall time for --steps; when
 ganrun is faster it is resumed (exact resume) for the extra steps that time allows.
 
     python benchmarks/vs_textbook.py                      # 3000 steps, 10k samples (tens of minutes on 2 cores)
     python benchmarks/vs_textbook.py --steps 300 --samples 2000 --out /tmp/vs   # quick check
-    python benchmarks/vs_textbook.py --skip-textbook --out /tmp/vs --ganrun-overrides ema.enabled=false
 
-Results are kept in --out (textbook.json, ganrun run dirs) and the textbook arm is reused from there when its
-steps match, so variants of the ganrun arm can be compared against one textbook run.
+Snapshots, times and scores stay in --out and are reused: a textbook run of 3000 steps also serves --steps 500
+(a snapshot step), and --name/--ganrun-overrides compare variants of the ganrun arm against it.
 """
 
 from __future__ import annotations
@@ -79,9 +78,9 @@ def weights_init(m):
         nn.init.zeros_(m.bias)
 
 
-def textbook(root: str, steps: int, snap_every: int, seed: int = 0) -> dict:
-    """The hand-written loop; returns {step: (seconds since start, G state)} at every snapshot."""
-    start = time.perf_counter()
+def textbook(root: str, steps: int, snap_every: int, out: Path, seed: int = 0) -> None:
+    """The hand-written loop; G snapshots and their seconds since the start go to OUT/textbook/."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)
     data = fashion_mnist(root, train=True, download=False).data  # uint8 (60000, 28, 28)
     images = F.pad(data, (2, 2, 2, 2)).unsqueeze(1).float().div(127.5).sub(1.0)  # 32 px, [-1, 1]
@@ -92,7 +91,8 @@ def textbook(root: str, steps: int, snap_every: int, seed: int = 0) -> dict:
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
-    snaps, step, paused = {}, 0, 0.0
+    out.mkdir(parents=True, exist_ok=True)
+    times, cpu, step, paused = {}, {}, 0, 0.0
     while step < steps:
         order = torch.randperm(len(images))
         for b in range(len(images) // BATCH):  # shuffled epochs, last partial batch dropped
@@ -108,11 +108,14 @@ def textbook(root: str, steps: int, snap_every: int, seed: int = 0) -> dict:
             step += 1
             if step % snap_every == 0 or step == steps:
                 now = time.perf_counter()
-                snaps[step] = (now - start - paused, copy.deepcopy(G.state_dict()))
-                paused += time.perf_counter() - now
+                times[step] = now - start - paused
+                cpu[step] = time.process_time() - cpu_start
+                torch.save(G.state_dict(), out / f"step_{step:08d}.pt")
+                (out / "times.json").write_text(json.dumps(times))
+                (out / "cpu_times.json").write_text(json.dumps(cpu))
+                paused += time.perf_counter() - now  # saving snapshots is not the loop's time
             if step == steps:
                 break
-    return snaps
 
 
 # -- the ganrun arm -----------------------------------------------------------------------------------------
@@ -130,8 +133,10 @@ def run_ganrun(run_dir: Path, root: str, steps: int, snap_every: int, overrides:
     """Train (or continue) the ganrun arm; returns {step: seconds since start} from its checkpoints' times."""
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = ganrun_config(root, steps, snap_every, overrides, str(run_dir) if resume_from_seconds else None)
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     train(cfg, run_dir)
+    if not resume_from_seconds:  # CPU seconds of the whole run (other agents' load does not count)
+        (run_dir / "bench_cpu.json").write_text(json.dumps({steps: time.process_time() - cpu_start}))
     offset = resume_from_seconds or 0.0
     times_path = run_dir / "bench_times.json"
     times = {int(k): v for k, v in json.loads(times_path.read_text()).items()} if times_path.exists() else {}
@@ -148,74 +153,107 @@ def score(evaluator, G, samples: int) -> dict:
     return {"FID": metrics["FID"], "classes_covered": metrics["classes_covered"], "class_KL": metrics["class_KL"]}
 
 
+class Scores:
+    """Scores of snapshots, cached in OUT/scores.json (keyed by arm, step and number of samples)."""
+
+    def __init__(self, out: Path, evaluator, samples: int):
+        self.path, self.evaluator, self.samples = out / "scores.json", evaluator, samples
+        self.cache = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def __call__(self, key: str, load_generator) -> dict:
+        key = f"{key}@{self.samples}"
+        if key not in self.cache:
+            self.cache[key] = score(self.evaluator, load_generator(), self.samples)
+            self.path.write_text(json.dumps(self.cache, indent=1))
+        return self.cache[key]
+
+
+def load_textbook(path: Path) -> nn.Module:
+    G = TextbookGenerator()
+    G.load_state_dict(torch.load(path, weights_only=True))
+    return G
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000, help="generator steps of both arms")
     parser.add_argument("--samples", type=int, default=10000, help="generated samples per score")
-    parser.add_argument("--snap-every", type=int, default=None, help="snapshot interval (default steps/12)")
+    parser.add_argument("--snap-every", type=int, default=250, help="snapshot (checkpoint) interval of both arms")
     parser.add_argument("--root", default="data", help="dataset.source.root (Debian's package is found anyway)")
-    parser.add_argument("--out", default="outputs/vs_textbook")
-    parser.add_argument("--skip-textbook", action="store_true", help="reuse OUT/textbook.json")
-    parser.add_argument("--name", default="ganrun", help="run dir name of the ganrun arm under OUT")
+    parser.add_argument("--out", default="outputs/vs_textbook", help="snapshots, times and scores; reused")
+    parser.add_argument("--arms", nargs="+", choices=["textbook", "ganrun"], default=["textbook", "ganrun"])
+    parser.add_argument("--name", default="ganrun", help="run dir of the ganrun arm under OUT")
     parser.add_argument("--ganrun-overrides", nargs="*", default=[], help="extra ganrun overrides (design search)")
     parser.add_argument("--no-equal-time", action="store_true", help="do not resume ganrun to the textbook's time")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for both arms (1 is much faster on an oversubscribed machine)")
+    parser.add_argument("--num-real", type=int, default=None, help="metrics.num_real of the evaluator")
+    parser.add_argument("--classifier-epochs", type=int, default=None, help="metrics.classifier_epochs")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    snap_every = args.snap_every or max(1, args.steps // 12)
-    cfg = ganrun_config(args.root, args.steps, snap_every, args.ganrun_overrides)
-    evaluator = make_evaluator(cfg.metrics, cfg.dataset, torch.device("cpu"))
+    cfg = ganrun_config(args.root, args.steps, args.snap_every, args.ganrun_overrides)
     rows = []
 
-    # Textbook arm.
-    tb_path = out / "textbook.json"
-    tb = json.loads(tb_path.read_text()) if tb_path.exists() else None
-    if tb is None or tb["steps"] != args.steps or tb["samples"] != args.samples:
-        if args.skip_textbook:
-            raise SystemExit(f"{tb_path} has no textbook run of {args.steps} steps and {args.samples} samples")
-        snaps = textbook(args.root, args.steps, snap_every)
-        seconds, state = snaps[args.steps]
-        G = TextbookGenerator()
-        G.load_state_dict(state)
-        tb = {"steps": args.steps, "samples": args.samples, "seconds": seconds, **score(evaluator, G, args.samples),
-              "times": {s: t for s, (t, _) in snaps.items()}}
-        tb_path.write_text(json.dumps(tb, indent=1))
-    rows.append(("textbook DCGAN 32 px (pytorch/examples)", args.steps, tb))
+    # Textbook arm (reused from OUT/textbook when it has a snapshot at --steps).
+    tb_dir = out / "textbook"
+    tb_snapshot = tb_dir / f"step_{args.steps:08d}.pt"
+    if not tb_snapshot.exists():
+        if "textbook" not in args.arms:
+            raise SystemExit(f"{tb_snapshot} is missing: run the textbook arm (--arms textbook)")
+        textbook(args.root, args.steps, args.snap_every, tb_dir)
+    tb_seconds = json.loads((tb_dir / "times.json").read_text())[str(args.steps)]
+    for key, value in (("num_real", args.num_real), ("classifier_epochs", args.classifier_epochs)):
+        if value is not None:
+            cfg.metrics[key] = value
+    evaluator = make_evaluator(cfg.metrics, cfg.dataset, torch.device("cpu"))
+    scores = Scores(out, evaluator, args.samples)
+    tb_cpu = json.loads((tb_dir / "cpu_times.json").read_text())[str(args.steps)]
+    tb = {"seconds": tb_seconds, "cpu": tb_cpu, **scores(f"textbook@{args.steps}", lambda: load_textbook(tb_snapshot))}
+    rows.append(("textbook DCGAN 32 px (pytorch/examples loop)", args.steps, tb))
 
-    # ganrun arm: the same steps, then (if faster) on to the textbook's wall time.
-    run_dir = out / args.name
-    times = run_ganrun(run_dir, args.root, args.steps, snap_every, args.ganrun_overrides)
-    ema = bool(cfg.ema.enabled)
-    if not args.no_equal_time and times[args.steps] < tb["seconds"]:
-        per_step = times[args.steps] / args.steps
-        more = math.floor((tb["seconds"] - times[args.steps]) / per_step / snap_every) * snap_every
-        if more > 0:
-            times = run_ganrun(run_dir, args.root, args.steps + more, snap_every, args.ganrun_overrides,
-                               resume_from_seconds=times[args.steps])
-    equal_time = max((s for s, t in times.items() if t <= tb["seconds"]), default=None)
-    label = "ganrun default" + (f" ({' '.join(args.ganrun_overrides)})" if args.ganrun_overrides else "")
-    for step, when in ((args.steps, "same steps"), (equal_time, "textbook's wall time")):
-        if step is None:
-            print(f"ganrun had no snapshot within the textbook's {tb['seconds']:.0f} s")
-            continue
-        G, *_ = checkpoint.load_generator(str(checkpoint.checkpoint_path(run_dir, step)), "cpu", ema=ema)
-        rows.append((f"{label}{' EMA G' if ema else ''}, {when}", step,
-                     {"seconds": times[step], **score(evaluator, G, args.samples)}))
+    if "ganrun" in args.arms:  # the same steps, then (if faster) on to the textbook's wall time
+        run_dir = out / args.name
+        if checkpoint.checkpoint_path(run_dir, args.steps).exists():
+            times = {int(k): v for k, v in json.loads((run_dir / "bench_times.json").read_text()).items()}
+        else:
+            times = run_ganrun(run_dir, args.root, args.steps, args.snap_every, args.ganrun_overrides)
+        last = max(times)
+        if not args.no_equal_time and times[args.steps] < tb_seconds and last == args.steps:
+            per_step = times[args.steps] / args.steps
+            more = math.floor((tb_seconds - times[args.steps]) / per_step / args.snap_every) * args.snap_every
+            if more > 0:
+                times = run_ganrun(run_dir, args.root, args.steps + more, args.snap_every, args.ganrun_overrides,
+                                   resume_from_seconds=times[args.steps])
+        cpu = json.loads((run_dir / "bench_cpu.json").read_text()).get(str(args.steps))
+        equal_time = max((s for s, t in times.items() if t <= tb_seconds), default=None)
+        label = "ganrun" + (f" {' '.join(args.ganrun_overrides)}" if args.ganrun_overrides else " default")
+        generators = [("raw G", False)] + ([("EMA G", True)] if cfg.ema.enabled else [])
+        for step, when in ((args.steps, "same steps"), (equal_time, "textbook's wall time")):
+            if step is None:
+                print(f"ganrun had no snapshot within the textbook's {tb_seconds:.0f} s")
+                continue
+            path = str(checkpoint.checkpoint_path(run_dir, step))
+            for which, ema in generators:
+                result = scores(f"{args.name}{'_ema' if ema else ''}@{step}",
+                                lambda: checkpoint.load_generator(path, "cpu", ema=ema)[0])
+                rows.append((f"{label}, {which}, {when}", step,
+                             {"seconds": times[step], "cpu": cpu if step == args.steps else None, **result}))
 
-    summary = out / f"{args.name}_summary.json"
-    summary.write_text(json.dumps([{"arm": a, "steps": s, **{k: v for k, v in r.items() if k != "times"}}
-                                   for a, s, r in rows], indent=1))
-    print(f"\nFashion-MNIST, batch {BATCH}, {args.samples} samples per score, "
-          f"{evaluator.extractor.protocol['extractor']}\n")
-    print("| arm | G steps | FID (offline classifier) | classes covered | wall seconds | s/step |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nFashion-MNIST padded to 32 px, batch {BATCH}, {torch.get_num_threads()} CPU thread(s), "
+          f"{args.samples} generated vs {evaluator.real['n']} real images per score, "
+          f"{evaluator.extractor.protocol['extractor']}, test accuracy "
+          f"{evaluator.extractor.protocol['classifier_test_accuracy']:.3f}\n")
+    print("| arm | G steps | FID (offline classifier) | vs textbook | classes covered | wall s | wall s/step | "
+          "CPU s |")
+    print("|---|---|---|---|---|---|---|---|")
     for arm, steps, r in rows:
-        print(f"| {arm} | {steps} | {r['FID']:.2f} | {r['classes_covered']} / 10 | {r['seconds']:.0f} | "
-              f"{r['seconds'] / steps:.3f} |")
-    same, fast = rows[1][2]["FID"], rows[-1][2]["FID"]
-    print(f"\nganrun FID / textbook FID: {same / tb['FID']:.2f} at the same steps, "
-          f"{fast / tb['FID']:.2f} at the textbook's wall time")
+        cpu = f"{r['cpu']:.0f}" if r.get("cpu") else "-"
+        print(f"| {arm} | {steps} | {r['FID']:.2f} | {r['FID'] / tb['FID']:.2f}x | {r['classes_covered']} / 10 | "
+              f"{r['seconds']:.0f} | {r['seconds'] / steps:.3f} | {cpu} |")
 
 
 if __name__ == "__main__":
