@@ -79,7 +79,9 @@ def weights_init(m):
 
 
 def textbook(root: str, steps: int, snap_every: int, out: Path, seed: int = 0) -> None:
-    """The hand-written loop; G snapshots and their seconds since the start go to OUT/textbook/."""
+    """The hand-written loop; G snapshots and their seconds since the start go to OUT/textbook/. The full state
+    at the last snapshot (OUT/textbook/last.pt) lets a later call continue to more steps exactly."""
+    out.mkdir(parents=True, exist_ok=True)
     start, cpu_start = time.perf_counter(), time.process_time()
     torch.manual_seed(seed)
     data = fashion_mnist(root, train=True, download=False).data  # uint8 (60000, 28, 28)
@@ -91,11 +93,22 @@ def textbook(root: str, steps: int, snap_every: int, out: Path, seed: int = 0) -
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     ones, zeros = torch.ones(BATCH), torch.zeros(BATCH)
-    out.mkdir(parents=True, exist_ok=True)
-    times, cpu, step, paused = {}, {}, 0, 0.0
+    times, cpu, step, paused, order, first = {}, {}, 0, 0.0, None, 0
+    if (out / "last.pt").exists():  # continue: the clock goes on from the saved times
+        state = torch.load(out / "last.pt", weights_only=False)
+        for module, key in ((G, "G"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+            module.load_state_dict(state[key])
+        torch.set_rng_state(state["rng"])
+        step, order, first = state["step"], state["order"], state["next_batch"]
+        times = {int(k): v for k, v in json.loads((out / "times.json").read_text()).items()}
+        cpu = {int(k): v for k, v in json.loads((out / "cpu_times.json").read_text()).items()}
+        paused -= times[step]  # elapsed = now - start - paused continues from the saved time
+        cpu_start -= cpu[step]
+    batches = len(images) // BATCH
     while step < steps:
-        order = torch.randperm(len(images))
-        for b in range(len(images) // BATCH):  # shuffled epochs, last partial batch dropped
+        if order is None or first >= batches:
+            order, first = torch.randperm(len(images)), 0
+        for b in range(first, batches):  # shuffled epochs, last partial batch dropped
             real = images[order[b * BATCH : (b + 1) * BATCH]]
             D.zero_grad()
             criterion(D(real), ones).backward()
@@ -105,12 +118,15 @@ def textbook(root: str, steps: int, snap_every: int, out: Path, seed: int = 0) -
             G.zero_grad()
             criterion(D(fake), ones).backward()
             opt_g.step()
-            step += 1
+            step, first = step + 1, b + 1
             if step % snap_every == 0 or step == steps:
                 now = time.perf_counter()
                 times[step] = now - start - paused
                 cpu[step] = time.process_time() - cpu_start
                 torch.save(G.state_dict(), out / f"step_{step:08d}.pt")
+                torch.save({"G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(),
+                            "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state(), "step": step, "order": order,
+                            "next_batch": first}, out / "last.pt")
                 (out / "times.json").write_text(json.dumps(times))
                 (out / "cpu_times.json").write_text(json.dumps(cpu))
                 paused += time.perf_counter() - now  # saving snapshots is not the loop's time
@@ -128,24 +144,27 @@ def ganrun_config(root: str, steps: int, snap_every: int, overrides: list[str], 
             *([f"resume={resume}"] if resume else []), *overrides])
 
 
-def run_ganrun(run_dir: Path, root: str, steps: int, snap_every: int, overrides: list[str],
-               resume_from_seconds: float | None = None) -> dict:
-    """Train (or continue) the ganrun arm; returns {step: seconds since start} from its checkpoints' times."""
+def run_ganrun(run_dir: Path, root: str, steps: int, snap_every: int, overrides: list[str]) -> tuple[dict, dict]:
+    """Train the ganrun arm to `steps`, continuing (exact resume) from its last snapshot when it has one; returns
+    {step: wall seconds since the start} from its checkpoints' times and {step: CPU seconds} at each call's end."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = ganrun_config(root, steps, snap_every, overrides, str(run_dir) if resume_from_seconds else None)
+    times_path, cpu_path = run_dir / "bench_times.json", run_dir / "bench_cpu.json"
+    read = lambda path: {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}  # noqa
+    times, cpu = read(times_path), read(cpu_path)
+    if steps in times:
+        return times, cpu
+    last = max(times, default=0)
+    cfg = ganrun_config(root, steps, snap_every, overrides, str(run_dir) if last else None)
     start, cpu_start = time.time(), time.process_time()
     train(cfg, run_dir)
-    if not resume_from_seconds:  # CPU seconds of the whole run (other agents' load does not count)
-        (run_dir / "bench_cpu.json").write_text(json.dumps({steps: time.process_time() - cpu_start}))
-    offset = resume_from_seconds or 0.0
-    times_path = run_dir / "bench_times.json"
-    times = {int(k): v for k, v in json.loads(times_path.read_text()).items()} if times_path.exists() else {}
+    cpu[steps] = cpu.get(last, 0.0) + time.process_time() - cpu_start  # this process only, not others' load
     for path in checkpoint.step_checkpoints(run_dir):
         step = int(checkpoint.load(path)["step"])
         if step not in times:
-            times[step] = offset + path.stat().st_mtime - start
+            times[step] = times.get(last, 0.0) + path.stat().st_mtime - start
     times_path.write_text(json.dumps(times))
-    return times
+    cpu_path.write_text(json.dumps(cpu))
+    return times, cpu
 
 
 def score(evaluator, G, samples: int) -> dict:
@@ -217,18 +236,14 @@ def main() -> None:
 
     if "ganrun" in args.arms:  # the same steps, then (if faster) on to the textbook's wall time
         run_dir = out / args.name
-        if checkpoint.checkpoint_path(run_dir, args.steps).exists():
-            times = {int(k): v for k, v in json.loads((run_dir / "bench_times.json").read_text()).items()}
-        else:
-            times = run_ganrun(run_dir, args.root, args.steps, args.snap_every, args.ganrun_overrides)
-        last = max(times)
-        if not args.no_equal_time and times[args.steps] < tb_seconds and last == args.steps:
+        times, cpu = run_ganrun(run_dir, args.root, args.steps, args.snap_every, args.ganrun_overrides)
+        if not args.no_equal_time and times[args.steps] < tb_seconds and max(times) == args.steps:
             per_step = times[args.steps] / args.steps
             more = math.floor((tb_seconds - times[args.steps]) / per_step / args.snap_every) * args.snap_every
             if more > 0:
-                times = run_ganrun(run_dir, args.root, args.steps + more, args.snap_every, args.ganrun_overrides,
-                                   resume_from_seconds=times[args.steps])
-        cpu = json.loads((run_dir / "bench_cpu.json").read_text()).get(str(args.steps))
+                times, cpu = run_ganrun(run_dir, args.root, args.steps + more, args.snap_every,
+                                        args.ganrun_overrides)
+        cpu = cpu.get(args.steps)
         equal_time = max((s for s, t in times.items() if t <= tb_seconds), default=None)
         label = "ganrun" + (f" {' '.join(args.ganrun_overrides)}" if args.ganrun_overrides else " default")
         generators = [("raw G", False)] + ([("EMA G", True)] if cfg.ema.enabled else [])
