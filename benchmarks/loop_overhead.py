@@ -72,7 +72,7 @@ def main():
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(cfg, run_dir)
     # The last window covers steps after the first log: same warm-up as the hand-written loop.
-    ours = result["throughput/images_per_sec"]
+    ours = result.scalars["throughput/images_per_sec"]
     print(f"device: {device}, data: Fashion-MNIST, DCGAN {resolution}px, batch {batch}, {args.steps - warmup} timed steps")
     print(f"hand-written loop: {hand:8.1f} images/s")
     print(f"ganrun loop:       {ours:8.1f} images/s  ({ours / hand:.2f}x the hand-written loop)")

@@ -38,8 +38,7 @@ def hydra_main(cfg: DictConfig):
         share_cpu_threads(int(hydra_cfg.launcher.get("n_jobs") or -1))
     try:
         result = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
-        # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.
-        return result["final"]["metrics"].get("FID") if result.get("final") else None
+        return result.final_fid  # what a sweeper (e.g. Optuna) minimises
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None
