@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2 as T
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ganrun.config import build
@@ -90,6 +92,56 @@ def _to_gray(images: torch.Tensor) -> torch.Tensor:
     return T.functional.rgb_to_grayscale(images)
 
 
+RESIZE_MODES = ("resize", "pad")
+
+
+def _pad_offsets(height: int, width: int, resolution: int, name: str) -> tuple[int, int]:
+    if height > resolution or width > resolution:
+        raise ConfigError(f"dataset.resize=pad cannot fit {width}x{height} images of {name} into "
+                          f"dataset.resolution={resolution}: raise the resolution or use dataset.resize=resize.")
+    return (resolution - height) // 2, (resolution - width) // 2
+
+
+class PaddedSource(Dataset):
+    """A dataset source whose images are zero-padded (centred) to resolution x resolution: the lossless way to,
+    e.g., 28 px Fashion-MNIST at the 32 px a 4x4-start DCGAN makes, where resizing would blur every image.
+
+    Sources that keep their decoded array (torchvision's MNIST family, CIFAR) get it padded once as `data`, so
+    `decode_all` keeps its fast path; others are padded image by image.
+    """
+
+    def __init__(self, source, resolution: int):
+        self.source, self.resolution = source, resolution
+        self.classes = getattr(source, "classes", None)
+        self.root = getattr(source, "root", "?")
+        data = getattr(source, "data", None)
+        if data is not None and hasattr(source, "targets"):
+            data = torch.as_tensor(data)  # (N, H, W) or channels last (N, H, W, C)
+            top, left = _pad_offsets(data.shape[1], data.shape[2], resolution, type(source).__name__)
+            pad = [left, resolution - data.shape[2] - left, top, resolution - data.shape[1] - top]
+            self.data = F.pad(data, [0, 0] + pad if data.ndim == 4 else pad)
+            self.targets = source.targets
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        img, label = self.source[index]
+        top, left = _pad_offsets(img.height, img.width, self.resolution, _sample_name(self.source, index))
+        canvas = Image.new(img.mode, (self.resolution, self.resolution))  # zeros: black (and transparent)
+        canvas.paste(img, (left, top))
+        return canvas, label
+
+
+def build_source(cfg, **overrides):
+    """The configured dataset source, padded to `cfg.resolution` when `cfg.resize` is pad."""
+    mode = cfg.get("resize", "resize")
+    if mode not in RESIZE_MODES:
+        raise ConfigError(f"dataset.resize={mode!r} is not one of {', '.join(RESIZE_MODES)}.")
+    source = build(cfg.source, **overrides)
+    return PaddedSource(source, cfg.resolution) if mode == "pad" else source
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What the rest of ganrun needs to know about a dataset, decided once from its config and source."""
@@ -155,7 +207,7 @@ def fill_image_shape(cfg, source) -> None:
 def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
     """Instantiate the configured source after the config fix-ups (which edit `cfg` in place), and describe it."""
     resolve_root(cfg)
-    source = build(cfg.source)
+    source = build_source(cfg)
     if len(source) == 0:
         raise ConfigError(f"dataset {cfg.name} is empty.")
     fill_num_classes(cfg, source)

@@ -10,8 +10,9 @@ from helpers import write_mnist_like, write_png
 from omegaconf import OmegaConf
 
 from ganrun import datasets
-from ganrun.data import BatchStream, load_dataset
+from ganrun.data import BatchStream, TransformedDataset, decode_all, image_transform, load_dataset
 from ganrun.errors import ConfigError, DataNotFoundError
+from ganrun.metrics.evaluator import load_real_splits
 
 
 def test_fashion_mnist_from_root_in_torchvision_layout(data_root):
@@ -135,3 +136,48 @@ def test_resizes_decoded_arrays_to_the_configured_resolution_and_channels(data_r
     dataset = datasets.fashion_mnist(str(data_root), download=False)
     images, _ = next(BatchStream(dataset, 32, 3, batch_size=8, seed=0, device="cpu"))
     assert images.shape == (8, 3, 32, 32)
+
+
+def _fashion_cfg(root, resolution=32, resize="pad"):
+    return OmegaConf.create({"name": "fashion_mnist", "resolution": resolution, "resize": resize, "channels": 1,
+                             "num_classes": 10, "source": {"_target_": "ganrun.datasets.fashion_mnist",
+                                                           "root": str(root), "train": True, "download": False}})
+
+
+@pytest.mark.parametrize("path", ["decoded array", "image by image"])
+def test_padding_to_32_px_keeps_every_pixel(data_root, path):
+    original = datasets.fashion_mnist(str(data_root), download=False).data  # random 28x28 uint8, no flat border
+    source, _ = load_dataset(_fashion_cfg(data_root))
+    if path == "decoded array":
+        images, _ = decode_all(source, 32, 1, num_workers=0)
+    else:
+        transformed = TransformedDataset(source, image_transform(32, 1))
+        images = torch.stack([transformed[i][0] for i in range(len(transformed))])
+    assert images.shape == (128, 1, 32, 32) and images.dtype == torch.uint8
+    assert torch.equal(images[:, 0, 2:30, 2:30], original)  # centred, bit for bit
+    border = images.clone()
+    border[:, :, 2:30, 2:30] = 0
+    assert border.abs().sum() == 0  # the 2-pixel frame is black, like Fashion-MNIST's background
+    # The batch stream feeds exactly these pixels, scaled to [-1, 1].
+    batch, _ = next(BatchStream(source, 32, 1, batch_size=128, seed=0, device="cpu"))
+    assert torch.equal(batch.add(1).mul(127.5).round().to(torch.uint8).sort(0).values, images.sort(0).values)
+
+
+def test_resize_mode_blurs_where_padding_does_not(data_root):
+    original = datasets.fashion_mnist(str(data_root), download=False).data
+    resized, _ = decode_all(load_dataset(_fashion_cfg(data_root, resize="resize"))[0], 32, 1, num_workers=0)
+    assert not torch.equal(resized[:, 0, 2:30, 2:30], original)
+
+
+def test_padding_refuses_images_larger_than_the_resolution_and_unknown_modes(data_root):
+    with pytest.raises(ConfigError, match="dataset.resize=pad cannot fit 28x28 .* dataset.resolution=16"):
+        load_dataset(_fashion_cfg(data_root, resolution=16))
+    with pytest.raises(ConfigError, match="dataset.resize='crop' is not one of resize, pad"):
+        load_dataset(_fashion_cfg(data_root, resize="crop"))
+
+
+def test_evaluator_real_images_are_padded_like_the_training_data(data_root):
+    (train, _), (test, _) = load_real_splits(_fashion_cfg(data_root))
+    original = datasets.fashion_mnist(str(data_root), download=False).data
+    assert train.shape == test.shape == (128, 1, 32, 32)
+    assert torch.equal(train[:, 0, 2:30, 2:30], original)

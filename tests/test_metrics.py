@@ -145,7 +145,9 @@ def test_training_reports_metrics_keeps_the_best_checkpoint_and_writes_json(tmp_
     assert report["final"]["protocol"]["n_generated"] == 100 and report["best"]["step"] in (2, 4)
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     assert best["best"]["FID"] == report["best"]["FID"] and best["step"] == report["best"]["step"]
-    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # raw G and (on by default) the EMA G, each at steps 2, 4 and the final report
+    assert [(line["step"], line["generator"]) for line in lines] == [(s, g) for s in (2, 4, 4) for g in ("raw", "ema")]
 
 
 @pytest.mark.slow
@@ -174,7 +176,7 @@ def test_eval_and_sample_tools_on_a_saved_checkpoint(tmp_path, data_root):
     tool("ganrun-sample", str(run_dir), "--num", "10", "--format", "both", "--interpolate", "3", "--steps", "5",
          "--out", str(out))
     assert len(list(out.glob("*.png"))) == 10 + 1
-    assert np.load(out / "samples.npz")["arr_0"].shape == (10, 28, 28, 1)
+    assert np.load(out / "samples.npz")["arr_0"].shape == (10, 32, 32, 1)  # the default: padded to 32 px
     (out / "interpolation.png").rename(tmp_path / "interpolation.png")
     assert len(datasets.image_folder(str(out))) == 10  # usable as extra training data: dataset=folder
 

@@ -18,8 +18,7 @@ from tqdm.auto import tqdm
 
 from ganrun import distributed
 from ganrun.checkpoint import save_atomic
-from ganrun.config import build
-from ganrun.data import decode_all
+from ganrun.data import build_source, decode_all
 from ganrun.metrics import scores
 from ganrun.metrics.classifier import RECIPE, SmallClassifier, train_classifier
 from ganrun.metrics.extractors import (
@@ -67,10 +66,10 @@ def load_real_splits(dataset_cfg, num_workers=0):
     """uint8 images and labels of the training split and a held-out split (the test split where the dataset
     has one, else a seeded 10% of the data)."""
     res, ch = dataset_cfg.resolution, dataset_cfg.channels
-    source = build(dataset_cfg.source)
+    source = build_source(dataset_cfg)
     images, labels = decode_all(source, res, ch, num_workers)
     if "train" in dataset_cfg.source:
-        test_images, test_labels = decode_all(build(dataset_cfg.source, train=False), res, ch, num_workers)
+        test_images, test_labels = decode_all(build_source(dataset_cfg, train=False), res, ch, num_workers)
         return (images, labels), (test_images, test_labels)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     n_test = max(1, len(images) // 10)
