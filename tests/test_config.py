@@ -120,3 +120,20 @@ def test_preset_details_and_shell_overrides_on_top():
     sngan = compose_config("experiment=sngan", "optimizer.d.lr=4e-4", "dataset=cifar10")
     assert sngan.model.discriminator.weight_param == "spectral" and sngan.scheduler.decay == "linear"
     assert sngan.optimizer.d.lr == 4e-4 and sngan.dataset.name == "cifar10"
+
+
+def test_every_default_is_written_once_in_the_yaml():
+    """The schema gives types only; conf/config.yaml gives every value (no second, drifting copy)."""
+    import dataclasses
+
+    from omegaconf import MISSING, OmegaConf
+
+    from ganrun import schema
+
+    for node in (schema.TrainerSchema, schema.MetricsSchema, schema.DownstreamSchema, schema.EmaSchema,
+                 schema.GanrunSchema):
+        for f in dataclasses.fields(node):
+            assert f.default in (MISSING, None) or f.default_factory is not dataclasses.MISSING, (node, f.name)
+            if f.default is None:
+                assert f.type == "Any", (node.__name__, f.name)  # the free-form group slots
+    assert OmegaConf.missing_keys(compose_config()) == set()
