@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ganrun.errors import ConfigError
+from ganrun.trust import check_targets, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,9 @@ def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bo
 
 def job_dir_name(number, overrides: str, limit: int = 150) -> str:
     """`<job number>_<overrides>` for a sweep job (Hydra resolver), shortened with a hash beyond `limit`
-    characters: file names are capped at 255 bytes and long override lists exceed it."""
+    characters: file names are capped at 255 bytes and long override lists exceed it. Path separators and `..`
+    in override values are replaced, so a job dir is always one folder inside the sweep dir."""
+    overrides = safe_name(overrides)  # a value like `a/../../x` must not leave the sweep dir
     name = f"{number}_{overrides}"
     if len(name) <= limit:
         return name
@@ -158,13 +161,19 @@ def config_changes(saved: dict, current: dict) -> list[str]:
 
 def load_generator(path: str, device="cpu", ema: bool = False):
     """The generator of a checkpoint (file or run dir), rebuilt from the config saved with it, in eval mode;
-    with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says)."""
+    with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says).
+
+    The saved config is data: every `_target_` in it is checked against the allowlist before anything is built
+    (ganrun.trust), since callers go on to build its dataset and metrics sections too."""
     from omegaconf import OmegaConf
 
     from ganrun.config import build
     from ganrun.ema import GeneratorEMA
 
     state, found = load_for_resume(path)
+    if not isinstance(state.get("config"), dict):
+        raise ConfigError(f"{found} holds no saved config: it is not a ganrun checkpoint.")
+    check_targets(state["config"], str(found))
     cfg = OmegaConf.create(state["config"])
     G = build(cfg.model.generator)
     G.load_state_dict(state["generator"])

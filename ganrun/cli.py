@@ -20,6 +20,7 @@ from ganrun import distributed
 from ganrun.checkpoint import job_dir_name, load_for_resume, run_dir_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.runtime import share_cpu_threads
+from ganrun.trust import check_saved_overrides
 
 log = logging.getLogger("ganrun")
 
@@ -56,14 +57,16 @@ def _override_key(arg: str) -> str:
 
 
 def with_saved_overrides(argv: list[str]) -> list[str]:
-    """Prepend the overrides a run was started with when `resume=...` is among the arguments."""
+    """Prepend the overrides a run was started with when `resume=...` is among the arguments. They come from
+    a file, so they are refused when they touch Hydra's settings or `_target_`s (ganrun.trust)."""
     resume = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
     if not resume or resume[0] in ("null", ""):
         return argv
     try:
-        saved = load_for_resume(resume[0])[0].get("overrides", [])
+        state, found = load_for_resume(resume[0])
     except ConfigError:
         return argv  # train() reports the problem with the resume path
+    saved = check_saved_overrides(state.get("overrides", []), str(found))
     given = {_override_key(a) for a in argv if "=" in a and not a.startswith("-")}
     return [a for a in saved if _override_key(a) not in given] + argv
 
@@ -83,7 +86,11 @@ def for_this_rank(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    argv = with_saved_overrides(sys.argv[1:])
+    try:
+        argv = with_saved_overrides(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"ganrun: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     if distributed.launched_by_torchrun():
         argv = for_this_rank(argv)
     sys.argv = [sys.argv[0], *argv]

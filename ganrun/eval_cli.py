@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def main(argv=None) -> None:
                            ("real_split", args.real_split), ("cache_dir", args.cache_dir)):
             if value is not None:
                 metrics[key] = value
+        if args.cache_dir is None:  # this machine's cache, never a folder named by the checkpoint
+            metrics.cache_dir = os.environ.get("GANRUN_CACHE", "~/.cache/ganrun")
         if args.no_download:
             metrics.download = False
         if args.data_root and "root" in cfg.dataset.source:

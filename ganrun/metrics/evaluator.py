@@ -28,6 +28,7 @@ from ganrun.metrics.extractors import (
     find_inception_weights,
     hub_inception_path,
 )
+from ganrun.trust import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,22 @@ def load_real_splits(dataset_cfg, num_workers=0):
     n_test = max(1, len(images) // 10)
     test, train = order[:n_test], order[n_test:]
     return (images[train], labels[train]), (images[test], labels[test])
+
+
+def _load_cached(path: Path, keys=("state_dict", "num_classes", "test_accuracy")) -> dict | None:
+    """A cache file's content, or None when it is absent or cannot be used (truncated, corrupt, another format):
+    a damaged cache is recomputed with a warning naming the file, it never blocks a run."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or any(k not in saved for k in keys):
+            raise ValueError(f"expected a dict with {', '.join(keys)}")
+        return saved
+    except Exception as exc:  # torch raises many types for a damaged file
+        log.warning("Metrics cache file %s cannot be used (%s: %s); recomputing it.", path, type(exc).__name__,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        return None
 
 
 class Evaluator:
@@ -111,9 +128,9 @@ class Evaluator:
                 "the offline classifier needs a labelled dataset (class sub-folders); this one has one class. "
                 "Provide Inception weights with metrics.inception_weights=PATH, or set metrics.every=0.")
         epochs = self.cfg.classifier_epochs
-        path = self.cache_dir / "classifiers" / f"{self.dataset_cfg.name}-{self.data_hash}-e{epochs}.pt"
-        if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+        path = self.cache_dir / "classifiers" / safe_name(f"{self.dataset_cfg.name}-{self.data_hash}-e{epochs}.pt")
+        saved = _load_cached(path)
+        if saved is not None:
             model = SmallClassifier(images.shape[1], saved["num_classes"])
             model.load_state_dict(saved["state_dict"])
             accuracy = saved["test_accuracy"]
@@ -148,13 +165,14 @@ class Evaluator:
                       "resolution": self.dataset_cfg.resolution, "channels": self.dataset_cfg.channels,
                       "extractor": self.extractor.protocol}
         key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
-        path = self.cache_dir / "real_stats" / (
+        path = self.cache_dir / "real_stats" / safe_name(
             f"{self.dataset_cfg.name}-{self.cfg.real_split}-{self.dataset_cfg.resolution}px-{self.extractor.name}-"
-            f"{key}.pt")
-        if path.is_file():
+            f"{key}.pt")  # names from the config stay one file inside the cache dir
+        cached = _load_cached(path, ("mu", "sigma", "n", "features"))
+        if cached is not None:
             self.cache_hits += 1
             log.info("Real-data statistics loaded from cache %s", path)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return cached
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
         batch = self.cfg.batch_size
         batches = (images[order[i : i + batch]].float().div(127.5).sub(1.0) for i in range(0, n_real, batch))
