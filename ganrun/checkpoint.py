@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ganrun.errors import ConfigError
+from ganrun.errors import ConfigError, StorageError
 from ganrun.trust import check_targets, safe_name
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,19 @@ def save_atomic(state: dict, path: Path) -> None:
     A crash at any moment leaves either the old file or the complete new one, never a partial file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # disk full (ENOSPC), quota, permissions: name the file, keep the older ones
+        raise StorageError(
+            f"cannot write {path}: {exc.strerror or exc}. The files written before it are intact; free space (or "
+            "fix the permissions) and resume."
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)

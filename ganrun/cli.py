@@ -21,6 +21,7 @@ from ganrun.checkpoint import job_dir_name, load_for_resume, run_dir_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.runtime import share_cpu_threads
 from ganrun.trust import check_saved_overrides
+from ganrun.validate import validate
 
 log = logging.getLogger("ganrun")
 
@@ -38,6 +39,7 @@ def hydra_main(cfg: DictConfig):
     if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
         share_cpu_threads(int(hydra_cfg.launcher.get("n_jobs") or -1))
     try:
+        validate(cfg)
         result = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
         # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.
         return result["final"]["metrics"].get("FID") if result.get("final") else None

@@ -42,6 +42,9 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     args = parse_args(argv)
+    if args.num_samples < 2:  # FID needs a covariance
+        print(f"ganrun-eval: error: --num-samples {args.num_samples} must be at least 2.", file=sys.stderr)
+        raise SystemExit(2)
     try:
         device = select_device(args.device)
         G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)

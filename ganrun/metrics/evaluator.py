@@ -19,6 +19,7 @@ from ganrun import distributed
 from ganrun.checkpoint import save_atomic
 from ganrun.config import build
 from ganrun.data import decode_all
+from ganrun.errors import StorageError
 from ganrun.metrics import scores
 from ganrun.metrics.classifier import SmallClassifier, train_classifier
 from ganrun.metrics.extractors import (
@@ -87,6 +88,14 @@ def _load_cached(path: Path, keys=("state_dict", "num_classes", "test_accuracy")
         return None
 
 
+def _save_cache(state: dict, path: Path) -> None:
+    """A cache that cannot be written (disk full, read-only) costs a recomputation later, never the run."""
+    try:
+        save_atomic(state, path)
+    except StorageError as exc:
+        log.warning("Metrics cache not written: %s", exc)
+
+
 class Evaluator:
     def __init__(self, metrics_cfg, dataset_cfg, device, num_workers=0):
         self.cfg, self.dataset_cfg, self.device = metrics_cfg, dataset_cfg, torch.device(device)
@@ -138,7 +147,7 @@ class Evaluator:
             log.info("Training the offline classifier on %d labelled images (cached in %s)", len(images), path)
             model, accuracy = train_classifier(images, labels, test_images, test_labels, num_classes, self.device,
                                                epochs=epochs)
-            save_atomic({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+            _save_cache({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                          "num_classes": num_classes, "test_accuracy": accuracy}, path)
         log.info("Offline classifier test accuracy: %.4f", accuracy)
         protocol = {
@@ -179,7 +188,7 @@ class Evaluator:
         features, _ = self._features(batches)
         mu, sigma = scores.feature_statistics(features)
         stats = {"mu": mu, "sigma": sigma, "n": n_real, "features": features[: self.cfg.num_real_kept].float()}
-        save_atomic(stats, path)
+        _save_cache(stats, path)
         self.stats_computed += 1
         log.info("Real-data statistics of %d images computed and cached in %s", n_real, path)
         return stats
