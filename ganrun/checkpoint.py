@@ -110,13 +110,34 @@ def load_for_resume(resume: str) -> tuple[dict, Path]:
 
 
 def run_dir_for_resume(resume: str | None, default: str) -> str:
-    """The run dir a resumed run continues in (Hydra resolver for hydra.run.dir)."""
+    """The run dir a resumed run continues in (Hydra resolver for hydra.run.dir).
+
+    A run dir, or its newest step checkpoint, continues in place. Any other checkpoint file of a run dir (an
+    older step, best.pt behind the newest step) branches into `default`, a new run dir: continuing in place
+    would prune the newer checkpoints, and `resume=RUN_DIR` would later pick up the abandoned branch.
+    """
     if resume in (None, "", "None", "null"):
         return default
     path = Path(str(resume)).expanduser().resolve()
     if path.suffix == ".pt" or path.is_file():
-        path = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+        in_run_dir = path.parent.name == CHECKPOINT_DIR
+        run_dir = path.parent.parent if in_run_dir else path.parent
+        newest = step_checkpoints(run_dir) if in_run_dir else []
+        if newest and newest[0] != path:
+            _note_branch(path, newest[0], default)
+            return default
+        path = run_dir
     return str(path)
+
+
+_branches_noted: set = set()
+
+
+def _note_branch(resumed: Path, newest: Path, new_dir: str) -> None:
+    if (resumed, new_dir) not in _branches_noted:  # Hydra resolves the run dir more than once
+        _branches_noted.add((resumed, new_dir))
+        log.warning("Resuming from %s, older than the newest checkpoint %s: the run branches into the new run dir "
+                    "%s and leaves the original run untouched.", resumed, newest.name, new_dir)
 
 
 def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bool) -> None:

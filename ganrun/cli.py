@@ -6,6 +6,7 @@ read back from the checkpoint and placed before the ones given now (later ones w
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import sys
@@ -19,6 +20,7 @@ import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydr
 from ganrun import distributed
 from ganrun.checkpoint import job_dir_name, load_for_resume, run_dir_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.rundir import RunDirLock
 from ganrun.runtime import share_cpu_threads
 from ganrun.trust import check_saved_overrides
 from ganrun.validate import validate
@@ -40,7 +42,9 @@ def hydra_main(cfg: DictConfig):
         share_cpu_threads(int(hydra_cfg.launcher.get("n_jobs") or -1))
     try:
         validate(cfg)
-        result = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        with RunDirLock(run_dir) if distributed.is_main() else contextlib.nullcontext():
+            result = train(cfg, run_dir, list(hydra_cfg.overrides.task))
         # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.
         return result["final"]["metrics"].get("FID") if result.get("final") else None
     except ConfigError as exc:
@@ -58,14 +62,29 @@ def _override_key(arg: str) -> str:
     return arg.split("=", 1)[0].lstrip("+~")
 
 
+def _resume_value(argv: list[str]) -> str | None:
+    """The path `resume=...` names, unquoted as Hydra reads it (`resume='/runs/my run ü'`: spaces and non-ASCII
+    characters need Hydra's quotes, which must not end up in the path)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for arg in argv:
+        if arg.startswith("resume="):
+            try:
+                value = OverridesParser.create().parse_override(arg).value()
+            except Exception:  # a syntax error: Hydra reports it when it parses the command line
+                value = arg.split("=", 1)[1]
+            return None if value in (None, "", "null") else str(value)
+    return None
+
+
 def with_saved_overrides(argv: list[str]) -> list[str]:
     """Prepend the overrides a run was started with when `resume=...` is among the arguments. They come from
     a file, so they are refused when they touch Hydra's settings or `_target_`s (ganrun.trust)."""
-    resume = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
-    if not resume or resume[0] in ("null", ""):
+    resume = _resume_value(argv)
+    if resume is None:
         return argv
     try:
-        state, found = load_for_resume(resume[0])
+        state, found = load_for_resume(resume)
     except ConfigError:
         return argv  # train() reports the problem with the resume path
     saved = check_saved_overrides(state.get("overrides", []), str(found))
