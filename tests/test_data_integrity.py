@@ -93,3 +93,52 @@ def test_fingerprint_follows_content_not_location(tmp_path):
 
     assert mnist_fingerprint(tmp_path / "r1", 0) == mnist_fingerprint(tmp_path / "r2", 0)
     assert mnist_fingerprint(tmp_path / "r3", 0) != mnist_fingerprint(tmp_path / "r4", 1)
+
+
+def metrics_setup(tmp_path, data_root, monkeypatch):
+    from hydra import compose, initialize_config_module
+
+    import ganrun.cli  # noqa: F401  (resolvers)
+
+    monkeypatch.setenv("GANRUN_DATA", str(data_root))
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        return compose("config", overrides=[f"metrics.cache_dir={tmp_path / 'cache'}", "metrics.classifier_epochs=1",
+                                            "metrics.num_real=60", "metrics.download=false"])
+
+
+def test_a_corrupt_metrics_cache_is_recomputed_with_the_file_named(tmp_path, data_root, monkeypatch, caplog):
+    import logging
+
+    from ganrun.metrics.evaluator import Evaluator
+
+    cfg = metrics_setup(tmp_path, data_root, monkeypatch)
+    first = Evaluator(cfg.metrics, cfg.dataset, "cpu")
+    files = sorted((tmp_path / "cache").rglob("*.pt"))
+    assert len(files) == 2  # the offline classifier and the real statistics
+    for f in files:
+        f.write_bytes(f.read_bytes()[:200])  # truncated, as by a full disk or a killed copy
+    with caplog.at_level(logging.WARNING):
+        second = Evaluator(cfg.metrics, cfg.dataset, "cpu")
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert all(f"Metrics cache file {f} cannot be used" in warned for f in files)
+    assert second.stats_computed == 1 and torch.equal(first.real["mu"], second.real["mu"])
+    third = Evaluator(cfg.metrics, cfg.dataset, "cpu")  # rewritten: a hit again
+    assert (third.stats_computed, third.cache_hits) == (0, 1)
+
+
+def test_a_cache_that_cannot_be_written_does_not_stop_the_run(tmp_path, data_root, monkeypatch, caplog):
+    import errno
+    import logging
+
+    from ganrun.metrics.evaluator import Evaluator
+
+    cfg = metrics_setup(tmp_path, data_root, monkeypatch)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with caplog.at_level(logging.WARNING):
+        evaluator = Evaluator(cfg.metrics, cfg.dataset, "cpu")
+    assert evaluator.stats_computed == 1 and not list((tmp_path / "cache").rglob("*.pt"))
+    assert "Metrics cache not written: cannot write" in " ".join(r.getMessage() for r in caplog.records)
