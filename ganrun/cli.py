@@ -20,7 +20,7 @@ import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydr
 from ganrun import distributed
 from ganrun.checkpoint import job_dir_name, load_for_resume, run_dir_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
-from ganrun.rundir import RunDirLock
+from ganrun.rundir import RunDirLock, refuse_to_prune_newer_work
 from ganrun.runtime import share_cpu_threads
 from ganrun.trust import check_saved_overrides
 from ganrun.validate import validate
@@ -43,6 +43,7 @@ def hydra_main(cfg: DictConfig):
     try:
         validate(cfg)
         run_dir = Path(hydra_cfg.runtime.output_dir)
+        refuse_to_prune_newer_work(cfg.resume, run_dir)
         with RunDirLock(run_dir) if distributed.is_main() else contextlib.nullcontext():
             result = train(cfg, run_dir, list(hydra_cfg.overrides.task))
         # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.

@@ -92,6 +92,26 @@ def _describe(owner: dict | None) -> str:
     return f"pid {owner.get('pid')} on {owner.get('host')} (started {owner.get('started')})"
 
 
+def refuse_to_prune_newer_work(resume, run_dir) -> None:
+    """`resume=OLDER_CHECKPOINT hydra.run.dir=ITS_OWN_RUN_DIR` would continue in place and prune the newer
+    checkpoints: refused. (Without hydra.run.dir, an older checkpoint branches into a new dir by itself.)"""
+    from ganrun.checkpoint import CHECKPOINT_DIR, step_checkpoints
+
+    if resume in (None, "", "None", "null"):
+        return
+    path = Path(str(resume)).expanduser().resolve()
+    if not path.is_file() or path.parent.name != CHECKPOINT_DIR:
+        return
+    if path.parent.parent != Path(run_dir).expanduser().resolve():
+        return
+    newest = step_checkpoints(path.parent.parent)
+    if newest and newest[0] != path:
+        raise ConfigError(
+            f"resume={resume} is older than {newest[0].name} in the same run dir {run_dir}: continuing there would "
+            "delete the newer checkpoints. Leave out hydra.run.dir (the run branches into a new dir) or name another."
+        )
+
+
 def hydra_quote(value: str) -> str:
     """`value` as a quoted Hydra override value that parses back to itself (spaces, non-ASCII, quotes). Hydra's
     grammar: inside quotes, a quote is escaped with a backslash, and backslashes only count before a quote."""

@@ -16,7 +16,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from ganrun import checkpoint
 from ganrun.checkpoint import run_dir_for_resume
 from ganrun.cli import with_saved_overrides
-from ganrun.rundir import LOCK_FILE, RunDirLock, RunDirLocked, hydra_quote, resume_command
+from ganrun.errors import ConfigError
+from ganrun.rundir import (
+    LOCK_FILE,
+    RunDirLock,
+    RunDirLocked,
+    hydra_quote,
+    refuse_to_prune_newer_work,
+    resume_command,
+)
 
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
@@ -95,6 +103,16 @@ def test_resuming_an_older_checkpoint_branches_into_a_new_run_dir(tmp_path, capl
         assert run_dir_for_resume(str(run / "checkpoints" / "best.pt"), new) == new
     assert any("branches into the new run dir" in r.getMessage() and "step_00000004.pt" in r.getMessage()
                for r in caplog.records)
+
+
+def test_an_older_checkpoint_forced_into_its_own_run_dir_is_refused(tmp_path):
+    run = tmp_path / "run"
+    fake_run(run, [2, 4])
+    with pytest.raises(ConfigError, match="older than step_00000004.pt in the same run dir"):
+        refuse_to_prune_newer_work(str(checkpoint.checkpoint_path(run, 2)), run)
+    refuse_to_prune_newer_work(str(checkpoint.checkpoint_path(run, 4)), run)  # the newest: fine
+    refuse_to_prune_newer_work(str(checkpoint.checkpoint_path(run, 2)), tmp_path / "elsewhere")  # a branch: fine
+    refuse_to_prune_newer_work(str(run), run)
 
 
 @pytest.mark.slow
