@@ -85,6 +85,14 @@ def prune(run_dir: Path, keep: int) -> None:
             stale.unlink(missing_ok=True)
 
 
+def last_good_note(run_dir: Path) -> str:
+    """Where a stopped run's last good state is, for error messages: the newest checkpoint, or that none exists."""
+    found = step_checkpoints(run_dir)
+    if found:
+        return f"the last good checkpoint is {found[0]}."
+    return f"no checkpoint was written before that (the first one is due at trainer.ckpt_every) in {run_dir}."
+
+
 def load(path: Path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
@@ -107,6 +115,28 @@ def load_for_resume(resume: str) -> tuple[dict, Path]:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             log.warning("Skipping checkpoint %s: it cannot be loaded (%s: %s)", path, type(exc).__name__, reason)
     raise ConfigError(f"resume={resume}: none of the checkpoints could be loaded ({len(candidates)} tried).")
+
+
+RUN_ID_FILE = "run_id"
+
+
+def claim_run_dir(run_dir: Path, run_id: str) -> None:
+    """Mark `run_dir` as run `run_id`'s (a checkpoint's id must match it to be resumed there)."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / RUN_ID_FILE).write_text(run_id + "\n")
+
+
+def refuse_foreign_checkpoint(state: dict, found: Path, run_dir: Path) -> None:
+    """A checkpoint of another run (copied into this run dir) is never adopted over the dir's own config,
+    metrics and checkpoints."""
+    mark = Path(run_dir) / RUN_ID_FILE
+    owner = mark.read_text().strip() if mark.is_file() else None
+    if owner and state.get("run_id") and state["run_id"] != owner:
+        raise ConfigError(
+            f"{found} belongs to another run (run id {state['run_id']}) than the run dir {run_dir} "
+            f"(run id {owner}, in {mark}): it is not adopted. Resume it from its own run dir, or copy it into "
+            "an empty dir and resume from there."
+        )
 
 
 def run_dir_for_resume(resume: str | None, default: str) -> str:

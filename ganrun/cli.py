@@ -46,8 +46,7 @@ def hydra_main(cfg: DictConfig):
         refuse_to_prune_newer_work(cfg.resume, run_dir)
         with RunDirLock(run_dir) if distributed.is_main() else contextlib.nullcontext():
             result = train(cfg, run_dir, list(hydra_cfg.overrides.task))
-        # A sweeper (e.g. Optuna) minimises what the task returns: the final FID when metrics ran.
-        return result["final"]["metrics"].get("FID") if result.get("final") else None
+        return result.final_fid  # what a sweeper (e.g. Optuna) minimises
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(1) from None

@@ -33,7 +33,7 @@ def build_optimizer(node, params, key: str):
 
 
 def check_trainer(trainer: DictConfig) -> None:
-    for key in POSITIVE_TRAINER_KEYS:
+    for key in POSITIVE_TRAINER_KEYS + (("g_batch_size",) if trainer.get("g_batch_size") is not None else ()):
         value = trainer[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"trainer.{key}={value!r} must be a positive integer.")

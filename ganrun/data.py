@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -109,15 +110,62 @@ def _to_gray(images: torch.Tensor) -> torch.Tensor:
     return T.functional.rgb_to_grayscale(images)
 
 
-def load_dataset(cfg) -> tuple[Dataset, dict]:
-    """Instantiate the configured source and describe it (size, number of classes, content fingerprint)."""
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of ganrun needs to know about a dataset, decided once from its config and source."""
+
+    name: str
+    size: int  # samples (modes for toy data)
+    num_classes: int | None
+    sample_shape: tuple  # one sample: (channels, H, W) for images, `dataset.shape` for points
+    points: bool  # toy points drawn fresh each batch (scatter plots, scored by the mixture) rather than images
+    fingerprint: str = ""  # content hash of the data (see `fingerprint`); "" when the source was not loaded
+
+    def describe(self) -> str:
+        kind = f"{self.size} modes of {self.sample_shape[0]}-D points" if self.points else f"{self.size} images"
+        classes = f", {self.num_classes} classes" if self.num_classes else ", unlabelled"
+        return f"Dataset {self.name}: {kind}{classes}, sample shape {self.sample_shape}"
+
+
+def dataset_info(cfg, size: int = 0, fingerprint: str = "") -> DatasetInfo:
+    """The description of `cfg` (a dataset config); `size` and `fingerprint` are known once the source is loaded."""
+    points = bool(cfg.get("shape"))
+    shape = tuple(cfg.shape) if points else (cfg.channels, cfg.resolution, cfg.resolution)
+    return DatasetInfo(cfg.name, size, cfg.get("num_classes"), shape, points, fingerprint)
+
+
+def resolve_root(cfg) -> None:
+    """Config fix-up: a relative `dataset.source.root` means relative to where ganrun was started; it is
+    stored absolute so resume and ganrun-eval find the data from anywhere."""
+    if cfg.source.get("root"):
+        cfg.source.root = os.path.abspath(os.path.expanduser(cfg.source.root))
+
+
+def fill_num_classes(cfg, source) -> None:
+    """Config fix-up: a class-per-folder tree names its classes; `dataset.num_classes` takes their count."""
+    classes = getattr(source, "classes", None)
+    if cfg.get("num_classes") is None and classes:
+        cfg.num_classes = len(classes)
+
+
+def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
+    """Instantiate the configured source after the config fix-ups (which edit `cfg` in place), and describe it."""
+    resolve_root(cfg)
     source = build(cfg.source)
     if len(source) == 0:
         raise ConfigError(f"dataset {cfg.name} is empty.")
-    classes = getattr(source, "classes", None)
-    num_classes = len(classes) if classes else cfg.get("num_classes")
+    fill_num_classes(cfg, source)
     log.info("Dataset %s read from %s", cfg.name, getattr(source, "root", "?"))
-    return source, {"size": len(source), "num_classes": num_classes, "fingerprint": fingerprint(source, cfg)}
+    return source, dataset_info(cfg, len(source), fingerprint(source, cfg))
+
+
+def make_stream(source, info: DatasetInfo, cfg, device, rank: int = 0, world: int = 1):
+    """The endless batch stream of a run: fresh draws for toy points, a resumable shuffled stream for images."""
+    trainer = cfg.trainer
+    if info.points:
+        return source.stream(trainer.batch_size, device)
+    return BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed, device,
+                       cfg.dataset.in_memory, trainer.num_workers, rank, world)
 
 
 FULL_CONTENT_HASH_BYTES = 1024**3
@@ -212,6 +260,9 @@ class BatchStream:
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            # Its own seed for worker seeding: starting an iterator must not draw from the training RNG, or a
+            # resumed run (which starts one mid-run) would draw different noise than an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
         )
         return iter(loader)
 

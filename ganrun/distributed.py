@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import os
 
 import torch
 import torch.distributed as dist
 
 from ganrun.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def launched_by_torchrun() -> bool:
@@ -170,3 +173,12 @@ def weights_digest(module: torch.nn.Module) -> str:
     for tensor in module.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def log_final_digests(G: torch.nn.Module, D: torch.nn.Module) -> None:
+    """Under torchrun, each rank logs a digest of its final weights and whether all ranks agree."""
+    if world_size() <= 1:
+        return
+    digests = gather_objects((weights_digest(G), weights_digest(D)))
+    log.info("rank %d/%d final weights: G %s D %s (%s on all ranks)", rank(), world_size(), *digests[rank()],
+             "identical" if len(set(digests)) == 1 else "DIFFERENT")

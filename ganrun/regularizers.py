@@ -1,14 +1,36 @@
-"""Discriminator regularizers, each a term `weight * penalty` added to D's loss, or a hook after D's step.
+"""Terms added to the players' objectives: D regularizers (`weight * penalty` in D's loss, or a hook after D's
+step) and, through the same contract, label-aware or G-side terms such as AC-GAN's class loss.
+
+The contract (`Regularizer`): `d_term(ctx)` and `g_term(ctx)` return a tensor added to that player's loss, or
+None; `after_d_step(D)` acts on D's weights. `ctx` is a `TermContext`: what one step saw. Plain penalties
+only write `penalty(critic, real, fake, discriminator)`: the base class applies weight and laziness.
 
 `every` > 1 applies a penalty lazily, on one D step in `every`, scaled by `every` so its expected strength
-is unchanged (Karras et al. 2020, StyleGAN2, section 3.1). `critic` is a callable x -> D outputs, so
-conditional discriminators pass their labels through a closure.
+is unchanged (Karras et al. 2020, StyleGAN2, section 3.1). `critic` is a callable x -> D's adversarial
+output, so conditional discriminators pass their labels through a closure.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn as nn
+
+
+@dataclass
+class TermContext:
+    """One D or G step as a term sees it: D's (augmented) inputs, its outputs, the labels, the D step count."""
+
+    critic: Callable[[torch.Tensor], torch.Tensor]  # x -> D's adversarial output, labels bound
+    discriminator: nn.Module
+    real: torch.Tensor | None  # augmented real batch (None in a G step)
+    fake: torch.Tensor  # augmented fakes
+    labels: torch.Tensor | None = None  # labels of the real batch (and of D's fakes); G's own labels in a G step
+    real_classes: torch.Tensor | None = None  # class logits of an AC-GAN head
+    fake_classes: torch.Tensor | None = None
+    d_step: int = 0
 
 
 class Regularizer:
@@ -21,19 +43,19 @@ class Regularizer:
         """The unweighted penalty, or None for regularizers that act after the step."""
         return None
 
+    def d_term(self, ctx: TermContext) -> torch.Tensor | None:
+        """`weight * every * penalty` on the D steps it is due (lazy ones every `every` steps), else None."""
+        if not self.weight or ctx.d_step % self.every != 0:
+            return None
+        penalty = self.penalty(ctx.critic, ctx.real, ctx.fake, ctx.discriminator)
+        return None if penalty is None else self.weight * self.every * penalty
+
+    def g_term(self, ctx: TermContext) -> torch.Tensor | None:
+        """A term in G's loss; D regularizers have none."""
+        return None
+
     def after_d_step(self, discriminator: nn.Module) -> None:
         pass
-
-
-def weighted_penalties(regularizers: dict, critic, real, fake, discriminator, d_step: int) -> dict:
-    """`weight * every * penalty` of each regularizer due at this D step (lazy ones every `every` steps)."""
-    terms = {}
-    for name, reg in regularizers.items():
-        if reg.weight and d_step % reg.every == 0:
-            penalty = reg.penalty(critic, real, fake, discriminator)
-            if penalty is not None:
-                terms[name] = reg.weight * reg.every * penalty
-    return terms
 
 
 def input_gradient_norm(critic, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import signal
 
 import torch
 
-from ganrun.errors import ConfigError
+from ganrun.errors import ConfigError, TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
+def isolated_rng(device: torch.device):
+    """Work that must not move the training RNG (evaluation, the offline classifier, DataLoader seeds) draws from
+    a fork: the same seed trains the same whether metrics are on, or their caches warm or cold."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
+
+
 def share_cpu_threads(parallel_jobs: int) -> None:
     """Jobs run side by side on one machine (joblib launcher) split the cores instead of each taking all."""
     cores = os.cpu_count() or 1
@@ -54,6 +62,26 @@ def share_cpu_threads(parallel_jobs: int) -> None:
     threads = max(1, cores // jobs)
     torch.set_num_threads(threads)
     log.info("Parallel jobs on one machine: %d job(s), %d torch thread(s) each", jobs, threads)
+
+
+@contextlib.contextmanager
+def interrupt_on_signals(message: str):
+    """SIGINT/SIGTERM end the block at once with `TrainingInterrupted(message)`: for work after the last
+    checkpoint (the final evaluation), where stopping loses nothing and waiting could take minutes."""
+    def handler(signum, frame):
+        raise TrainingInterrupted(signum, f"{signal.Signals(signum).name} received: {message}")
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not in the main thread
+            pass
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import torch
 import torchvision
 
 from ganrun.checkpoint import load_generator
+from ganrun.data import dataset_info
 from ganrun.errors import ConfigError
 from ganrun.models.conditioning import random_labels
 from ganrun.runtime import select_device
@@ -79,7 +80,7 @@ def main(argv=None) -> None:
         return random_labels(G, n, device, generator)
 
     with torch.no_grad():
-        if cfg.dataset.get("shape") and args.num > 0:  # toy 2-D points: one CSV row per sample
+        if dataset_info(cfg.dataset).points and args.num > 0:  # toy 2-D points: one CSV row per sample
             z = torch.randn(args.num, z_dim, device=device, generator=generator)
             np.savetxt(out / "points.csv", G(z, labels(args.num)).float().cpu().numpy(), delimiter=",",
                        header="x,y", comments="")

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 class TrainerSchema:
     steps: int = 5000
     batch_size: int = 64
+    g_batch_size: Optional[int] = None
     n_critic: int = 1
     device: str = "auto"
     amp: bool = False

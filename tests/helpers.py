@@ -81,7 +81,7 @@ def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_
     return proc
 
 
-def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: int = 2) -> dict:
+def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: int = 2, run_dir: Path | None = None):
     """Compose the config as the CLI does and run the loop in this process: fast checks that an option combination
     trains (the CLI itself is tested end to end in test_cli.py)."""
     from hydra import compose, initialize_config_module
@@ -99,7 +99,7 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
                                                             "dataset.source.download=false"]
         cfg = compose("config", overrides=[*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source,
                                            *overrides])
-    run_dir = tmp_path / "run"
+    run_dir = Path(run_dir or tmp_path / "run")
     run_dir.mkdir(parents=True, exist_ok=True)
     return train(cfg, run_dir, list(overrides))
 

@@ -72,10 +72,11 @@ def test_image_folder_with_class_subfolders_converts_any_mode_and_shape(tmp_path
     write_png(tmp_path / "cats" / "a.png", size=(50, 30), mode="RGBA")
     write_png(tmp_path / "cats" / "b.png", size=(20, 40), mode="L")
     write_png(tmp_path / "dogs" / "c.png", size=(64, 64), mode="P")
-    cfg = OmegaConf.create({"name": "folder", "num_classes": None,
+    cfg = OmegaConf.create({"name": "folder", "num_classes": None, "resolution": 16, "channels": 3,
                             "source": {"_target_": "ganrun.datasets.image_folder", "path": str(tmp_path)}})
     source, info = load_dataset(cfg)
-    assert {k: info[k] for k in ("size", "num_classes")} == {"size": 3, "num_classes": 2}
+    assert (info.size, info.num_classes, info.sample_shape, info.points) == (3, 2, (3, 16, 16), False)
+    assert cfg.num_classes == 2  # the config fix-up names the classes for the models
     stream = BatchStream(source, 16, 3, batch_size=3, seed=0, device="cpu")
     images, labels = next(stream)
     assert images.shape == (3, 3, 16, 16)

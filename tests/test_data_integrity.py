@@ -17,7 +17,7 @@ from ganrun.errors import ConfigError
 
 
 def folder_cfg(path):
-    return OmegaConf.create({"name": "folder", "num_classes": None,
+    return OmegaConf.create({"name": "folder", "num_classes": None, "resolution": 8, "channels": 3,
                              "source": {"_target_": "ganrun.datasets.image_folder", "path": str(path)}})
 
 
@@ -78,18 +78,18 @@ def test_broken_idx_files_in_the_users_root_are_named_and_never_overwritten(tmp_
 def test_fingerprint_follows_content_not_location(tmp_path):
     for i in range(3):
         write_png(tmp_path / "a" / f"{i}.png", seed=i)
-    first = load_dataset(folder_cfg(tmp_path / "a"))[1]["fingerprint"]
-    assert load_dataset(folder_cfg(tmp_path / "a"))[1]["fingerprint"] == first
+    first = load_dataset(folder_cfg(tmp_path / "a"))[1].fingerprint
+    assert load_dataset(folder_cfg(tmp_path / "a"))[1].fingerprint == first
     os.rename(tmp_path / "a", tmp_path / "moved")
-    assert load_dataset(folder_cfg(tmp_path / "moved"))[1]["fingerprint"] == first
+    assert load_dataset(folder_cfg(tmp_path / "moved"))[1].fingerprint == first
     write_png(tmp_path / "moved" / "1.png", seed=42)  # same name, new pixels
-    assert load_dataset(folder_cfg(tmp_path / "moved"))[1]["fingerprint"] != first
+    assert load_dataset(folder_cfg(tmp_path / "moved"))[1].fingerprint != first
 
     def mnist_fingerprint(root, seed):
         write_mnist_like(root / "FashionMNIST" / "raw", n=16, seed=seed)
-        cfg = OmegaConf.create({"name": "fm", "num_classes": 10, "source": {
+        cfg = OmegaConf.create({"name": "fm", "num_classes": 10, "resolution": 28, "channels": 1, "source": {
             "_target_": "ganrun.datasets.fashion_mnist", "root": str(root), "download": False}})
-        return load_dataset(cfg)[1]["fingerprint"]
+        return load_dataset(cfg)[1].fingerprint
 
     assert mnist_fingerprint(tmp_path / "r1", 0) == mnist_fingerprint(tmp_path / "r2", 0)
     assert mnist_fingerprint(tmp_path / "r3", 0) != mnist_fingerprint(tmp_path / "r4", 1)

@@ -20,8 +20,8 @@ from helpers import train_in_process
 ])
 def test_option_combinations_train(tmp_path, data_root, overrides):
     result = train_in_process(tmp_path, data_root, *overrides)
-    assert result["step"] == 2
-    assert math.isfinite(result["loss/D"]) and math.isfinite(result["loss/G"])
+    assert result.step == 2
+    assert math.isfinite(result.scalars["loss/D"]) and math.isfinite(result.scalars["loss/G"])
 
 
 def test_conditional_model_on_an_unlabelled_folder_is_refused(tmp_path, data_root):
@@ -44,7 +44,7 @@ def test_class_per_folder_tree_conditions_on_its_folders(tmp_path, data_root):
             write_png(tmp_path / "tree" / c / f"{i}.png", seed=i)
     result = train_in_process(tmp_path, data_root, "dataset=folder", f"dataset.path={tmp_path / 'tree'}",
                               "dataset.resolution=32", "trainer.batch_size=4", "model.conditioning=acgan")
-    assert result["step"] == 2 and math.isfinite(result["penalty/acgan_class"])
+    assert result.step == 2 and math.isfinite(result.scalars["penalty/acgan_class"])
 
 
 def test_label_options_on_a_loss_without_labels_are_refused(tmp_path, data_root):
@@ -57,4 +57,4 @@ def test_label_options_on_a_loss_without_labels_are_refused(tmp_path, data_root)
 @pytest.mark.parametrize("preset", ["dcgan", "wgan", "wgan_gp", "sngan", "lsgan"])
 def test_every_experiment_preset_trains(tmp_path, data_root, preset):
     result = train_in_process(tmp_path, data_root, f"experiment={preset}", steps=1)
-    assert result["step"] == 1 and math.isfinite(result["loss/D"])
+    assert result.step == 1 and math.isfinite(result.scalars["loss/D"])

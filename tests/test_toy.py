@@ -53,7 +53,7 @@ def test_short_toy_run_computes_its_metrics_and_logs_a_scatter_plot(tmp_path, da
     result = train_in_process(tmp_path, data_root, "dataset=grid25", "model=mlp", "trainer.batch_size=64",
                               "trainer.sample_every=5", "metrics.final_num_samples=500", steps=5)
     assert "sample shape (2,)" in caplog.text
-    final = result["final"]["metrics"]
+    final = result.final["metrics"]
     assert final["num_modes"] == 25 and 0 <= final["modes_covered"] <= 25
     # recomputed from the saved generator with the same protocol: the same numbers
     G, cfg, _, _ = checkpoint.load_generator(tmp_path / "run")

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ganrun.config import build
+from ganrun.data import dataset_info
 from ganrun.metrics.evaluator import Evaluator, MetricsUnavailable
 from ganrun.models.conditioning import random_labels
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def make_evaluator(metrics_cfg, dataset_cfg, device, num_workers=0) -> Evaluator | None:
     """The run's evaluator, or None (with the reason logged) when no extractor can be had. Toy 2-D datasets
     score themselves (modes covered, high-quality samples)."""
-    if dataset_cfg.get("shape"):
+    if dataset_info(dataset_cfg).points:
         return build(dataset_cfg.source)
     try:
         return Evaluator(metrics_cfg, dataset_cfg, device, num_workers)

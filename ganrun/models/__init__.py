@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import torch
-from omegaconf import DictConfig
 
 from ganrun.errors import ConfigError
 from ganrun.models.conditioning import random_labels, split_output
 
 
-def sample_shape(dataset: DictConfig) -> tuple:
-    """One sample's shape: `dataset.shape` for non-image data (toy 2-D points), else (channels, H, W)."""
-    return tuple(dataset.shape) if dataset.get("shape") else (dataset.channels, dataset.resolution, dataset.resolution)
-
-
-def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
-    """Refuse a model whose output is not the dataset's sample shape, before training starts."""
-    want = sample_shape(dataset)
+def check_shapes(G, D, info, z_dim: int, device) -> None:
+    """Refuse a model whose output is not the dataset's sample shape (`info`: a DatasetInfo), before training."""
+    want = info.sample_shape
     G.eval()
     with torch.no_grad():
         y = random_labels(G, 2, device)
@@ -25,7 +19,7 @@ def check_shapes(G, D, dataset: DictConfig, z_dim: int, device) -> None:
     G.train()
     if tuple(out.shape[1:]) != want:
         raise ConfigError(
-            f"the generator makes images of shape {tuple(out.shape[1:])} but dataset={dataset.name} has "
+            f"the generator makes images of shape {tuple(out.shape[1:])} but dataset={info.name} has "
             f"sample shape {want}."
         )
     if tuple(score.shape) != (2,):

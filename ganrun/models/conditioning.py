@@ -6,8 +6,8 @@ images, a discriminator's `features(x)` maps images to a feature vector. These b
 - `concat` (cGAN, Mirza & Osindero 2014): one-hot y is concatenated to G's noise and to D's input
   (as constant feature maps for images).
 - `projection` (Miyato & Koyama 2018): D(x, y) = psi(phi(x)) + <embed(y), phi(x)>; G gets one-hot y with z.
-- `acgan` (Odena et al. 2017): D has a second head predicting the class; the loop adds the cross-entropy
-  terms of the paper's L_C to both players. G gets one-hot y with z.
+- `acgan` (Odena et al. 2017): D has a second head predicting the class; `ACGANClassTerm` adds the
+  cross-entropy terms of the paper's L_C to both players (`conditioning_terms`). G gets one-hot y with z.
 
 In every conditional mode G is conditioned the cGAN way (z concatenated with one-hot y).
 """
@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ganrun.errors import ConfigError
+from ganrun.regularizers import Regularizer, TermContext
 
 MODES = ("none", "concat", "projection", "acgan")
 
@@ -106,3 +107,23 @@ class ConditionalDiscriminator(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+class ACGANClassTerm(Regularizer):
+    """Odena et al. 2017, eq. 2-3: with L_C = E[log P(C=c | X_real)] + E[log P(C=c | X_fake)], D maximises
+    L_S + L_C and G maximises L_C - L_S. As minimised cross-entropies: D adds `weight * (CE(real) + CE(fake))`,
+    G adds `weight * CE(fake)` on its own fakes' labels."""
+
+    def d_term(self, ctx: TermContext) -> torch.Tensor:
+        return self.weight * (F.cross_entropy(ctx.real_classes, ctx.labels)
+                              + F.cross_entropy(ctx.fake_classes, ctx.labels))
+
+    def g_term(self, ctx: TermContext) -> torch.Tensor:
+        return self.weight * F.cross_entropy(ctx.fake_classes, ctx.labels)
+
+
+def conditioning_terms(D: nn.Module, acgan_weight: float = 1.0) -> dict:
+    """The objective terms D's conditioning mode brings with it: AC-GAN's class loss for a D with a class head."""
+    if getattr(D, "classifier", None) is None:
+        return {}
+    return {"acgan_class": ACGANClassTerm(weight=acgan_weight)}

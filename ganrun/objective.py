@@ -1,0 +1,110 @@
+"""The maths of one training step: fakes, augmentation, conditioning, adversarial loss, terms, precision.
+
+The loop calls `d_loss` and `g_loss` and steps the optimizers; everything a method changes about a step lives
+here or in the objects this calls (the loss, the terms: penalties and class losses, the augmentation), so one D
+or G step can be run and checked on tiny networks without the loop.
+
+The G step of a relativistic loss needs D's view of real data. It gets it explicitly: `d_loss` returns the
+augmented real batch it used (`DiscriminatorStep.real`, with its labels) and `g_loss` takes that step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from ganrun.models.conditioning import random_labels, split_output
+from ganrun.regularizers import TermContext
+
+
+@dataclass
+class StepLoss:
+    """What one player's step minimises (`total`) and the per-step scalars to log (tensors, not synced)."""
+
+    total: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class DiscriminatorStep(StepLoss):
+    real: torch.Tensor | None = None  # the augmented real batch D saw: relativistic G losses compare against it
+    labels: torch.Tensor | None = None  # its labels (conditional models), None otherwise
+
+
+class GANObjective:
+    """D's and G's objectives of one run: `loss` on D's outputs plus every term (regularizers, class terms)."""
+
+    def __init__(self, G: nn.Module, D: nn.Module, loss, terms: dict, augment, z_dim: int, autocast=None):
+        self.G, self.D, self.loss, self.terms, self.augment, self.z_dim = G, D, loss, dict(terms), augment, z_dim
+        self.autocast = autocast if autocast is not None else contextlib.nullcontext()
+        self.conditional = bool(getattr(G, "num_classes", 0))
+
+    def critic(self, labels: torch.Tensor | None):
+        """x -> D's adversarial output with the labels bound (what penalties differentiate)."""
+        return lambda x: split_output(self.D(x, labels))[0]
+
+    def d_loss(self, real: torch.Tensor, labels: torch.Tensor | None, step: int, d_step: int) -> DiscriminatorStep:
+        """D's loss on a real batch and as many fresh fakes (sharing the real labels); `d_step` counts D steps
+        over the run (lazy terms), `step` counts G steps (augmentation schedules)."""
+        y = labels if self.conditional else None
+        z = torch.randn(real.shape[0], self.z_dim, device=real.device)
+        with self.autocast:
+            with torch.no_grad():
+                fake = self.G(z, y)
+            real, fake = self.augment(real, step), self.augment(fake, step)
+            (real_out, real_cls), (fake_out, fake_cls) = split_output(self.D(real, y)), split_output(self.D(fake, y))
+            real_out, fake_out = real_out.float(), fake_out.float()  # losses in fp32 under AMP
+            adversarial = self.loss.d_loss(real_out, fake_out)
+            ctx = TermContext(self.critic(y), self.D, real, fake, y, real_cls, fake_cls, d_step)
+            terms = {name: t for name, term in self.terms.items() if (t := term.d_term(ctx)) is not None}
+            total = adversarial + sum(terms.values())
+        logs = {f"penalty/{name}": term for name, term in terms.items()}
+        logs.update({"loss/D": total, "loss/D_adversarial": adversarial,
+                     "scores/D(x)": self.loss.score(real_out).mean(), "scores/D(G(z))": self.loss.score(fake_out).mean()})
+        return DiscriminatorStep(total, logs, real, y)
+
+    def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
+        """G's loss on `batch_size` fresh fakes (uniform labels when conditional), through D as it is now.
+        Call it with D frozen (`frozen(D)`) so only G gets gradients."""
+        device = d_step.total.device
+        z = torch.randn(batch_size, self.z_dim, device=device)
+        y = random_labels(self.G, batch_size, device)
+        with self.autocast:
+            real_out = self.critic(d_step.labels)(d_step.real).float() if self.loss.needs_real_in_g else None
+            fake = self.augment(self.G(z, y), step)
+            fake_out, fake_cls = split_output(self.D(fake, y))
+            adversarial = self.loss.g_loss(fake_out.float(), real_out)
+            ctx = TermContext(self.critic(y), self.D, None, fake, y, None, fake_cls)
+            terms = [t for term in self.terms.values() if (t := term.g_term(ctx)) is not None]
+            total = adversarial + sum(terms) if terms else adversarial
+        return StepLoss(total, {"loss/G": total})
+
+    def after_d_step(self) -> None:
+        """Terms that act on D's weights after its optimizer step (WGAN's clipping)."""
+        for term in self.terms.values():
+            term.after_d_step(self.D)
+
+    def state_dict(self) -> dict:
+        """State of stateful terms and augmentations (none of the built-in ones keep any)."""
+        parts = {"terms": self.terms, "augment": {"augment": self.augment}}
+        return {kind: {name: obj.state_dict() for name, obj in objs.items() if hasattr(obj, "state_dict")}
+                for kind, objs in parts.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        parts = {"terms": self.terms, "augment": {"augment": self.augment}}
+        for kind, objs in parts.items():
+            for name, saved in state.get(kind, {}).items():
+                objs[name].load_state_dict(saved)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """No gradients for `module`'s parameters inside the block (G's step through D)."""
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)

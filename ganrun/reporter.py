@@ -1,0 +1,200 @@
+"""Everything a run tells the user: scalars (with the NaN guard), sample grids, evaluations and the best FID,
+metrics.json and HParams. The loop hands it each step's logs; it decides what is due and writes it.
+
+Logged values are summed on the device in the run state's `LogWindow` and synced once per `log_every` steps,
+so reporting never makes training wait on the GPU. Evaluations run on a forked RNG: whether metrics are on,
+or their caches warm, never changes the training numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from ganrun import checkpoint, distributed
+from ganrun.data import DatasetInfo
+from ganrun.errors import TrainingDivergedError
+from ganrun.hparams import run_hparams, write_hparams
+from ganrun.metrics import report
+from ganrun.run_state import RunState
+from ganrun.runtime import isolated_rng
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What `ganrun.train.train` returns.
+
+    step: generator steps done. scalars: the last logged window (loss/*, scores/*, penalty/*, grad_norm/*, lr/*,
+    throughput). final / final_ema: the final evaluation of raw and EMA G (`{"extractor", "metrics",
+    "protocol"}`), None when off. best: `{"FID", "step"}` of the lowest FID seen during training.
+    """
+
+    step: int
+    scalars: dict
+    final: dict | None
+    final_ema: dict | None
+    best: dict
+
+    @property
+    def losses(self) -> dict:
+        return {k: v for k, v in self.scalars.items() if k.startswith("loss/")}
+
+    @property
+    def final_fid(self) -> float | None:
+        """What a sweeper minimises: the final FID when metrics ran."""
+        return self.final["metrics"].get("FID") if self.final else None
+
+
+class Reporter:
+    def __init__(self, cfg, run_dir: Path, state: RunState, info: DatasetInfo, source, evaluator,
+                 resumed: bool):
+        self.cfg, self.run_dir, self.state, self.info, self.source = cfg, Path(run_dir), state, info, source
+        self.evaluator, self.trainer, self.metrics = evaluator, cfg.trainer, cfg.metrics
+        self.is_main, self.world = distributed.is_main(), distributed.world_size()
+        self.grad_norms: dict[str, torch.Tensor] = {}
+        G = state.G
+        # Conditional grids: one row per class, the same noise down each column.
+        columns = len(state.fixed_noise) // G.num_classes if G.num_classes else int(math.sqrt(len(state.fixed_noise)))
+        self.grid_columns = max(1, columns)
+        self.fixed_noise, self.fixed_labels = state.fixed_noise, None
+        if G.num_classes:
+            self.fixed_noise = state.fixed_noise[: self.grid_columns].repeat(G.num_classes, 1)
+            self.fixed_labels = torch.arange(G.num_classes, device=state.fixed_noise.device).repeat_interleave(
+                self.grid_columns)
+        # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
+        self.writer = (SummaryWriter(log_dir=str(run_dir), purge_step=state.step + 1 if resumed else None)
+                       if self.is_main else distributed.NullWriter())
+        self.bar = tqdm(total=self.trainer.steps, initial=state.step, desc="ganrun", dynamic_ncols=True,
+                        disable=None if self.is_main else True)
+
+    # --- per step -------------------------------------------------------------------------------------------
+    def is_log_step(self, step: int) -> bool:
+        """Whether the G step about to finish (0-based `step`) ends a logging window."""
+        return (step + 1) % self.trainer.log_every == 0
+
+    def add(self, logs: dict, divide_by: int = 1) -> None:
+        for name, value in logs.items():
+            self.state.window.add(name, value / divide_by)
+
+    def grad_norm(self, name: str, module: torch.nn.Module, step: int) -> None:
+        """Total gradient norm of `module`, kept for the log step (computed only then)."""
+        if self.is_log_step(step):
+            grads = [p.grad for p in module.parameters() if p.grad is not None]
+            self.grad_norms[f"grad_norm/{name}"] = torch.nn.utils.get_total_norm(grads)
+
+    def report(self) -> bool:
+        """After a step: scalars, samples and evaluation when due. True when the evaluation set a new best FID."""
+        state = self.state
+        state.window.steps += 1
+        self.bar.update(1)
+        if state.step % self.trainer.log_every == 0:
+            self._flush_window()
+        if state.step % self.trainer.sample_every == 0:
+            self.log_samples()
+        if self.evaluator is not None and self.metrics.every > 0 and state.step % self.metrics.every == 0:
+            return state.improves_best(self.evaluate(self.metrics.num_samples)[""]["metrics"].get("FID"))
+        return False
+
+    def check_finite(self) -> dict[str, float]:
+        """Means of the open window; stops the run, naming the value and the steps, when any is NaN/inf."""
+        window, step = self.state.window, self.state.step
+        values = window.means() if window.steps else {}
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        if bad:
+            raise TrainingDivergedError(
+                f"{', '.join(bad)} became non-finite ({values[bad[0]]}) between steps {step - window.steps + 1} and "
+                f"{step}. Training stopped; {checkpoint.last_good_note(self.run_dir)} "
+                "Lower the learning rates, add a regularizer, or check the data."
+            )
+        return values
+
+    def _flush_window(self) -> None:
+        """Means over the steps since the last log (plus this step's gradient norms), to TensorBoard and the log."""
+        state, window = self.state, self.state.window
+        values = self.check_finite()
+        values.update({name: norm.item() for name, norm in self.grad_norms.items()})
+        images = window.steps * self.trainer.n_critic * self.trainer.batch_size * self.world
+        values["throughput/images_per_sec"] = images / window.elapsed()
+        values["lr/G"], values["lr/D"] = state.opt_g.param_groups[0]["lr"], state.opt_d.param_groups[0]["lr"]
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, state.step)
+        window.reset()
+        state.last_scalars = values
+        self.bar.set_postfix({k.split("/")[-1]: f"{values[k]:.3g}" for k in ("loss/D", "loss/G")})
+        log.info("step %d/%d  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s", state.step, self.trainer.steps,
+                 values["loss/D"], values["loss/G"], values["scores/D(x)"], values["scores/D(G(z))"],
+                 values["throughput/images_per_sec"])
+
+    # --- samples and evaluation -----------------------------------------------------------------------------
+    def generators(self) -> list:
+        """Raw G, and the EMA G next to it when enabled: samples and metrics report both."""
+        ema = self.state.ema
+        return [("", self.state.G)] + ([("_ema", ema.generator())] if ema is not None else [])
+
+    @torch.no_grad()
+    def log_samples(self) -> None:
+        if not self.is_main:
+            return
+        step = self.state.step
+        for suffix, generator in self.generators():
+            was_training = generator.training
+            generator.eval()
+            with self.state.objective.autocast:
+                images = generator(self.fixed_noise, self.fixed_labels).float()
+            generator.train(was_training)
+            if self.info.points:
+                self.writer.add_figure(f"samples/scatter{suffix}", self.source.scatter(images), step)
+                continue
+            grid = torchvision.utils.make_grid(images, nrow=self.grid_columns, normalize=True, value_range=(-1, 1))
+            self.writer.add_image(f"samples/fixed_noise{suffix}", grid, step)
+            (self.run_dir / "samples").mkdir(exist_ok=True)
+            torchvision.utils.save_image(grid, self.run_dir / "samples" / f"step_{step:08d}{suffix}.png")
+
+    def evaluate(self, num_samples: int) -> dict:
+        """Score raw (and EMA) G on `num_samples` samples; on a forked RNG, so training numbers do not move."""
+        distributed.sync_module(self.state.G)
+        results = {}
+        seed = self.cfg.seed + 1000 * distributed.rank()
+        device = next(self.state.G.parameters()).device
+        for suffix, generator in self.generators():
+            with isolated_rng(device):
+                result = report.evaluate_generator(self.evaluator, generator, self.cfg.model.z_dim, num_samples, seed)
+            if self.is_main:
+                report.log_result(self.writer, self.run_dir, result, self.state.step, suffix)
+            results[suffix] = result
+        return results
+
+    # --- end of run -----------------------------------------------------------------------------------------
+    def finish(self, overrides: list[str]) -> TrainResult:
+        """Last samples, the final evaluation, metrics.json and HParams."""
+        state = self.state
+        if state.step % self.trainer.sample_every != 0:
+            self.log_samples()
+        final = final_ema = None
+        if self.evaluator is not None and self.metrics.final_num_samples > 0:
+            results = self.evaluate(self.metrics.final_num_samples)
+            final, final_ema = results[""], results.get("_ema")
+        result = TrainResult(state.step, dict(state.last_scalars), final, final_ema, state.best)
+        if self.is_main:
+            summary = {"step": state.step, "final": final, "final_ema": final_ema, "best": state.best,
+                       "losses": result.losses}
+            (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            log.info("Final metrics written to %s", self.run_dir / "metrics.json")
+        final_metrics = {**(final["metrics"] if final else {}), "best_FID": state.best["FID"], **result.losses,
+                         **{f"{k}_ema": v for k, v in (final_ema["metrics"] if final_ema else {}).items()}}
+        write_hparams(self.writer, run_hparams(self.cfg, overrides), final_metrics, state.step)
+        return result
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()

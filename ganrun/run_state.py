@@ -1,0 +1,162 @@
+"""Everything a run is at one moment, built from the config; its state dict is the checkpoint.
+
+`RunState` holds the networks, optimizers, schedulers, EMA, data stream, objective (with any stateful terms),
+step, best FID and fixed sampling noise. `state_dict()` plus the RNG states of every rank is exactly what a
+checkpoint stores, and `load_state_dict` puts a run back where the checkpoint left it, so resume is exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import ganrun
+from ganrun import checkpoint, distributed
+from ganrun.augment import Pipeline
+from ganrun.config import build, build_optimizer
+from ganrun.data import DatasetInfo, make_stream
+from ganrun.ema import GeneratorEMA
+from ganrun.errors import TrainingDivergedError
+from ganrun.models import check_shapes
+from ganrun.models.conditioning import conditioning_terms
+from ganrun.objective import GANObjective
+from ganrun.runtime import rng_state, set_rng_state
+from ganrun.window import LogWindow
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class RunState:
+    G: torch.nn.Module
+    D: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    schedulers: list
+    ema: GeneratorEMA | None
+    stream: object  # BatchStream or a toy stream: next() -> (batch, labels), state_dict()
+    objective: GANObjective
+    fixed_noise: torch.Tensor  # the noise of the sample grids, the same for the whole run
+    config: dict  # the resolved config as a plain dict (what the checkpoint stores)
+    overrides: list[str] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # which run a checkpoint belongs to
+    step: int = 0  # generator steps done
+    best: dict = field(default_factory=lambda: {"FID": None, "step": None})
+    window: LogWindow = field(default_factory=LogWindow)  # logged values summed since the last log step
+    last_scalars: dict = field(default_factory=dict)  # the last logged means (metrics.json of a finished run)
+
+    def advance(self) -> None:
+        """After G's optimizer step: schedules move on, the step counter too, then the EMA follows G."""
+        for scheduler in self.schedulers:
+            scheduler.step()
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.G, self.step)
+
+    def improves_best(self, fid: float | None) -> bool:
+        """Record `fid` as the best so far when it is lower than every earlier one."""
+        if fid is None or (self.best["FID"] is not None and fid >= self.best["FID"]):
+            return False
+        self.best = {"FID": fid, "step": self.step}
+        return True
+
+    def state_dict(self, rng_per_rank: list) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "ganrun_version": ganrun.__version__, "torch_version": str(torch.__version__),
+            "run_id": self.run_id, "step": self.step, "config": self.config, "overrides": list(self.overrides),
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "objective": self.objective.state_dict(),
+            "data": self.stream.state_dict(), "rng": rng_per_rank, "fixed_noise": self.fixed_noise.cpu(),
+            "best": self.best, "log_window": self.window.state_dict(), "last_scalars": self.last_scalars,
+        }
+
+    def load_state_dict(self, state: dict, rank: int = 0) -> None:
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        for name, optimizer in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            restore_optimizer(optimizer, state.get(name), name)
+        self.stream.load_state_dict(state["data"])
+        for scheduler, saved in zip(self.schedulers, state.get("schedulers", [])):
+            scheduler.load_state_dict(saved)
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.objective.load_state_dict(state.get("objective", {}))
+        set_rng_state(state["rng"][rank])
+        device = self.fixed_noise.device
+        self.fixed_noise, self.step = state["fixed_noise"].to(device), int(state["step"])
+        self.best = state.get("best", self.best)
+        self.run_id = state.get("run_id", self.run_id)
+        if "log_window" in state:
+            self.window.load_state_dict(state["log_window"], device)
+        self.last_scalars = state.get("last_scalars", {})
+
+    def save(self, path: Path, run_dir: Path, keep: int) -> None:
+        """Write the checkpoint atomically (rank 0) and keep the newest `keep` step checkpoints. Refuses to save
+        non-finite weights, so the last checkpoint on disk is always a good one."""
+        distributed.sync_module(self.G)  # BatchNorm statistics differ per rank: keep rank 0's everywhere
+        distributed.sync_module(self.D)
+        rng_per_rank = distributed.gather_objects(rng_state())
+        if not distributed.is_main():
+            return
+        for name, model in (("generator", self.G), ("discriminator", self.D)):
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                raise TrainingDivergedError(
+                    f"the {name}'s weights became non-finite by step {self.step}. Training stopped; "
+                    + checkpoint.last_good_note(run_dir)
+                )
+        checkpoint.save_atomic(self.state_dict(rng_per_rank), path)
+        checkpoint.prune(run_dir, keep)
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict | None, name: str) -> None:
+    """Load a saved optimizer state, unless it belongs to another kind of optimizer (resume_force=true after
+    optimizer=...): its per-parameter state would crash the first step, so the optimizer starts fresh."""
+    same_kind = saved is not None and all(set(saved_group) == set(group) for saved_group, group in
+                                          zip(saved["param_groups"], optimizer.state_dict()["param_groups"]))
+    try:
+        if same_kind:
+            optimizer.load_state_dict(saved)
+            return
+    except ValueError as exc:  # another number or size of parameters
+        log.warning("Optimizer state %s not restored (%s): starting it fresh.", name, exc)
+        return
+    log.warning("Optimizer state %s not restored: the checkpoint's is of another optimizer; starting it fresh.", name)
+
+
+def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.device,
+                    overrides: list[str]) -> RunState:
+    """config -> objects, in the order that fixes the RNG draws: networks, loss and terms, optimizers,
+    schedulers, augmentation, EMA, data stream, fixed noise. `config` is `cfg` resolved to a plain dict."""
+    trainer, z_dim = cfg.trainer, cfg.model.z_dim
+    rank, world = distributed.rank(), distributed.world_size()
+    torch.manual_seed(cfg.seed)
+    G = build(cfg.model.generator).to(device)
+    D = build(cfg.model.discriminator).to(device)
+    check_shapes(G, D, info, z_dim, device)
+    if world > 1:
+        G, D = distributed.prepare_models(G, D, trainer.sync_bn, device)
+        torch.manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own noise
+    loss = build(cfg.loss)
+    terms = {**loss.regularizers, **(build(cfg.regularizer) or {}),
+             **conditioning_terms(D, cfg.model.get("acgan_weight", 1.0))}
+    opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")
+    opt_d = build_optimizer(cfg.optimizer.d, D.parameters(), "optimizer.d")
+    schedulers = [build(cfg.scheduler)(opt) for opt in (opt_g, opt_d)]
+    augment = Pipeline(build(cfg.augment))
+    ema = GeneratorEMA.from_config(G, cfg) if cfg.ema.enabled else None
+    augment.check(info.sample_shape)
+    stream = make_stream(source, info, cfg, device, rank, world)
+    num_fixed = max(trainer.num_samples, 2000) if info.points else trainer.num_samples  # scatter plots need more
+    fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp) and device.type == "cuda")
+    objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast)
+    return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides))

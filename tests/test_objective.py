@@ -1,0 +1,189 @@
+"""One D step and one G step of the objective on tiny networks, checked against the same maths written by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganrun.augment import Pipeline
+from ganrun.losses import NonSaturating, RelativisticAverageBCE, Wasserstein
+from ganrun.models import mlp
+from ganrun.models.conditioning import conditioning_terms
+from ganrun.objective import GANObjective, frozen
+from ganrun.regularizers import R1, GradientPenalty, Regularizer, WeightClipping
+
+Z, SHAPE, BATCH = 3, [2], 6
+
+
+def nets(conditioning="none", classes=None):
+    torch.manual_seed(0)
+    G = mlp.Generator(Z, hidden=[5], shape=SHAPE, conditioning=conditioning, num_classes=classes)
+    D = mlp.Discriminator(hidden=[5], shape=SHAPE, conditioning=conditioning, num_classes=classes)
+    return G, D
+
+
+def objective(G, D, loss=None, terms=None, augment=None):
+    terms = {**(terms or {}), **conditioning_terms(D, 1.0)}
+    return GANObjective(G, D, loss or NonSaturating(), terms, augment or Pipeline(None), Z)
+
+
+def batch(classes=None):
+    real = torch.randn(BATCH, *SHAPE)
+    labels = torch.arange(BATCH) % classes if classes else torch.zeros(BATCH, dtype=torch.long)
+    return real, labels
+
+
+def test_d_step_scores_real_and_fresh_fakes_and_never_reaches_g():
+    G, D = nets()
+    real, labels = batch()
+    torch.manual_seed(1)
+    step = objective(G, D).d_loss(real, labels, step=0, d_step=0)
+    torch.manual_seed(1)
+    fake = G(torch.randn(BATCH, Z))  # the objective draws the same noise first
+    expected = F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean()
+    assert step.total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert step.logs["loss/D_adversarial"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert step.logs["scores/D(x)"].item() == pytest.approx(torch.sigmoid(D(real)).mean().item(), rel=1e-6)
+    step.total.backward()
+    assert all(p.grad is None for p in G.parameters())  # fakes are detached in D's step
+    assert all(p.grad is not None for p in D.parameters())
+
+
+def test_g_step_through_frozen_d_trains_g_only():
+    G, D = nets()
+    obj = objective(G, D)
+    d_step = obj.d_loss(*batch(), step=0, d_step=0)
+    torch.manual_seed(2)
+    with frozen(D):
+        g_step = obj.g_loss(4, step=0, d_step=d_step)
+        g_step.total.backward()
+    assert all(p.requires_grad for p in D.parameters())  # unfrozen again after the block
+    torch.manual_seed(2)
+    expected = F.softplus(-D(G(torch.randn(4, Z)))).mean()
+    assert g_step.total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert all(p.grad is None for p in D.parameters()) and all(p.grad is not None for p in G.parameters())
+
+
+def test_relativistic_g_loss_compares_with_the_real_batch_d_step_handed_over():
+    G, D = nets()
+    obj = objective(G, D, RelativisticAverageBCE())
+    d_step = obj.d_loss(*batch(), step=0, d_step=0)
+    torch.manual_seed(3)
+    g_value = obj.g_loss(BATCH, step=0, d_step=d_step).total.item()
+    torch.manual_seed(3)
+    fake_out, real_out = D(G(torch.randn(BATCH, Z))), D(d_step.real)
+    expected = F.softplus(-(fake_out - real_out.mean())).mean() + F.softplus(real_out - fake_out.mean()).mean()
+    assert g_value == pytest.approx(expected.item(), rel=1e-6)
+    d_step.real = d_step.real + 1.0  # another real batch: another G loss
+    torch.manual_seed(3)
+    assert obj.g_loss(BATCH, step=0, d_step=d_step).total.item() != pytest.approx(g_value, rel=1e-6)
+
+
+def test_penalty_is_weighted_logged_and_lazy_ones_scaled_by_their_interval():
+    G, D = nets()
+    obj = objective(G, D, Wasserstein(), {"r1": R1(weight=3.0, every=2)})
+    real, labels = batch()
+    due = obj.d_loss(real, labels, step=0, d_step=4)
+    skipped = obj.d_loss(real, labels, step=0, d_step=5)
+    x = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x).sum(), x)
+    r1 = 0.5 * grad.flatten(1).norm(dim=1).pow(2).mean()
+    assert due.logs["penalty/r1"].item() == pytest.approx(3.0 * 2 * r1.item(), rel=1e-5)
+    assert due.total.item() == pytest.approx((due.logs["loss/D_adversarial"] + 6.0 * r1).item(), rel=1e-5)
+    assert "penalty/r1" not in skipped.logs and skipped.total.item() == skipped.logs["loss/D_adversarial"].item()
+
+
+def test_gradient_penalty_sees_the_augmented_batches():
+    G, D = nets()
+    seen = []
+
+    class Spy(Regularizer):
+        def penalty(self, critic, real, fake, discriminator):
+            seen.append((real, fake))
+            return real.sum() * 0
+
+    shift = type("Shift", (), {"check": lambda self, s: None, "__call__": lambda self, x, step: x + 100.0})()
+    obj = objective(G, D, terms={"spy": Spy(), "gp": GradientPenalty()}, augment=Pipeline({"shift": shift}))
+    real, labels = batch()
+    d_step = obj.d_loss(real, labels, step=0, d_step=0)
+    assert torch.equal(seen[0][0], real + 100.0) and (seen[0][1].abs() > 90).all()  # both augmented alike
+    assert torch.equal(d_step.real, real + 100.0) and "penalty/gp" in d_step.logs
+
+
+@pytest.mark.parametrize("mode", ["concat", "projection"])
+def test_conditional_fakes_share_the_real_labels_in_d_and_draw_uniform_labels_in_g(mode):
+    G, D = nets(mode, classes=3)
+    calls = []
+    D.register_forward_pre_hook(lambda module, args: calls.append(args[1].clone()))
+    real, labels = batch(classes=3)
+    obj = objective(G, D)
+    d_step = obj.d_loss(real, labels, step=0, d_step=0)
+    assert all(torch.equal(y, labels) for y in calls) and torch.equal(d_step.labels, labels)
+    calls.clear()
+    torch.manual_seed(4)
+    obj.g_loss(300, step=0, d_step=d_step)
+    counts = torch.bincount(calls[0], minlength=3)
+    assert counts.sum() == 300 and counts.min() > 70  # uniform over the 3 classes
+
+
+def test_acgan_class_terms_enter_both_players_losses():
+    G, D = nets("acgan", classes=3)
+    obj = objective(G, D)
+    real, labels = batch(classes=3)
+    torch.manual_seed(5)
+    d_step = obj.d_loss(real, labels, step=0, d_step=0)
+    torch.manual_seed(5)
+    fake = G(torch.randn(BATCH, Z), labels)
+    (real_out, real_cls), (fake_out, fake_cls) = D(real, labels), D(fake, labels)
+    class_term = F.cross_entropy(real_cls, labels) + F.cross_entropy(fake_cls, labels)  # fake-class term included
+    assert d_step.logs["penalty/acgan_class"].item() == pytest.approx(class_term.item(), rel=1e-6)
+    adversarial = F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
+    assert d_step.total.item() == pytest.approx((adversarial + class_term).item(), rel=1e-6)
+    torch.manual_seed(6)
+    g_value = obj.g_loss(BATCH, step=0, d_step=d_step).total.item()
+    torch.manual_seed(6)
+    z, y = torch.randn(BATCH, Z), torch.randint(3, (BATCH,))
+    out, cls = D(G(z, y), y)
+    assert g_value == pytest.approx((F.softplus(-out).mean() + F.cross_entropy(cls, y)).item(), rel=1e-6)
+
+
+def test_after_d_step_applies_weight_clipping():
+    G, D = nets()
+    obj = objective(G, D, Wasserstein(), {"clip": WeightClipping(0.01)})
+    obj.after_d_step()
+    assert max(p.abs().max().item() for p in D.parameters()) <= 0.01
+
+
+def test_losses_are_float32_under_bfloat16_autocast():
+    G, D = nets()
+    obj = GANObjective(G, D, NonSaturating(), {}, Pipeline(None), Z, torch.autocast("cpu", dtype=torch.bfloat16))
+    d_step = obj.d_loss(*batch(), step=0, d_step=0)
+    assert d_step.total.dtype == torch.float32
+    assert obj.g_loss(BATCH, step=0, d_step=d_step).total.dtype == torch.float32
+
+
+def test_stateful_terms_travel_in_the_objective_state():
+    class Counter(Regularizer):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def d_term(self, ctx):
+            self.calls += 1
+            return None
+
+        def state_dict(self):
+            return {"calls": self.calls}
+
+        def load_state_dict(self, state):
+            self.calls = state["calls"]
+
+    G, D = nets()
+    obj = objective(G, D, terms={"counter": Counter()})
+    obj.d_loss(*batch(), step=0, d_step=0)
+    saved = obj.state_dict()
+    assert saved["terms"] == {"counter": {"calls": 1}}
+    fresh = objective(G, D, terms={"counter": Counter()})
+    fresh.load_state_dict(saved)
+    assert fresh.terms["counter"].calls == 1

@@ -1,0 +1,132 @@
+"""The run state and the reporter under faults: exact resume everywhere, no lost or foreign work, clear stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+
+import pytest
+import torch
+from helpers import scalars, train_in_process
+
+from ganrun import checkpoint
+from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.reporter import Reporter
+
+
+def final_state(run_dir):
+    return checkpoint.load(checkpoint.step_checkpoints(run_dir)[0])
+
+
+def assert_same_weights(a, b):
+    for part in ("generator", "discriminator"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+
+
+def straight_and_split(tmp_path, data_root, *options, steps=6, split_at=3):
+    """One run of `steps` steps, and one stopped at `split_at` then resumed to `steps`."""
+    common = ["trainer.ckpt_every=3", "seed=3", *options]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_in_process(tmp_path, data_root, *common, steps=steps, run_dir=straight)
+    train_in_process(tmp_path, data_root, *common, steps=split_at, run_dir=split)
+    train_in_process(tmp_path, data_root, *common, f"resume={split}", steps=steps, run_dir=split)
+    return straight, split
+
+
+def test_resume_between_log_steps_logs_what_an_uninterrupted_run_logs(tmp_path, data_root):
+    straight, split = straight_and_split(tmp_path, data_root, "trainer.log_every=2")  # checkpoint at 3, logs at 2/4/6
+    for tag in ("loss/D", "loss/G", "scores/D(x)"):
+        assert scalars(straight, tag) == scalars(split, tag) and set(scalars(split, tag)) == {2, 4, 6}
+
+
+def test_streaming_dataset_resumes_exactly(tmp_path, data_root):
+    straight, split = straight_and_split(tmp_path, data_root, "dataset.in_memory=false")
+    assert_same_weights(final_state(straight), final_state(split))
+
+
+def test_metrics_never_move_the_training_rng(tmp_path, data_root, monkeypatch):
+    from ganrun.metrics import report
+
+    def hungry_evaluator(*args, **kwargs):  # a classifier trained / statistics computed on a cold cache
+        torch.rand(100)
+        return object()
+
+    def hungry_evaluation(evaluator, G, z_dim, num_samples, seed):
+        torch.randn(100)
+        return {"extractor": "stub", "metrics": {"FID": float(torch.rand(1))}, "protocol": {"n_generated": 1}}
+
+    monkeypatch.setattr(report, "make_evaluator", hungry_evaluator)
+    monkeypatch.setattr(report, "evaluate_generator", hungry_evaluation)
+    train_in_process(tmp_path, data_root, "metrics.every=1", "metrics.final_num_samples=10", steps=3,
+                     run_dir=tmp_path / "with")
+    train_in_process(tmp_path, data_root, steps=3, run_dir=tmp_path / "without")
+    assert_same_weights(final_state(tmp_path / "with"), final_state(tmp_path / "without"))
+    assert scalars(tmp_path / "with", "loss/D") == scalars(tmp_path / "without", "loss/D")
+
+
+def test_resuming_a_finished_run_keeps_its_losses_in_metrics_json(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    before = json.loads((run_dir / "metrics.json").read_text())
+    result = train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=2, run_dir=run_dir)
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert before["losses"] and after["losses"] == before["losses"] and result.step == 2
+
+
+def test_nan_before_the_first_checkpoint_says_none_was_written(tmp_path, data_root):
+    with pytest.raises(TrainingDivergedError, match="no checkpoint was written before that"):
+        train_in_process(tmp_path, data_root, "loss._target_=faulty_losses.NaNAfter", "+loss.calls=2", steps=5)
+    assert checkpoint.step_checkpoints(tmp_path / "run") == []
+
+
+def test_nan_after_a_checkpoint_names_it(tmp_path, data_root):
+    with pytest.raises(TrainingDivergedError, match="the last good checkpoint is .*step_00000002.pt"):
+        train_in_process(tmp_path, data_root, "loss._target_=faulty_losses.NaNAfter", "+loss.calls=4",
+                         "trainer.ckpt_every=2", steps=6)
+
+
+def test_a_foreign_checkpoint_in_a_run_dir_is_not_adopted(tmp_path, data_root):
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    train_in_process(tmp_path, data_root, steps=2, run_dir=mine)
+    train_in_process(tmp_path, data_root, steps=2, run_dir=other)
+    config_before = (mine / "config.yaml").read_text()
+    shutil.copy(checkpoint.checkpoint_path(other, 2), checkpoint.checkpoint_path(mine, 9))
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        train_in_process(tmp_path, data_root, f"resume={mine}", steps=12, run_dir=mine)
+    assert (mine / "config.yaml").read_text() == config_before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_final_evaluation_stops_with_a_message(tmp_path, data_root, monkeypatch, signum):
+    def slow_final_evaluation(self, overrides):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)
+
+    monkeypatch.setattr(Reporter, "finish", slow_final_evaluation)
+    with pytest.raises(TrainingInterrupted, match="during the final evaluation; the checkpoint at step 2 is saved"):
+        train_in_process(tmp_path, data_root, steps=2)
+    assert checkpoint.step_checkpoints(tmp_path / "run")[0].name == "step_00000002.pt"
+
+
+def test_resume_force_into_another_optimizer_starts_its_state_fresh(tmp_path, data_root, caplog):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "optimizer=sgd", "optimizer.g.momentum=0.9", "optimizer.d.momentum=0.9",
+                     steps=2, run_dir=run_dir)
+    result = train_in_process(tmp_path, data_root, "optimizer=adam", f"resume={run_dir}", "resume_force=true",
+                              steps=4, run_dir=run_dir)
+    assert result.step == 4 and "the checkpoint's is of another optimizer" in caplog.text
+
+
+def test_g_batch_size_sets_the_fakes_per_generator_step(tmp_path, data_root, monkeypatch):
+    from ganrun.objective import GANObjective
+
+    sizes = []
+    g_loss = GANObjective.g_loss
+    monkeypatch.setattr(GANObjective, "g_loss", lambda self, n, *a: sizes.append(n) or g_loss(self, n, *a))
+    train_in_process(tmp_path, data_root, "trainer.g_batch_size=24", steps=2)
+    assert sizes == [24, 24]
+    with pytest.raises(ConfigError, match="trainer.g_batch_size=0 must be a positive integer"):
+        train_in_process(tmp_path, data_root, "trainer.g_batch_size=0", steps=2)
