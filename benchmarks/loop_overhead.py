@@ -15,17 +15,19 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
 import ganrun.cli  # noqa: F401  (registers the run-dir resolver)
+from ganrun.config import build
 from ganrun.data import BatchStream, load_dataset
 from ganrun.errors import DataNotFoundError
-from ganrun.models import dcgan
 from ganrun.runtime import select_device
 from ganrun.train import train
 
 
-def handwritten(images: torch.Tensor, steps: int, warmup: int, batch: int, device) -> float:
-    """The loop a researcher would write by hand (PyTorch DCGAN example style), images/s after warm-up."""
+def handwritten(cfg, images: torch.Tensor, steps: int, warmup: int, batch: int, device) -> float:
+    """The loop a researcher would write by hand (PyTorch DCGAN example style) on the networks of `cfg`,
+    images/s after warm-up."""
     torch.manual_seed(0)
-    G, D = dcgan.Generator(100, 28, 1).to(device), dcgan.Discriminator(28, 1).to(device)
+    G, D = build(cfg.model.generator).to(device), build(cfg.model.discriminator).to(device)
+    z_dim = cfg.model.z_dim
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     images = images.to(device)
@@ -36,7 +38,7 @@ def handwritten(images: torch.Tensor, steps: int, warmup: int, batch: int, devic
             start = time.perf_counter()
         idx = torch.randint(0, len(images), (batch,), device=device)
         real = images[idx].float() / 127.5 - 1
-        fake = G(torch.randn(batch, 100, device=device))
+        fake = G(torch.randn(batch, z_dim, device=device))
         d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
         opt_d.zero_grad()
         d_loss.backward()
@@ -59,20 +61,22 @@ def main():
     with initialize_config_module("ganrun.conf", version_base="1.3"):
         cfg = compose("config", overrides=[
             f"trainer.steps={args.steps}", f"trainer.log_every={warmup}", f"trainer.sample_every={10**9}",
-            f"trainer.ckpt_every={10**9}", f"trainer.device={args.device}", f"trainer.batch_size={batch}"])
+            f"trainer.ckpt_every={10**9}", f"trainer.device={args.device}", f"trainer.batch_size={batch}",
+            "metrics.every=0", "metrics.final_num_samples=0"])
     device = select_device(args.device)
     try:
         source, _ = load_dataset(cfg.dataset)
     except DataNotFoundError as exc:
         raise SystemExit(f"{exc}\n(apt-get install dataset-fashion-mnist provides it offline)")
-    images = BatchStream(source, 28, 1, batch, 0, "cpu").images
+    images = BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, batch, 0, "cpu").images
 
-    hand = handwritten(images, args.steps, warmup, batch, device)
+    hand = handwritten(cfg, images, args.steps, warmup, batch, device)
     with tempfile.TemporaryDirectory() as run_dir:
         result = train(cfg, run_dir)
     # The last window covers steps after the first log: same warm-up as the hand-written loop.
-    ours = result["throughput/images_per_sec"]
-    print(f"device: {device}, data: Fashion-MNIST, DCGAN 28px, batch {batch}, {args.steps - warmup} timed steps")
+    ours = result.scalars["throughput/images_per_sec"]
+    print(f"device: {device}, data: Fashion-MNIST, model {cfg.model.name} {cfg.dataset.resolution} px, batch {batch}, "
+          f"{args.steps - warmup} timed steps")
     print(f"hand-written loop: {hand:8.1f} images/s")
     print(f"ganrun loop:       {ours:8.1f} images/s  ({ours / hand:.2f}x the hand-written loop)")
 

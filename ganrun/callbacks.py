@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ganrun.job_names import CONSTANT_KEYS_ENV, constant_keys
 from ganrun.sweep_summary import write_summary
 
 log = logging.getLogger("ganrun")
@@ -45,3 +48,15 @@ class SweepSummary(Callback):
         if written:
             csv_path, md_path, table = written
             print(f"\nSweep summary ({csv_path}, {md_path}):\n{table}")
+
+
+class SweepJobNames(Callback):
+    """Before any job is configured: tell the jobs which overrides are the same for all of them, so their dir
+    names leave those out (ganrun.job_names)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        params = config.hydra.sweeper.get("params") or {}
+        os.environ[CONSTANT_KEYS_ENV] = json.dumps(constant_keys(config.hydra.overrides.task, params))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        os.environ.pop(CONSTANT_KEYS_ENV, None)

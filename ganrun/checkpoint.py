@@ -7,16 +7,13 @@ states, the step, the data stream position, RNG states and the fixed sampling no
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 from pathlib import Path
 
-import torch
-
 from ganrun.errors import ConfigError, StorageError
-from ganrun.trust import check_targets, safe_name
+from ganrun.trust import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +41,8 @@ def save_atomic(state: dict, path: Path) -> None:
 
     A crash at any moment leaves either the old file or the complete new one, never a partial file.
     """
+    import torch  # here, not at the top: the CLI's resolvers import this module for `ganrun --help`
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -94,6 +93,8 @@ def last_good_note(run_dir: Path) -> str:
 
 
 def load(path: Path, map_location="cpu") -> dict:
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
@@ -180,18 +181,6 @@ def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bo
         )
     if changes:
         log.warning("Resuming with a changed experiment (resume_force=true):\n  %s", "\n  ".join(changes))
-
-
-def job_dir_name(number, overrides: str, limit: int = 150) -> str:
-    """`<job number>_<overrides>` for a sweep job (Hydra resolver), shortened with a hash beyond `limit`
-    characters: file names are capped at 255 bytes and long override lists exceed it. Path separators and `..`
-    in override values are replaced, so a job dir is always one folder inside the sweep dir."""
-    overrides = safe_name(overrides)  # a value like `a/../../x` must not leave the sweep dir
-    name = f"{number}_{overrides}"
-    if len(name) <= limit:
-        return name
-    digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
-    return f"{name[: limit - 10]}..{digest}"
 
 
 def _flatten(tree, prefix="") -> dict:

@@ -1,5 +1,8 @@
 """`ganrun` console script: Hydra composes the config, `ganrun.train.train` runs it.
 
+Interactive commands (`--help`, `--version`, `--cfg job`, `--info`, shell completion) never import torch: it
+is imported inside `hydra_main`, after Hydra has parsed the command line, and by the modules that train.
+
 Resuming: `ganrun resume=RUN_DIR` continues the saved experiment, so the overrides it was started with are
 read back from the checkpoint and placed before the ones given now (later ones win).
 """
@@ -9,19 +12,22 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import ganrun
 import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
-from ganrun import distributed
-from ganrun.checkpoint import job_dir_name, load_for_resume, run_dir_for_resume
+from ganrun.checkpoint import load_for_resume, run_dir_for_resume
+from ganrun.config import final_num_samples
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.job_names import job_dir_name
 from ganrun.rundir import RunDirLock, refuse_to_prune_newer_work
-from ganrun.runtime import share_cpu_threads
 from ganrun.trust import check_saved_overrides
 from ganrun.validate import validate
 
@@ -29,13 +35,15 @@ log = logging.getLogger("ganrun")
 
 OmegaConf.register_new_resolver("ganrun_run_dir", run_dir_for_resume, replace=True)
 OmegaConf.register_new_resolver("ganrun_job_dir", job_dir_name, replace=True)
+OmegaConf.register_new_resolver("ganrun_final_num_samples", final_num_samples, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://ganrun.conf", config_name="config")
 def hydra_main(cfg: DictConfig):
-    from ganrun.train import (
-        train,  # torch import after Hydra has parsed the command line (fast --help)
-    )
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from ganrun.runtime import share_cpu_threads
+    from ganrun.train import train  # torch is imported here, after Hydra has parsed the command line
 
     hydra_cfg = HydraConfig.get()
     if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
@@ -44,7 +52,11 @@ def hydra_main(cfg: DictConfig):
         validate(cfg)
         run_dir = Path(hydra_cfg.runtime.output_dir)
         refuse_to_prune_newer_work(cfg.resume, run_dir)
-        with RunDirLock(run_dir) if distributed.is_main() else contextlib.nullcontext():
+        from ganrun import distributed  # torch: imported once Hydra has parsed the command line
+
+        # Log lines go through tqdm.write while a progress bar is shown, so they do not break the bar.
+        with RunDirLock(run_dir) if distributed.is_main() else contextlib.nullcontext(), \
+                logging_redirect_tqdm(loggers=[logging.getLogger()]):
             result = train(cfg, run_dir, list(hydra_cfg.overrides.task))
         return result.final_fid  # what a sweeper (e.g. Optuna) minimises
     except ConfigError as exc:
@@ -92,8 +104,23 @@ def with_saved_overrides(argv: list[str]) -> list[str]:
     return [a for a in saved if _override_key(a) not in given] + argv
 
 
+def version_line() -> str:
+    """`ganrun --version`: ganrun's version and those of the libraries that make a run, read from the installed
+    packages' metadata (no torch import)."""
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (f"ganrun {ganrun.__version__} (torch {installed('torch')}, torchvision {installed('torchvision')}, "
+            f"hydra-core {installed('hydra-core')}, Python {sys.version.split()[0]})")
+
+
 def for_this_rank(argv: list[str]) -> list[str]:
     """Under torchrun: join the process group, share one run dir, give ranks > 0 their own log file."""
+    from ganrun import distributed
+
     if any(a in ("-m", "--multirun") for a in argv):
         raise SystemExit("ganrun: error: torchrun trains one run; start sweeps (-m) outside torchrun, e.g. with "
                          "hydra/launcher=submitit_slurm and one torchrun per job.")
@@ -107,13 +134,19 @@ def for_this_rank(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    if "--version" in sys.argv[1:]:  # Hydra's own --version would print Hydra's
+        print(version_line())
+        return
     try:
         argv = with_saved_overrides(sys.argv[1:])
     except ConfigError as exc:
         print(f"ganrun: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    if distributed.launched_by_torchrun():
-        argv = for_this_rank(argv)
+    if "WORLD_SIZE" in os.environ:  # set by torchrun; only then is torch.distributed needed here
+        from ganrun import distributed
+
+        if distributed.launched_by_torchrun():
+            argv = for_this_rank(argv)
     sys.argv = [sys.argv[0], *argv]
     hydra_main()
 

@@ -148,6 +148,31 @@ def fill_num_classes(cfg, source) -> None:
         cfg.num_classes = len(classes)
 
 
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes with one colour channel
+
+
+def fill_image_shape(cfg, source) -> None:
+    """Config fix-up for image folders: `dataset.resolution` / `dataset.channels` left null are taken from the
+    first image (its shorter side; 1 channel for grayscale modes, else 3), and what was chosen is logged either
+    way, so a 28 px grayscale folder is neither upsampled to 64 px RGB nor converted silently."""
+    if not hasattr(source, "samples") or "resolution" not in cfg or "channels" not in cfg:
+        return
+    first, _ = source[0]
+    size, mode, name = first.size, first.mode, _sample_name(source, 0)
+    inferred = []
+    if cfg.resolution is None:
+        cfg.resolution = min(size)
+        inferred.append("resolution")
+    if cfg.channels is None:
+        cfg.channels = 1 if mode in GRAYSCALE_MODES else 3
+        inferred.append("channels")
+    how = (f"{' and '.join(inferred)} inferred from the first image" if inferred
+           else "as configured; the first image is")
+    log.info("Images: %d px, %d channel(s) (dataset.resolution, dataset.channels %s %s: %dx%d, mode %s); "
+             "others are converted, resized and centre-cropped to it", cfg.resolution, cfg.channels, how, name,
+             size[0], size[1], mode)
+
+
 def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
     """Instantiate the configured source after the config fix-ups (which edit `cfg` in place), and describe it."""
     resolve_root(cfg)
@@ -155,6 +180,7 @@ def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
     if len(source) == 0:
         raise ConfigError(f"dataset {cfg.name} is empty.")
     fill_num_classes(cfg, source)
+    fill_image_shape(cfg, source)
     log.info("Dataset %s read from %s", cfg.name, getattr(source, "root", "?"))
     return source, dataset_info(cfg, len(source), fingerprint(source, cfg))
 

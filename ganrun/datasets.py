@@ -36,6 +36,8 @@ def _mnist_family(cls, root, train, download, extra_dirs=()):
         files = [os.path.basename(u) for u, _ in cls.resources]
         tried.append(f"IDX files {', '.join(files)} in {folder}")
         if all(os.path.exists(os.path.join(folder, f)) for f in files):
+            log.info("Copying %s from %s into %s (first use; later runs read it from there)", cls.__name__, folder,
+                     raw_folder)
             os.makedirs(raw_folder, exist_ok=True)
             for f in files:
                 extract_archive(os.path.join(folder, f), raw_folder)

@@ -13,12 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from ganrun.checkpoint import load_generator
 from ganrun.errors import ConfigError
-from ganrun.metrics.report import evaluate_generator, make_evaluator
-from ganrun.runtime import select_device
 
 
 def parse_args(argv=None):
@@ -45,27 +40,35 @@ def main(argv=None) -> None:
     if args.num_samples < 2:  # FID needs a covariance
         print(f"ganrun-eval: error: --num-samples {args.num_samples} must be at least 2.", file=sys.stderr)
         raise SystemExit(2)
-    try:
-        device = select_device(args.device)
-        G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
-        metrics = cfg.metrics
-        for key, value in (("extractor", args.extractor), ("inception_weights", args.inception_weights),
-                           ("real_split", args.real_split), ("cache_dir", args.cache_dir)):
-            if value is not None:
-                metrics[key] = value
-        if args.cache_dir is None:  # this machine's cache, never a folder named by the checkpoint
-            metrics.cache_dir = os.environ.get("GANRUN_CACHE", "~/.cache/ganrun")
-        if args.no_download:
-            metrics.download = False
-        if args.data_root and "root" in cfg.dataset.source:
-            cfg.dataset.source.root = args.data_root
-        evaluator = make_evaluator(metrics, cfg.dataset, device)
-        if evaluator is None:
-            raise SystemExit(1)
-        result = evaluate_generator(evaluator, G, cfg.model.z_dim, args.num_samples, args.seed)
-    except ConfigError as exc:
-        print(f"ganrun-eval: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    from omegaconf import OmegaConf  # torch and the rest only after argparse has handled --help
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from ganrun.checkpoint import load_generator
+    from ganrun.metrics.report import evaluate_generator, make_evaluator
+    from ganrun.runtime import select_device
+
+    with logging_redirect_tqdm():  # log lines above the progress bars of the evaluation phases
+        try:
+            device = select_device(args.device)
+            G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
+            metrics = cfg.metrics
+            for key, value in (("extractor", args.extractor), ("inception_weights", args.inception_weights),
+                               ("real_split", args.real_split), ("cache_dir", args.cache_dir)):
+                if value is not None:
+                    metrics[key] = value
+            if args.cache_dir is None:  # this machine's cache, never a folder named by the checkpoint
+                metrics.cache_dir = os.environ.get("GANRUN_CACHE", "~/.cache/ganrun")
+            if args.no_download:
+                metrics.download = False
+            if args.data_root and "root" in cfg.dataset.source:
+                cfg.dataset.source.root = args.data_root
+            evaluator = make_evaluator(metrics, cfg.dataset, device)
+            if evaluator is None:
+                raise SystemExit(1)
+            result = evaluate_generator(evaluator, G, cfg.model.z_dim, args.num_samples, args.seed)
+        except ConfigError as exc:
+            print(f"ganrun-eval: error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
     result = {"checkpoint": str(found), "step": state["step"], "generator": "ema" if args.ema else "raw", **result}
     out = Path(args.out) if args.out else found.parent.parent / f"eval_step_{state['step']:08d}.json"
     out.write_text(json.dumps(result, indent=2))

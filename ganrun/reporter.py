@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import torchvision
+from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
@@ -74,6 +75,10 @@ class Reporter:
         # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
         self.writer = (SummaryWriter(log_dir=str(run_dir), purge_step=state.step + 1 if resumed else None)
                        if self.is_main else distributed.NullWriter())
+        if self.is_main:  # the TEXT tab: what was run, as typed and as resolved
+            self.writer.add_text("config/overrides", "```\n" + "\n".join(state.overrides) + "\n```", state.step)
+            self.writer.add_text("config/resolved", "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```",
+                                 state.step)
         self.bar = tqdm(total=self.trainer.steps, initial=state.step, desc="ganrun", dynamic_ncols=True,
                         disable=None if self.is_main else True)
 
@@ -160,7 +165,7 @@ class Reporter:
             (self.run_dir / "samples").mkdir(exist_ok=True)
             torchvision.utils.save_image(grid, self.run_dir / "samples" / f"step_{step:08d}{suffix}.png")
 
-    def evaluate(self, num_samples: int) -> dict:
+    def evaluate(self, num_samples: int, section: str = "metrics") -> dict:
         """Score raw (and EMA) G on `num_samples` samples; on a forked RNG, so training numbers do not move."""
         distributed.sync_module(self.state.G)
         results = {}
@@ -170,7 +175,7 @@ class Reporter:
             with isolated_rng(device):
                 result = report.evaluate_generator(self.evaluator, generator, self.cfg.model.z_dim, num_samples, seed)
             if self.is_main:
-                report.log_result(self.writer, self.run_dir, result, self.state.step, suffix)
+                report.log_result(self.writer, self.run_dir, result, self.state.step, suffix, section)
             results[suffix] = result
         return results
 
@@ -182,7 +187,7 @@ class Reporter:
             self.log_samples()
         final = final_ema = None
         if self.evaluator is not None and self.metrics.final_num_samples > 0:
-            results = self.evaluate(self.metrics.final_num_samples)
+            results = self.evaluate(self.metrics.final_num_samples, section="metrics_final")
             final, final_ema = results[""], results.get("_ema")
         result = TrainResult(state.step, dict(state.last_scalars), final, final_ema, state.best)
         if self.is_main:

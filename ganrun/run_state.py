@@ -45,7 +45,7 @@ class RunState:
     fixed_noise: torch.Tensor  # the noise of the sample grids, the same for the whole run
     config: dict  # the resolved config as a plain dict (what the checkpoint stores)
     overrides: list[str] = field(default_factory=list)
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # which run a checkpoint belongs to
+    run_id: str = ""  # which run a checkpoint belongs to (random, the same on every rank)
     step: int = 0  # generator steps done
     best: dict = field(default_factory=lambda: {"FID": None, "step": None})
     window: LogWindow = field(default_factory=LogWindow)  # logged values summed since the last log step
@@ -159,4 +159,6 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp) and device.type == "cuda")
     objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast)
-    return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides))
+    run_id = distributed.broadcast_object(uuid.uuid4().hex)  # one id for all ranks of the run
+    return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides),
+                    run_id)

@@ -22,9 +22,9 @@ def select_device(requested: str) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"trainer.device={requested} but no CUDA device is available; use trainer.device=auto.")
-        log.info("Training on %s (%s)", device, torch.cuda.get_device_name(device))
+        log.info("Using %s (%s)", device, torch.cuda.get_device_name(device))
     else:
-        log.info("Training on %s%s", device, "" if torch.cuda.is_available() else " (no CUDA device found)")
+        log.info("Using %s%s", device, "" if torch.cuda.is_available() else " (no CUDA device found)")
     return device
 
 

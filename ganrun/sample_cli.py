@@ -16,27 +16,23 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-import torchvision
-
-from ganrun.checkpoint import load_generator
-from ganrun.data import dataset_info
 from ganrun.errors import ConfigError
-from ganrun.models.conditioning import random_labels
-from ganrun.runtime import select_device
 
 log = logging.getLogger("ganrun")
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between Gaussian latents (White 2016): stays on the typical shell."""
+    import torch
+
     omega = torch.arccos((a / a.norm(dim=-1, keepdim=True) * b / b.norm(dim=-1, keepdim=True)).sum(-1, keepdim=True)
                          .clamp(-1 + 1e-7, 1 - 1e-7))
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    import torch
+
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
@@ -60,6 +56,15 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.num <= 0 and args.interpolate <= 0:
         parser.error("nothing to do: give --num N and/or --interpolate ROWS")
+    import numpy as np  # torch and the rest only after argparse has handled --help
+    import torch
+    import torchvision
+
+    from ganrun.checkpoint import load_generator
+    from ganrun.data import dataset_info
+    from ganrun.models.conditioning import random_labels
+    from ganrun.runtime import select_device
+
     try:
         device = select_device(args.device)
         G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)

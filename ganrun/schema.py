@@ -46,7 +46,7 @@ class MetricsSchema:
     kid_subset_size: int = 1000
     pr_k: int = 3
     pr_samples: int = 10000
-    classifier_epochs: int = 3
+    classifier_epochs: int = 1
     cache_dir: str = "~/.cache/ganrun"
 
 

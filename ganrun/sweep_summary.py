@@ -1,4 +1,10 @@
-"""At the end of a sweep: one table of every job's overrides and metrics, best first (CSV, Markdown, stdout)."""
+"""At the end of a sweep: one table of every job's overrides and metrics, best first (CSV, Markdown, stdout).
+
+FID depends on the number of generated samples (it falls as they grow), so every FID comes with its count:
+`final_samples` for the final evaluation (metrics.final_num_samples), `best_samples` for the best evaluation
+during training (metrics.num_samples). The Markdown table puts a count shared by all jobs into the header
+(`FID@50000`) and keeps the count columns only when jobs differ.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,22 @@ from pathlib import Path
 
 import yaml
 
-METRIC_COLUMNS = ("FID", "KID", "IS", "precision", "recall", "classes_covered", "best_FID", "best_step",
-                  "loss/D", "loss/G", "step")
+METRIC_COLUMNS = ("FID", "KID", "IS", "precision", "recall", "classes_covered", "final_samples", "best_FID",
+                  "best_step", "best_samples", "loss/D", "loss/G", "step")
+SAMPLE_COUNTS = {"FID": "final_samples", "best_FID": "best_samples"}
+
+
+def _samples_at(job_dir: Path, step) -> int | None:
+    """Generated samples of raw G's evaluation during training at `step` (metrics.jsonl)."""
+    log_file = job_dir / "metrics.jsonl"
+    if step is None or not log_file.is_file():
+        return None
+    for line in log_file.read_text().splitlines():
+        record = json.loads(line)
+        if (record.get("step") == step and record.get("generator", "raw") == "raw"
+                and record.get("section", "metrics") == "metrics"):  # not the final report at the same step
+            return record.get("protocol", {}).get("n_generated")
+    return None
 
 
 def job_row(job_dir: Path) -> dict:
@@ -22,7 +42,10 @@ def job_row(job_dir: Path) -> dict:
         final = (report.get("final") or {}).get("metrics", {})
         extractor = (report.get("final") or {}).get("extractor")
         row.update({k: final.get(k) for k in ("FID", "KID", "IS", "precision", "recall", "classes_covered")})
-        row.update({"best_FID": report["best"]["FID"], "best_step": report["best"]["step"], "step": report["step"],
+        row["final_samples"] = (report.get("final") or {}).get("protocol", {}).get("n_generated")
+        best = report["best"]
+        row.update({"best_FID": best["FID"], "best_step": best["step"], "step": report["step"],
+                    "best_samples": _samples_at(job_dir, best["step"]) if best["FID"] is not None else None,
                     **report.get("losses", {}), "extractor": extractor, "status": "done"})
     return row
 
@@ -48,9 +71,17 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path, str] | None:
         writer.writeheader()
         writer.writerows({c: row.get(c) for c in columns} for row in rows)
     shown = [c for c in columns if c != "dir" and any(row.get(c) is not None for row in rows)]
-    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    headers = {c: c for c in shown}
+    for metric, count in SAMPLE_COUNTS.items():
+        counts = {row.get(count) for row in rows if row.get(metric) is not None}
+        if len(counts) == 1 and None not in counts and count in shown:  # one count for all: into the header
+            headers[metric] = f"{metric}@{counts.pop()}"
+            shown.remove(count)
+    lines = ["| " + " | ".join(headers[c] for c in shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in shown) + " |" for row in rows]
     table = "\n".join(lines) + "\n"
-    md_path.write_text(f"# Sweep {sweep_dir}\n\nSorted by final FID (lower is better); jobs without it last.\n\n"
+    md_path.write_text(f"# Sweep {sweep_dir}\n\nSorted by final FID (lower is better); jobs without it last. "
+                       "FID is the final evaluation, best_FID the best one during training; @N is the number of "
+                       "generated samples each was measured on (FID falls as N grows: compare like with like).\n\n"
                        + table)
     return csv_path, md_path, table

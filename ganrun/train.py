@@ -18,6 +18,7 @@ from ganrun import checkpoint, distributed
 from ganrun.config import check_trainer
 from ganrun.data import load_dataset
 from ganrun.errors import TrainingInterrupted
+from ganrun.hparams import group_choices
 from ganrun.metrics import report
 from ganrun.objective import frozen
 from ganrun.reporter import Reporter, TrainResult
@@ -54,12 +55,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
     if resumed is not None:
         state.load_state_dict(resumed, distributed.rank())
         log.info("Resumed from %s at step %d", resumed_from, state.step)
-    checkpoint.claim_run_dir(run_dir, state.run_id)
+    if distributed.is_main():
+        checkpoint.claim_run_dir(run_dir, state.run_id)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
-    log.info("Training %s/%s with loss %s for %d steps (n_critic=%d, batch %d) in %s", cfg.model.name, info.name,
-             type(state.objective.loss).__name__, cfg.trainer.steps, cfg.trainer.n_critic, cfg.trainer.batch_size,
-             run_dir)
+    loss_name = group_choices(overrides).get("loss", type(state.objective.loss).__name__)
+    log.info("Training %s/%s with loss=%s for %d steps (n_critic=%d, batch %d) in %s", cfg.model.name, info.name,
+             loss_name, cfg.trainer.steps, cfg.trainer.n_critic, cfg.trainer.batch_size, run_dir)
     reporter = Reporter(cfg, run_dir, state, info, source, evaluator, resumed=resumed is not None)
     try:
         train_steps(state, reporter, cfg.trainer, run_dir)

@@ -74,9 +74,11 @@ def _device(device) -> None:
 def _dataset(dataset) -> None:
     if dataset.get("shape"):  # toy 2-D points
         return
-    if dataset.get("channels") not in (1, 3):
+    # null: taken from the first image of a folder when the data is loaded (ganrun.data.fill_image_shape)
+    if dataset.get("channels") not in (1, 3, None):
         raise ConfigError(f"dataset.channels={dataset.get('channels')!r}: only 1 (grayscale) and 3 (RGB) are supported.")
-    _int_at_least(dataset, "resolution", 4, "dataset")
+    if dataset.get("resolution") is not None:
+        _int_at_least(dataset, "resolution", 4, "dataset")
 
 
 def _model(model) -> None:

@@ -62,7 +62,7 @@ def test_short_toy_run_computes_its_metrics_and_logs_a_scatter_plot(tmp_path, da
     assert again["metrics"] == final
     acc = events(tmp_path / "run")
     assert "samples/scatter" in acc.Tags()["images"]
-    assert "metrics/modes_covered_toy" in acc.Tags()["scalars"]
+    assert "metrics_final/modes_covered_toy" in acc.Tags()["scalars"]
 
 
 def test_image_models_refuse_toy_data(tmp_path, data_root):

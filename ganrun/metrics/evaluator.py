@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from ganrun import distributed
 from ganrun.checkpoint import save_atomic
@@ -21,7 +22,7 @@ from ganrun.config import build
 from ganrun.data import decode_all
 from ganrun.errors import StorageError
 from ganrun.metrics import scores
-from ganrun.metrics.classifier import SmallClassifier, train_classifier
+from ganrun.metrics.classifier import RECIPE, SmallClassifier, train_classifier
 from ganrun.metrics.extractors import (
     INCEPTION_URL,
     ClassifierExtractor,
@@ -32,6 +33,13 @@ from ganrun.metrics.extractors import (
 from ganrun.trust import safe_name
 
 log = logging.getLogger(__name__)
+
+
+def progress(total: int, desc: str) -> tqdm:
+    """A progress bar for one evaluation phase, shown on rank 0 in a terminal once it has run for 2 s (quick
+    phases stay silent) and cleared when done; the log line with the result follows it."""
+    return tqdm(total=total, desc=desc, unit="img", unit_scale=True, leave=False, delay=2, dynamic_ncols=True,
+                disable=None if distributed.is_main() else True)
 
 
 class MetricsUnavailable(RuntimeError):
@@ -137,7 +145,8 @@ class Evaluator:
                 "the offline classifier needs a labelled dataset (class sub-folders); this one has one class. "
                 "Provide Inception weights with metrics.inception_weights=PATH, or set metrics.every=0.")
         epochs = self.cfg.classifier_epochs
-        path = self.cache_dir / "classifiers" / safe_name(f"{self.dataset_cfg.name}-{self.data_hash}-e{epochs}.pt")
+        path = self.cache_dir / "classifiers" / safe_name(
+            f"{self.dataset_cfg.name}-{self.data_hash}-{RECIPE}-e{epochs}.pt")
         saved = _load_cached(path)
         if saved is not None:
             model = SmallClassifier(images.shape[1], saved["num_classes"])
@@ -159,13 +168,14 @@ class Evaluator:
         return ClassifierExtractor(model, protocol, self.device)
 
     # -- real statistics -------------------------------------------------------------------------------
-    def _features(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, batches, total: int, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
         features, probabilities = [], []
-        with fixed_precision():
+        with fixed_precision(), progress(total, desc) as bar:
             for images in batches:
                 f, p = self.extractor(images)
                 features.append(f)
                 probabilities.append(p)
+                bar.update(len(images))
         return torch.cat(features), torch.cat(probabilities)
 
     def _real_statistics(self, images: torch.Tensor) -> dict:
@@ -185,7 +195,7 @@ class Evaluator:
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
         batch = self.cfg.batch_size
         batches = (images[order[i : i + batch]].float().div(127.5).sub(1.0) for i in range(0, n_real, batch))
-        features, _ = self._features(batches)
+        features, _ = self._features(batches, n_real, f"Real-data statistics ({n_real} images, cached)")
         mu, sigma = scores.feature_statistics(features)
         stats = {"mu": mu, "sigma": sigma, "n": n_real, "features": features[: self.cfg.num_real_kept].float()}
         _save_cache(stats, path)
@@ -199,7 +209,8 @@ class Evaluator:
         batch = self.cfg.batch_size
         local = -(-num_samples // distributed.world_size())  # under torchrun each rank makes its share
         sizes = [min(batch, local - i) for i in range(0, local, batch)]
-        fake, probabilities = self._features(generate(size) for size in sizes)
+        fake, probabilities = self._features((generate(size) for size in sizes), local,
+                                             f"Evaluating {num_samples} generated samples")
         fake = distributed.gather_rows(fake)[:num_samples]
         probabilities = distributed.gather_rows(probabilities)[:num_samples]
         mu, sigma = scores.feature_statistics(fake)

@@ -46,21 +46,24 @@ def evaluate_generator(evaluator: Evaluator, G, z_dim: int, num_samples: int, se
         G.train(was_training)
 
 
-def tag(name: str, result: dict, suffix: str = "") -> str:
+def tag(name: str, result: dict, suffix: str = "", section: str = "metrics") -> str:
     """`metrics/FID_inception` or `metrics/FID_offline_classifier` (+ `_ema` for the averaged G): the extractor
-    is part of every tag."""
-    return f"metrics/{name}_{result['extractor']}{suffix}"
+    is part of every tag. The final report (another sample count) goes to `metrics_final/...`, never onto the
+    training curve."""
+    return f"{section}/{name}_{result['extractor']}{suffix}"
 
 
-def log_result(writer, run_dir: Path, result: dict, step: int, suffix: str = "") -> None:
-    """`suffix` "_ema" marks the EMA generator's numbers, logged next to raw G's."""
+def log_result(writer, run_dir: Path, result: dict, step: int, suffix: str = "", section: str = "metrics") -> None:
+    """`suffix` "_ema" marks the EMA generator's numbers, logged next to raw G's; `section` "metrics_final" the
+    final report's."""
     for name, value in result["metrics"].items():
         if value is not None:
-            writer.add_scalar(tag(name, result, suffix), value, step)
-    writer.add_text(f"metrics/protocol_{result['extractor']}", f"```\n{json.dumps(result['protocol'], indent=2)}\n```",
-                    step)
+            writer.add_scalar(tag(name, result, suffix, section), value, step)
+    writer.add_text(f"{section}/protocol_{result['extractor']}",
+                    f"```\n{json.dumps(result['protocol'], indent=2)}\n```", step)
     with open(Path(run_dir) / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": step, "generator": "ema" if suffix else "raw", **result}) + "\n")
+        f.write(json.dumps({"step": step, "generator": "ema" if suffix else "raw", "section": section, **result})
+                + "\n")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if v is not None and not k.endswith("_std"))
-    log.info("step %d metrics%s (%s, %d samples): %s", step, " of EMA G" if suffix else "", result["extractor"],
-             result["protocol"]["n_generated"], shown)
+    log.info("step %d %s metrics%s (%s, %d samples): %s", step, section, " of EMA G" if suffix else "",
+             result["extractor"], result["protocol"]["n_generated"], shown)
