@@ -12,7 +12,8 @@ import os
 import re
 from pathlib import Path
 
-from ganrun.errors import ConfigError
+from ganrun.errors import ConfigError, StorageError
+from ganrun.trust import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,19 @@ def save_atomic(state: dict, path: Path) -> None:
     import torch  # here, not at the top: the CLI's resolvers import this module for `ganrun --help`
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # disk full (ENOSPC), quota, permissions: name the file, keep the older ones
+        raise StorageError(
+            f"cannot write {path}: {exc.strerror or exc}. The files written before it are intact; free space (or "
+            "fix the permissions) and resume."
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -135,13 +141,34 @@ def refuse_foreign_checkpoint(state: dict, found: Path, run_dir: Path) -> None:
 
 
 def run_dir_for_resume(resume: str | None, default: str) -> str:
-    """The run dir a resumed run continues in (Hydra resolver for hydra.run.dir)."""
+    """The run dir a resumed run continues in (Hydra resolver for hydra.run.dir).
+
+    A run dir, or its newest step checkpoint, continues in place. Any other checkpoint file of a run dir (an
+    older step, best.pt behind the newest step) branches into `default`, a new run dir: continuing in place
+    would prune the newer checkpoints, and `resume=RUN_DIR` would later pick up the abandoned branch.
+    """
     if resume in (None, "", "None", "null"):
         return default
     path = Path(str(resume)).expanduser().resolve()
     if path.suffix == ".pt" or path.is_file():
-        path = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+        in_run_dir = path.parent.name == CHECKPOINT_DIR
+        run_dir = path.parent.parent if in_run_dir else path.parent
+        newest = step_checkpoints(run_dir) if in_run_dir else []
+        if newest and newest[0] != path:
+            _note_branch(path, newest[0], default)
+            return default
+        path = run_dir
     return str(path)
+
+
+_branches_noted: set = set()
+
+
+def _note_branch(resumed: Path, newest: Path, new_dir: str) -> None:
+    if (resumed, new_dir) not in _branches_noted:  # Hydra resolves the run dir more than once
+        _branches_noted.add((resumed, new_dir))
+        log.warning("Resuming from %s, older than the newest checkpoint %s: the run branches into the new run dir "
+                    "%s and leaves the original run untouched.", resumed, newest.name, new_dir)
 
 
 def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bool) -> None:
@@ -179,13 +206,19 @@ def config_changes(saved: dict, current: dict) -> list[str]:
 
 def load_generator(path: str, device="cpu", ema: bool = False):
     """The generator of a checkpoint (file or run dir), rebuilt from the config saved with it, in eval mode;
-    with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says)."""
+    with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says).
+
+    The saved config is data: every `_target_` in it is checked against the allowlist before anything is built
+    (ganrun.trust), since callers go on to build its dataset and metrics sections too."""
     from omegaconf import OmegaConf
 
     from ganrun.config import build
     from ganrun.ema import GeneratorEMA
 
     state, found = load_for_resume(path)
+    if not isinstance(state.get("config"), dict):
+        raise ConfigError(f"{found} holds no saved config: it is not a ganrun checkpoint.")
+    check_targets(state["config"], str(found))
     cfg = OmegaConf.create(state["config"])
     G = build(cfg.model.generator)
     G.load_state_dict(state["generator"])
