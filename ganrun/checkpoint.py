@@ -140,6 +140,18 @@ def refuse_foreign_checkpoint(state: dict, found: Path, run_dir: Path) -> None:
         )
 
 
+def refuse_changed_data(saved: str | None, current: str, resume: str, force: bool) -> None:
+    """The same data must come back on resume: another content (files edited, added, removed) is refused unless
+    forced. Checkpoints written before fingerprints existed pass."""
+    if not saved or not current or saved == current:
+        return
+    message = (f"resume={resume}: the training data changed since the checkpoint (content fingerprint {saved} -> "
+               f"{current}).")
+    if not force:
+        raise ConfigError(message + " Restore the data, or add resume_force=true to continue on the new data.")
+    log.warning("%s Continuing on the new data (resume_force=true).", message)
+
+
 def run_dir_for_resume(resume: str | None, default: str) -> str:
     """The run dir a resumed run continues in (Hydra resolver for hydra.run.dir).
 

@@ -29,7 +29,6 @@ from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupte
 from ganrun.job_names import job_dir_name
 from ganrun.rundir import RunDirLock, refuse_to_prune_newer_work
 from ganrun.trust import check_saved_overrides
-from ganrun.validate import validate
 
 log = logging.getLogger("ganrun")
 
@@ -49,7 +48,6 @@ def hydra_main(cfg: DictConfig):
     if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
         share_cpu_threads(int(hydra_cfg.launcher.get("n_jobs") or -1))
     try:
-        validate(cfg)
         run_dir = Path(hydra_cfg.runtime.output_dir)
         refuse_to_prune_newer_work(cfg.resume, run_dir)
         from ganrun import distributed  # torch: imported once Hydra has parsed the command line

@@ -47,6 +47,7 @@ class RunState:
     config: dict  # the resolved config as a plain dict (what the checkpoint stores)
     overrides: list[str] = field(default_factory=list)
     run_id: str = ""  # which run a checkpoint belongs to (random, the same on every rank)
+    data_fingerprint: str = ""  # content hash of the training data: a resume on changed data is refused
     step: int = 0  # generator steps done
     best: dict = field(default_factory=lambda: {"FID": None, "step": None})
     window: LogWindow = field(default_factory=LogWindow)  # logged values summed since the last log step
@@ -70,7 +71,7 @@ class RunState:
     def state_dict(self, rng_per_rank: list) -> dict:
         return {
             "format": CHECKPOINT_FORMAT, "ganrun_version": ganrun.__version__, "torch_version": str(torch.__version__),
-            "run_id": self.run_id, "step": self.step, "config": self.config, "overrides": list(self.overrides),
+            "run_id": self.run_id, "data_fingerprint": self.data_fingerprint, "step": self.step, "config": self.config, "overrides": list(self.overrides),
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
@@ -163,4 +164,4 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast)
     run_id = distributed.broadcast_object(uuid.uuid4().hex)  # one id for all ranks of the run
     return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides),
-                    run_id)
+                    run_id, info.fingerprint)
