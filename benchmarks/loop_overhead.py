@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401  (registers the run-dir resolver)
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun.config import build
 from ganrun.data import BatchStream, load_dataset
 from ganrun.errors import DataNotFoundError

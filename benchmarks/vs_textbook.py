@@ -32,9 +32,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401  (registers the run-dir resolver)
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import checkpoint
-from ganrun.datasets import fashion_mnist
+from ganrun.data.sources import fashion_mnist
 from ganrun.metrics.report import evaluate_generator, make_evaluator
 from ganrun.train import train
 

@@ -111,11 +111,35 @@ def load_for_resume(resume: str) -> tuple[dict, Path]:
         raise ConfigError(f"resume={resume}: no such checkpoint file or run dir.")
     for path in candidates:
         try:
-            return load(path), path
+            state = load(path)
         except Exception as exc:  # truncated or corrupt file: say so and try the next older one
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             log.warning("Skipping checkpoint %s: it cannot be loaded (%s: %s)", path, type(exc).__name__, reason)
+            continue
+        if isinstance(state.get("config"), dict):
+            state["config"] = moved_targets(state["config"])
+        return state, path
     raise ConfigError(f"resume={resume}: none of the checkpoints could be loaded ({len(candidates)} tried).")
+
+
+# Modules that moved inside ganrun: a checkpoint written before the move names the old path of the same class.
+MOVED_MODULES = {"ganrun.datasets.": "ganrun.data.sources.", "ganrun.toy.": "ganrun.data.toy."}
+
+
+def moved_targets(config):
+    """The saved config with `_target_`s of moved ganrun modules renamed (same classes, new module paths)."""
+    if isinstance(config, dict):
+        return {k: (_renamed(v) if k == "_target_" else moved_targets(v)) for k, v in config.items()}
+    if isinstance(config, list):
+        return [moved_targets(v) for v in config]
+    return config
+
+
+def _renamed(target):
+    for old, new in MOVED_MODULES.items():
+        if isinstance(target, str) and target.startswith(old):
+            return new + target[len(old):]
+    return target
 
 
 RUN_ID_FILE = "run_id"

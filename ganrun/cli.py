@@ -19,22 +19,18 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import ganrun
 import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
-from ganrun.checkpoint import load_for_resume, run_dir_for_resume
-from ganrun.config import final_num_samples
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
+from ganrun.checkpoint import load_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
-from ganrun.job_names import job_dir_name
 from ganrun.rundir import RunDirLock, refuse_to_prune_newer_work
 from ganrun.trust import check_saved_overrides
 
 log = logging.getLogger("ganrun")
 
-OmegaConf.register_new_resolver("ganrun_run_dir", run_dir_for_resume, replace=True)
-OmegaConf.register_new_resolver("ganrun_job_dir", job_dir_name, replace=True)
-OmegaConf.register_new_resolver("ganrun_final_num_samples", final_num_samples, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://ganrun.conf", config_name="config")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ganrun import checkpoint, diagnostics, distributed, downstream
 from ganrun.data import DatasetInfo
 from ganrun.errors import TrainingDivergedError
-from ganrun.hparams import run_hparams, write_hparams
+from ganrun.sweep.hparams import run_hparams, write_hparams
 from ganrun.metrics import report
 from ganrun.run_state import RunState
 from ganrun.runtime import isolated_rng

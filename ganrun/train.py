@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from ganrun import checkpoint, distributed
 from ganrun.data import load_dataset
 from ganrun.errors import TrainingInterrupted
-from ganrun.hparams import group_choices
+from ganrun.sweep.hparams import group_choices
 from ganrun.metrics import report
 from ganrun.objective import frozen
 from ganrun.reporter import Reporter, TrainResult

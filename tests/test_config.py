@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_module
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-import ganrun.cli  # noqa: F401  (registers the resolver used by hydra.run.dir)
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import losses, regularizers
 from ganrun.config import build, build_optimizer, check_trainer
 from ganrun.errors import ConfigError
@@ -77,11 +77,11 @@ def test_every_dataset_composes():
     for dataset in options("dataset"):
         cfg = compose_config(f"dataset={dataset}", "dataset.path=/x" if dataset == "folder" else "seed=0")
         if cfg.dataset.get("shape"):  # toy 2-D mixtures
-            assert list(cfg.dataset.shape) == [2] and cfg.dataset.source._target_ == "ganrun.toy.GaussianMixture"
+            assert list(cfg.dataset.shape) == [2] and cfg.dataset.source._target_ == "ganrun.data.toy.GaussianMixture"
         elif dataset == "folder":  # resolution and channels come from the images unless given
             assert cfg.dataset.resolution is None and cfg.dataset.channels is None
         else:
-            assert cfg.dataset.resolution > 0 and cfg.dataset.source._target_.startswith("ganrun.datasets.")
+            assert cfg.dataset.resolution > 0 and cfg.dataset.source._target_.startswith("ganrun.data.sources.")
 
 
 def test_unknown_group_option_lists_the_choices():

@@ -11,14 +11,13 @@ from helpers import write_mnist_like, write_png
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ganrun import datasets
-from ganrun.data import decode_all, load_dataset
+from ganrun.data import decode_all, load_dataset, sources
 from ganrun.errors import ConfigError
 
 
 def folder_cfg(path):
     return OmegaConf.create({"name": "folder", "num_classes": None, "resolution": 8, "channels": 3,
-                             "source": {"_target_": "ganrun.datasets.image_folder", "path": str(path)}})
+                             "source": {"_target_": "ganrun.data.sources.image_folder", "path": str(path)}})
 
 
 def test_16_bit_png_trains_as_its_real_values_scaled_to_8_bits(tmp_path):
@@ -28,7 +27,7 @@ def test_16_bit_png_trains_as_its_real_values_scaled_to_8_bits(tmp_path):
     assert Image.open(tmp_path / "deep.png").mode == "I;16"
     expected = torch.from_numpy(np.rint(image / 257.0).astype(np.uint8))
     for channels in (1, 3):
-        images, _ = decode_all(datasets.image_folder(str(tmp_path)), 8, channels, num_workers=0)
+        images, _ = decode_all(sources.image_folder(str(tmp_path)), 8, channels, num_workers=0)
         assert images.shape == (1, channels, 8, 8)
         assert all(torch.equal(images[0, c], expected) for c in range(channels))
     assert int(expected.max()) == 255 and int(expected[0, 5]) == 4  # scaled, not clipped (clipping gives 255)
@@ -39,13 +38,13 @@ def test_a_flat_folder_with_a_sub_folder_is_refused_not_half_read(tmp_path):
         write_png(tmp_path / f"{i}.png", seed=i)
     write_png(tmp_path / "thumbs" / "t.png")
     with pytest.raises(ConfigError) as refused:
-        datasets.image_folder(str(tmp_path))
+        sources.image_folder(str(tmp_path))
     assert "3 image file(s) next to 1 sub-folder(s) (thumbs)" in str(refused.value)
     # Hidden folders (.ipynb_checkpoints, .git) are not classes and do not count.
     (tmp_path / "thumbs" / "t.png").unlink()
     (tmp_path / "thumbs").rmdir()
     write_png(tmp_path / ".cache" / "x.png")
-    assert len(datasets.image_folder(str(tmp_path))) == 3
+    assert len(sources.image_folder(str(tmp_path))) == 3
 
 
 def test_symlink_loops_do_not_multiply_the_data(tmp_path):
@@ -56,7 +55,7 @@ def test_symlink_loops_do_not_multiply_the_data(tmp_path):
     os.symlink(tmp_path, tmp_path / "dogs" / "up")                 # a link to the root
     (tmp_path / "dogs" / "more").mkdir()
     write_png(tmp_path / "dogs" / "more" / "e.png", seed=9)         # real nested folders are still read
-    dataset = datasets.image_folder(str(tmp_path))
+    dataset = sources.image_folder(str(tmp_path))
     assert dataset.classes == ["cats", "dogs"]
     by_class = sorted((label, os.path.basename(p)) for p, label in dataset.samples)
     assert by_class == [(0, "0.png"), (0, "1.png"), (0, "2.png"), (1, "d.png"), (1, "e.png")]
@@ -64,13 +63,13 @@ def test_symlink_loops_do_not_multiply_the_data(tmp_path):
 
 def test_broken_idx_files_in_the_users_root_are_named_and_never_overwritten(tmp_path, monkeypatch):
     debian = write_mnist_like(tmp_path / "debian", n=32, gz=True)  # a good copy ganrun could extract over it
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", str(debian))
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(debian))
     raw = write_mnist_like(tmp_path / "root" / "FashionMNIST" / "raw", n=16)
     broken = raw / "train-images-idx3-ubyte"
     broken.write_bytes(broken.read_bytes()[:1000])  # truncated
     before = {p.name: p.read_bytes() for p in raw.iterdir()}
     with pytest.raises(ConfigError) as refused:
-        datasets.fashion_mnist(str(tmp_path / "root"), download=True)
+        sources.fashion_mnist(str(tmp_path / "root"), download=True)
     assert str(broken) in str(refused.value) and "does not overwrite" in str(refused.value)
     assert {p.name: p.read_bytes() for p in raw.iterdir()} == before
 
@@ -88,7 +87,7 @@ def test_fingerprint_follows_content_not_location(tmp_path):
     def mnist_fingerprint(root, seed):
         write_mnist_like(root / "FashionMNIST" / "raw", n=16, seed=seed)
         cfg = OmegaConf.create({"name": "fm", "num_classes": 10, "resolution": 28, "channels": 1, "source": {
-            "_target_": "ganrun.datasets.fashion_mnist", "root": str(root), "download": False}})
+            "_target_": "ganrun.data.sources.fashion_mnist", "root": str(root), "download": False}})
         return load_dataset(cfg)[1].fingerprint
 
     assert mnist_fingerprint(tmp_path / "r1", 0) == mnist_fingerprint(tmp_path / "r2", 0)
@@ -98,7 +97,7 @@ def test_fingerprint_follows_content_not_location(tmp_path):
 def metrics_setup(tmp_path, data_root, monkeypatch):
     from hydra import compose, initialize_config_module
 
-    import ganrun.cli  # noqa: F401  (resolvers)
+    import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 
     monkeypatch.setenv("GANRUN_DATA", str(data_root))
     with initialize_config_module("ganrun.conf", version_base="1.3"):

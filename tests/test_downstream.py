@@ -15,7 +15,7 @@ from helpers import TINY, run_ganrun, scalars
 
 from ganrun.downstream import Protocol, balanced_labels, class_subset, evaluate_downstream, format_table
 from ganrun.errors import ConfigError
-from ganrun.sweep_summary import write_summary
+from ganrun.sweep.summary import write_summary
 
 C, SIZE = 4, 8
 

@@ -11,7 +11,7 @@ import torch
 from helpers import TINY, events, run_ganrun
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun.metrics import extractors, scores
 from ganrun.metrics.evaluator import Evaluator
 
@@ -156,7 +156,7 @@ def test_eval_and_sample_tools_on_a_saved_checkpoint(tmp_path, data_root):
     import shutil
     import subprocess
 
-    from ganrun import datasets
+    from ganrun.data import sources
 
     run_dir = tmp_path / "run"
     run_ganrun([*TINY, "trainer.steps=2", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
@@ -178,7 +178,7 @@ def test_eval_and_sample_tools_on_a_saved_checkpoint(tmp_path, data_root):
     assert len(list(out.glob("*.png"))) == 10 + 1
     assert np.load(out / "samples.npz")["arr_0"].shape == (10, 32, 32, 1)  # the default: padded to 32 px
     (out / "interpolation.png").rename(tmp_path / "interpolation.png")
-    assert len(datasets.image_folder(str(out))) == 10  # usable as extra training data: dataset=folder
+    assert len(sources.image_folder(str(out))) == 10  # usable as extra training data: dataset=folder
 
 
 def test_inception_extractor_on_a_weights_file_of_the_real_architecture(tmp_path, monkeypatch):

@@ -131,7 +131,7 @@ def test_conditioning_needs_labels():
 def test_default_experiment_is_a_32_px_dcgan_from_4x4_on_padded_fashion_mnist():
     from hydra import compose, initialize_config_module
 
-    import ganrun.cli  # noqa: F401  (the run-dir resolver)
+    import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
     from ganrun.config import build
 
     with initialize_config_module("ganrun.conf", version_base="1.3"):

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401  (registers the resolvers the config uses)
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import losses, regularizers
 from ganrun.config import build, build_optimizer
 from ganrun.models import resnet

@@ -140,3 +140,15 @@ def test_resume_on_changed_data_is_refused_unless_forced(tmp_path, data_root, ca
         train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
     result = train_in_process(tmp_path, data_root, f"resume={run_dir}", "resume_force=true", steps=3, run_dir=run_dir)
     assert result.step == 3 and "Continuing on the new data" in caplog.text
+
+
+def test_a_checkpoint_from_before_the_data_package_resumes(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    path = checkpoint.checkpoint_path(run_dir, 2)
+    state = checkpoint.load(path)
+    state["config"]["dataset"]["source"]["_target_"] = "ganrun.datasets.fashion_mnist"  # the old module path
+    torch.save(state, path)
+    assert checkpoint.load_for_resume(str(run_dir))[0]["config"]["dataset"]["source"]["_target_"] == \
+        "ganrun.data.sources.fashion_mnist"
+    assert train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3

@@ -11,12 +11,12 @@ import torch
 from helpers import TINY, run_ganrun
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401  (resolvers)
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import checkpoint, eval_cli, sample_cli
 from ganrun.checkpoint import load_generator
 from ganrun.cli import with_saved_overrides
 from ganrun.errors import ConfigError
-from ganrun.job_names import job_dir_name
+from ganrun.sweep.job_names import job_dir_name
 from ganrun.metrics import extractors
 from ganrun.metrics.evaluator import Evaluator
 from ganrun.trust import check_targets, conf_targets, safe_name

@@ -8,7 +8,7 @@ import torch
 from helpers import TINY, run_ganrun, train_in_process
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401  (resolvers)
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import checkpoint
 from ganrun.errors import ConfigError, StorageError
 from ganrun.validate import validate
