@@ -34,7 +34,8 @@ def job_dir_name(number, overrides, exclude_keys=(), limit: int = 150) -> str:
     left_out = set(exclude_keys) | set(json.loads(os.environ.get(CONSTANT_KEYS_ENV, "[]")))
     parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
     shown = ",".join(sorted(o.input_line for o in parsed if o.key_or_group not in left_out))
-    shown = safe_name(shown)  # a value like `a/../../x` must not place the job dir outside the sweep dir
+    if shown:  # a value like `a/../../x` must not place the job dir outside the sweep dir
+        shown = safe_name(shown)
     name = f"{number}_{shown}" if shown else str(number)
     if len(name) <= limit:
         return name
