@@ -17,7 +17,7 @@ import time
 import torch
 
 from ganrun.data import decode_all
-from ganrun.datasets import fashion_mnist
+from ganrun.data.sources import fashion_mnist
 from ganrun.metrics.classifier import train_classifier
 
 

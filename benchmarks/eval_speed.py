@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun.checkpoint import load_generator
 from ganrun.config import build
 from ganrun.metrics.evaluator import Evaluator

@@ -7,10 +7,12 @@ Two measures, each over `--pairs` interleaved pairs (the order alternates inside
   script: read the IDX files, build the networks, train, save them), each a fresh Python process.
 
 The hand-written loop is PyTorch's DCGAN example: non-saturating loss, Adam(2e-4, 0.5), the D step's fakes
-reused in the G step, one host sync at the end. ganrun runs its defaults (metrics off) plus any `--variant`.
+reused in the G step, one host sync at the end. ganrun runs its defaults with metrics and EMA off (the
+hand-written loop has neither) plus any `--variant`: `reuse=trainer.reuse_fakes=true` is the same algorithm as
+the hand-written loop; `ema=ema.enabled=true` prices the default EMA.
 
-    python benchmarks/loop_overhead.py --threads 2 --pairs 5
-    python benchmarks/loop_overhead.py --variant old_path=trainer.reuse_fakes=false --variant cl=trainer.channels_last=true
+    python benchmarks/loop_overhead.py --threads 2 --pairs 5 --variant reuse=trainer.reuse_fakes=true
+    python benchmarks/loop_overhead.py --variant cl=trainer.channels_last=true --variant ema=ema.enabled=true
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ import torch
 import torch.nn.functional as F
 
 DATA = "/usr/share/datasets/fashion-mnist"
-BATCH, Z_DIM = 64, 100
+BATCH, Z_DIM, RESOLUTION = 64, 100, 32
 
 
 def read_images(root: str) -> torch.Tensor:
-    """Fashion-MNIST's training images as (60000, 1, 28, 28) uint8, read as a hand-written script would."""
+    """Fashion-MNIST's training images zero-padded to 32 px (ganrun's default geometry) as (60000, 1, 32, 32)
+    uint8, read as a hand-written script would."""
     raw = gzip.open(Path(root) / "train-images-idx3-ubyte.gz").read()
-    return torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).view(-1, 1, 28, 28)
+    images = torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).view(-1, 1, 28, 28)
+    return F.pad(images, [2, 2, 2, 2])
 
 
 def handwritten(images: torch.Tensor, steps: int, warmup: int, device) -> float:
@@ -43,8 +47,8 @@ def handwritten(images: torch.Tensor, steps: int, warmup: int, device) -> float:
     from ganrun.models.dcgan import Discriminator, Generator
 
     torch.manual_seed(0)
-    G = Generator(z_dim=Z_DIM, resolution=28, channels=1).to(device)
-    D = Discriminator(resolution=28, channels=1).to(device)
+    G = Generator(z_dim=Z_DIM, resolution=RESOLUTION, channels=1).to(device)
+    D = Discriminator(resolution=RESOLUTION, channels=1).to(device)
     opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
     images = images.to(device)
@@ -74,14 +78,14 @@ def handwritten(images: torch.Tensor, steps: int, warmup: int, device) -> float:
 def ganrun_overrides(root: str, steps: int, device: str, extra: list[str]) -> list[str]:
     return [f"trainer.steps={steps}", f"trainer.log_every={max(1, steps // 2)}", f"trainer.device={device}",
             f"trainer.batch_size={BATCH}", f"dataset.source.root={root}", "metrics.every=0",
-            "metrics.final_num_samples=0", *extra]
+            "metrics.final_num_samples=0", "ema.enabled=false", *extra]  # the hand-written loop keeps no EMA
 
 
 def ganrun_in_process(root: str, steps: int, device: str, extra: list[str]) -> float:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    import ganrun.cli  # noqa: F401  (registers the run-dir resolver)
+    import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
     from ganrun.train import train
 
     GlobalHydra.instance().clear()
@@ -161,8 +165,8 @@ def main():
               flush=True)
 
     hand_rates, hand_walls = rates.pop("hand-written"), walls.pop("hand-written")
-    print(f"\ndevice: {device}, threads: {torch.get_num_threads()}, Fashion-MNIST, DCGAN 28 px, batch {BATCH}, "
-          f"{args.pairs} interleaved pairs, medians")
+    print(f"\ndevice: {device}, threads: {torch.get_num_threads()}, Fashion-MNIST, DCGAN 32 px (28 px padded), "
+          f"batch {BATCH}, {args.pairs} interleaved pairs, medians")
     print(f"in-process ({args.steps - warmup} timed steps after {warmup} warm-up): hand-written "
           f"{statistics.median(hand_rates):.0f} images/s")
     for name, values in rates.items():

@@ -12,7 +12,8 @@ import os
 import re
 from pathlib import Path
 
-from ganrun.errors import ConfigError
+from ganrun.errors import ConfigError, StorageError
+from ganrun.trust import check_targets
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ RESUMABLE_KEYS = (
     "resume", "resume_force", "metrics",
     "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
     "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp", "trainer.deterministic",
+    "trainer.channels_last", "trainer.compile",  # memory layout and compilation: same maths, same parameter names
     "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
     # lengths that follow trainer.steps by default: extending a run stretches them
     "scheduler.total_steps", "augment.instance_noise.anneal_steps",
@@ -43,14 +45,19 @@ def save_atomic(state: dict, path: Path) -> None:
     import torch  # here, not at the top: the CLI's resolvers import this module for `ganrun --help`
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # disk full (ENOSPC), quota, permissions: name the file, keep the older ones
+        raise StorageError(
+            f"cannot write {path}: {exc.strerror or exc}. The files written before it are intact; free space (or "
+            "fix the permissions) and resume."
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -105,11 +112,35 @@ def load_for_resume(resume: str) -> tuple[dict, Path]:
         raise ConfigError(f"resume={resume}: no such checkpoint file or run dir.")
     for path in candidates:
         try:
-            return load(path), path
+            state = load(path)
         except Exception as exc:  # truncated or corrupt file: say so and try the next older one
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             log.warning("Skipping checkpoint %s: it cannot be loaded (%s: %s)", path, type(exc).__name__, reason)
+            continue
+        if isinstance(state.get("config"), dict):
+            state["config"] = moved_targets(state["config"])
+        return state, path
     raise ConfigError(f"resume={resume}: none of the checkpoints could be loaded ({len(candidates)} tried).")
+
+
+# Modules that moved inside ganrun: a checkpoint written before the move names the old path of the same class.
+MOVED_MODULES = {"ganrun.datasets.": "ganrun.data.sources.", "ganrun.toy.": "ganrun.data.toy."}
+
+
+def moved_targets(config):
+    """The saved config with `_target_`s of moved ganrun modules renamed (same classes, new module paths)."""
+    if isinstance(config, dict):
+        return {k: (_renamed(v) if k == "_target_" else moved_targets(v)) for k, v in config.items()}
+    if isinstance(config, list):
+        return [moved_targets(v) for v in config]
+    return config
+
+
+def _renamed(target):
+    for old, new in MOVED_MODULES.items():
+        if isinstance(target, str) and target.startswith(old):
+            return new + target[len(old):]
+    return target
 
 
 RUN_ID_FILE = "run_id"
@@ -134,14 +165,47 @@ def refuse_foreign_checkpoint(state: dict, found: Path, run_dir: Path) -> None:
         )
 
 
+def refuse_changed_data(saved: str | None, current: str, resume: str, force: bool) -> None:
+    """The same data must come back on resume: another content (files edited, added, removed) is refused unless
+    forced. Checkpoints written before fingerprints existed pass."""
+    if not saved or not current or saved == current:
+        return
+    message = (f"resume={resume}: the training data changed since the checkpoint (content fingerprint {saved} -> "
+               f"{current}).")
+    if not force:
+        raise ConfigError(message + " Restore the data, or add resume_force=true to continue on the new data.")
+    log.warning("%s Continuing on the new data (resume_force=true).", message)
+
+
 def run_dir_for_resume(resume: str | None, default: str) -> str:
-    """The run dir a resumed run continues in (Hydra resolver for hydra.run.dir)."""
+    """The run dir a resumed run continues in (Hydra resolver for hydra.run.dir).
+
+    A run dir, or its newest step checkpoint, continues in place. Any other checkpoint file of a run dir (an
+    older step, best.pt behind the newest step) branches into `default`, a new run dir: continuing in place
+    would prune the newer checkpoints, and `resume=RUN_DIR` would later pick up the abandoned branch.
+    """
     if resume in (None, "", "None", "null"):
         return default
     path = Path(str(resume)).expanduser().resolve()
     if path.suffix == ".pt" or path.is_file():
-        path = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+        in_run_dir = path.parent.name == CHECKPOINT_DIR
+        run_dir = path.parent.parent if in_run_dir else path.parent
+        newest = step_checkpoints(run_dir) if in_run_dir else []
+        if newest and newest[0] != path:
+            _note_branch(path, newest[0], default)
+            return default
+        path = run_dir
     return str(path)
+
+
+_branches_noted: set = set()
+
+
+def _note_branch(resumed: Path, newest: Path, new_dir: str) -> None:
+    if (resumed, new_dir) not in _branches_noted:  # Hydra resolves the run dir more than once
+        _branches_noted.add((resumed, new_dir))
+        log.warning("Resuming from %s, older than the newest checkpoint %s: the run branches into the new run dir "
+                    "%s and leaves the original run untouched.", resumed, newest.name, new_dir)
 
 
 def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bool) -> None:
@@ -179,13 +243,19 @@ def config_changes(saved: dict, current: dict) -> list[str]:
 
 def load_generator(path: str, device="cpu", ema: bool = False):
     """The generator of a checkpoint (file or run dir), rebuilt from the config saved with it, in eval mode;
-    with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says)."""
+    with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says).
+
+    The saved config is data: every `_target_` in it is checked against the allowlist before anything is built
+    (ganrun.trust), since callers go on to build its dataset and metrics sections too."""
     from omegaconf import OmegaConf
 
     from ganrun.config import build
     from ganrun.ema import GeneratorEMA
 
     state, found = load_for_resume(path)
+    if not isinstance(state.get("config"), dict):
+        raise ConfigError(f"{found} holds no saved config: it is not a ganrun checkpoint.")
+    check_targets(state["config"], str(found))
     cfg = OmegaConf.create(state["config"])
     G = build(cfg.model.generator)
     G.load_state_dict(state["generator"])

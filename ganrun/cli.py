@@ -9,6 +9,7 @@ read back from the checkpoint and placed before the ones given now (later ones w
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -18,20 +19,18 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import ganrun
 import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
-from ganrun.checkpoint import load_for_resume, run_dir_for_resume
-from ganrun.config import final_num_samples
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
+from ganrun.checkpoint import load_for_resume
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
-from ganrun.job_names import job_dir_name
+from ganrun.rundir import RunDirLock, refuse_to_prune_newer_work
+from ganrun.trust import check_saved_overrides
 
 log = logging.getLogger("ganrun")
 
-OmegaConf.register_new_resolver("ganrun_run_dir", run_dir_for_resume, replace=True)
-OmegaConf.register_new_resolver("ganrun_job_dir", job_dir_name, replace=True)
-OmegaConf.register_new_resolver("ganrun_final_num_samples", final_num_samples, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://ganrun.conf", config_name="config")
@@ -45,9 +44,14 @@ def hydra_main(cfg: DictConfig):
     if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
         share_cpu_threads(int(hydra_cfg.launcher.get("n_jobs") or -1))
     try:
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        refuse_to_prune_newer_work(cfg.resume, run_dir)
+        from ganrun import distributed  # torch: imported once Hydra has parsed the command line
+
         # Log lines go through tqdm.write while a progress bar is shown, so they do not break the bar.
-        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
-            result = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        with RunDirLock(run_dir) if distributed.is_main() else contextlib.nullcontext(), \
+                logging_redirect_tqdm(loggers=[logging.getLogger()]):
+            result = train(cfg, run_dir, list(hydra_cfg.overrides.task))
         return result.final_fid  # what a sweeper (e.g. Optuna) minimises
     except ConfigError as exc:
         log.error("%s", exc)
@@ -64,15 +68,32 @@ def _override_key(arg: str) -> str:
     return arg.split("=", 1)[0].lstrip("+~")
 
 
+def _resume_value(argv: list[str]) -> str | None:
+    """The path `resume=...` names, unquoted as Hydra reads it (`resume='/runs/my run ü'`: spaces and non-ASCII
+    characters need Hydra's quotes, which must not end up in the path)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for arg in argv:
+        if arg.startswith("resume="):
+            try:
+                value = OverridesParser.create().parse_override(arg).value()
+            except Exception:  # a syntax error: Hydra reports it when it parses the command line
+                value = arg.split("=", 1)[1]
+            return None if value in (None, "", "null") else str(value)
+    return None
+
+
 def with_saved_overrides(argv: list[str]) -> list[str]:
-    """Prepend the overrides a run was started with when `resume=...` is among the arguments."""
-    resume = [a.split("=", 1)[1] for a in argv if a.startswith("resume=")]
-    if not resume or resume[0] in ("null", ""):
+    """Prepend the overrides a run was started with when `resume=...` is among the arguments. They come from
+    a file, so they are refused when they touch Hydra's settings or `_target_`s (ganrun.trust)."""
+    resume = _resume_value(argv)
+    if resume is None:
         return argv
     try:
-        saved = load_for_resume(resume[0])[0].get("overrides", [])
+        state, found = load_for_resume(resume)
     except ConfigError:
         return argv  # train() reports the problem with the resume path
+    saved = check_saved_overrides(state.get("overrides", []), str(found))
     given = {_override_key(a) for a in argv if "=" in a and not a.startswith("-")}
     return [a for a in saved if _override_key(a) not in given] + argv
 
@@ -110,7 +131,11 @@ def main() -> None:
     if "--version" in sys.argv[1:]:  # Hydra's own --version would print Hydra's
         print(version_line())
         return
-    argv = with_saved_overrides(sys.argv[1:])
+    try:
+        argv = with_saved_overrides(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"ganrun: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     if "WORLD_SIZE" in os.environ:  # set by torchrun; only then is torch.distributed needed here
         from ganrun import distributed
 

@@ -8,18 +8,9 @@ from omegaconf import DictConfig
 
 from ganrun.errors import ConfigError
 
-FULL_FINAL_EVAL = 50000  # generated samples of the standard FID protocol (Heusel et al. 2017)
-FULL_FINAL_EVAL_MIN_STEPS = 2000  # shorter runs (quick tries, sweep jobs) end with metrics.num_samples instead
 
 POSITIVE_TRAINER_KEYS = ("steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every",
                          "keep_ckpts", "num_samples")
-
-
-def final_num_samples(steps: int, num_samples: int) -> int:
-    """Default of metrics.final_num_samples (resolver `ganrun_final_num_samples`): the 50k-sample evaluation only
-    for runs of at least FULL_FINAL_EVAL_MIN_STEPS steps; a 200-step sweep job would spend longer on it than on
-    training, so short runs end with an evaluation like the ones during training (metrics.num_samples)."""
-    return FULL_FINAL_EVAL if int(steps) >= FULL_FINAL_EVAL_MIN_STEPS else int(num_samples)
 
 
 def build(node, **kwargs):

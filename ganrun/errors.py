@@ -9,6 +9,10 @@ class DataNotFoundError(ConfigError):
     """The dataset could not be found or fetched; the message lists what was tried."""
 
 
+class StorageError(ConfigError):
+    """A file ganrun must write could not be written (disk full, no permission); the message names it."""
+
+
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN or infinite; the last checkpoint written before it is intact."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def parse_args(argv=None):
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     args = parse_args(argv)
+    if args.num_samples < 2:  # FID needs a covariance
+        print(f"ganrun-eval: error: --num-samples {args.num_samples} must be at least 2.", file=sys.stderr)
+        raise SystemExit(2)
     from omegaconf import OmegaConf  # torch and the rest only after argparse has handled --help
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -52,6 +56,8 @@ def main(argv=None) -> None:
                                ("real_split", args.real_split), ("cache_dir", args.cache_dir)):
                 if value is not None:
                     metrics[key] = value
+            if args.cache_dir is None:  # this machine's cache, never a folder named by the checkpoint
+                metrics.cache_dir = os.environ.get("GANRUN_CACHE", "~/.cache/ganrun")
             if args.no_download:
                 metrics.download = False
             if args.data_root and "root" in cfg.dataset.source:

@@ -12,11 +12,14 @@ output, so conditional discriminators pass their labels through a closure.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn as nn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,6 +37,10 @@ class TermContext:
 
 
 class Regularizer:
+    # Penalties on D's input gradient are per-sample quantities: BatchNorm in D couples the samples of a batch,
+    # so the penalised norms are not those of the per-sample critic (Gulrajani et al. 2017, section 4).
+    input_gradient = False
+
     def __init__(self, weight: float = 1.0, every: int = 1):
         if every < 1:
             raise ValueError(f"every={every} must be >= 1")
@@ -58,6 +65,36 @@ class Regularizer:
         pass
 
 
+def combine(carried: dict, chosen: dict) -> dict:
+    """The run's regularizers: those the loss carries (`loss.regularizers`, part of the paper's method) and those
+    chosen with `regularizer=...`. One name per regularizer: a chosen regularizer of the same kind as a carried
+    one replaces it (the user's settings act on the one penalty; never two gradient penalties at once)."""
+    combined = dict(carried)
+    for name, reg in chosen.items():
+        for carried_name, carried_reg in carried.items():
+            if type(carried_reg) is type(reg):
+                log.info("regularizer=%s replaces the %s that the loss carries (loss.regularizers.%s): one %s "
+                         "runs, with the regularizer.%s settings.", name, type(reg).__name__, carried_name,
+                         type(reg).__name__, name)
+                combined.pop(carried_name)
+        combined[name] = reg
+    return combined
+
+
+def warn_penalty_on_batchnorm(regularizers: dict, discriminator: nn.Module) -> list[str]:
+    """Warn (and return the names) when an input-gradient penalty (gp, dragan, r1, r2) runs on a D with
+    BatchNorm, naming the fix. Called once before training."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+        return []
+    names = [name for name, reg in regularizers.items() if getattr(reg, "input_gradient", False) and reg.weight]
+    if names:
+        log.warning(
+            "Gradient penalty %s on a discriminator with BatchNorm: batch statistics couple the samples, so the "
+            "per-sample gradient norms it penalises are wrong. Use model.discriminator.norm=layer (or none), or "
+            "the whole WGAN-GP method with loss=wgan_gp / experiment=wgan_gp.", ", ".join(names))
+    return names
+
+
 def input_gradient_norm(critic, x: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm of d critic(x) / dx, differentiable (create_graph) so it can be penalised."""
     x = x.detach().requires_grad_(True)
@@ -71,6 +108,8 @@ class GradientPenalty(Regularizer):
     one_sided=True penalises only norms above `center`: E[max(0, ||grad|| - center)^2] (the paper's appendix).
     center=0 gives the zero-centred variant.
     """
+
+    input_gradient = True
 
     def __init__(self, weight: float = 10.0, center: float = 1.0, one_sided: bool = False, every: int = 1):
         super().__init__(weight, every)
@@ -88,6 +127,8 @@ class GradientPenalty(Regularizer):
 class R1(Regularizer):
     """Mescheder et al. 2018: R1 = 1/2 E_real[||grad D(x)||^2], `weight` is their gamma."""
 
+    input_gradient = True
+
     def __init__(self, weight: float = 10.0, every: int = 1):
         super().__init__(weight, every)
 
@@ -97,6 +138,8 @@ class R1(Regularizer):
 
 class R2(Regularizer):
     """Mescheder et al. 2018: R2 = 1/2 E_fake[||grad D(G(z))||^2], `weight` is their gamma."""
+
+    input_gradient = True
 
     def __init__(self, weight: float = 10.0, every: int = 1):
         super().__init__(weight, every)
@@ -108,6 +151,8 @@ class R2(Regularizer):
 class DRAGAN(Regularizer):
     """Kodali et al. 2017: E[(||grad D(x_hat)|| - 1)^2] at points x_hat = x + a * delta near the real data,
     delta = 0.5 * std(x) * U[0, 1] per element and a ~ U[0, 1] per sample (lambda = 10 in the paper)."""
+
+    input_gradient = True
 
     def __init__(self, weight: float = 10.0, spread: float = 0.5, every: int = 1):
         super().__init__(weight, every)

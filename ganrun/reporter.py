@@ -20,10 +20,10 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from ganrun import checkpoint, distributed
+from ganrun import checkpoint, diagnostics, distributed, downstream
 from ganrun.data import DatasetInfo
 from ganrun.errors import TrainingDivergedError
-from ganrun.hparams import run_hparams, write_hparams
+from ganrun.sweep.hparams import run_hparams, write_hparams
 from ganrun.metrics import report
 from ganrun.run_state import RunState
 from ganrun.runtime import isolated_rng
@@ -81,6 +81,9 @@ class Reporter:
                                  state.step)
         self.bar = tqdm(total=self.trainer.steps, initial=state.step, desc="ganrun", dynamic_ncols=True,
                         disable=None if self.is_main else True)
+        downstream.check_config(cfg, G)  # before training, not after it
+        # Reads the logged curves for failure modes (starts afresh on resume: its references are recomputed).
+        self.diagnostics = diagnostics.TrainingDiagnostics.for_loss(state.objective.loss, num_classes=info.num_classes)
 
     # --- per step -------------------------------------------------------------------------------------------
     def is_log_step(self, step: int) -> bool:
@@ -139,6 +142,12 @@ class Reporter:
         log.info("step %d/%d  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s", state.step, self.trainer.steps,
                  values["loss/D"], values["loss/G"], values["scores/D(x)"], values["scores/D(G(z))"],
                  values["throughput/images_per_sec"])
+        if self.is_main:
+            self._write_diagnoses(self.diagnostics.observe(state.step, values))
+
+    def _write_diagnoses(self, episodes) -> None:
+        for episode in episodes:  # each already logged once as a warning by the detector
+            diagnostics.write_text(self.writer, episode, self.state.step)
 
     # --- samples and evaluation -----------------------------------------------------------------------------
     def generators(self) -> list:
@@ -177,6 +186,8 @@ class Reporter:
             if self.is_main:
                 report.log_result(self.writer, self.run_dir, result, self.state.step, suffix, section)
             results[suffix] = result
+        if self.is_main:
+            self._write_diagnoses(self.diagnostics.observe_evaluation(self.state.step, results[""]["metrics"]))
         return results
 
     # --- end of run -----------------------------------------------------------------------------------------
@@ -190,12 +201,17 @@ class Reporter:
             results = self.evaluate(self.metrics.final_num_samples, section="metrics_final")
             final, final_ema = results[""], results.get("_ema")
         result = TrainResult(state.step, dict(state.last_scalars), final, final_ema, state.best)
-        if self.is_main:
+        value = None
+        if self.is_main:  # optional downstream value of raw G (metrics.downstream.enabled)
+            device = next(state.G.parameters()).device
+            with isolated_rng(device):
+                value = downstream.end_of_run(state.G, self.cfg, self.run_dir, state.step, self.writer, device)
             summary = {"step": state.step, "final": final, "final_ema": final_ema, "best": state.best,
-                       "losses": result.losses}
+                       "losses": result.losses, "diagnostics": self.diagnostics.report(), "downstream": value}
             (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
             log.info("Final metrics written to %s", self.run_dir / "metrics.json")
         final_metrics = {**(final["metrics"] if final else {}), "best_FID": state.best["FID"], **result.losses,
+                         **(downstream.summary_values(value) if value else {}),
                          **{f"{k}_ema": v for k, v in (final_ema["metrics"] if final_ema else {}).items()}}
         write_hparams(self.writer, run_hparams(self.cfg, overrides), final_metrics, state.step)
         return result

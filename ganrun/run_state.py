@@ -24,6 +24,7 @@ from ganrun.errors import TrainingDivergedError
 from ganrun.models import check_shapes
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
+from ganrun.regularizers import combine, warn_penalty_on_batchnorm
 from ganrun.runtime import rng_state, set_rng_state
 from ganrun.window import LogWindow
 
@@ -46,6 +47,7 @@ class RunState:
     config: dict  # the resolved config as a plain dict (what the checkpoint stores)
     overrides: list[str] = field(default_factory=list)
     run_id: str = ""  # which run a checkpoint belongs to (random, the same on every rank)
+    data_fingerprint: str = ""  # content hash of the training data: a resume on changed data is refused
     step: int = 0  # generator steps done
     best: dict = field(default_factory=lambda: {"FID": None, "step": None})
     window: LogWindow = field(default_factory=LogWindow)  # logged values summed since the last log step
@@ -69,7 +71,7 @@ class RunState:
     def state_dict(self, rng_per_rank: list) -> dict:
         return {
             "format": CHECKPOINT_FORMAT, "ganrun_version": ganrun.__version__, "torch_version": str(torch.__version__),
-            "run_id": self.run_id, "step": self.step, "config": self.config, "overrides": list(self.overrides),
+            "run_id": self.run_id, "data_fingerprint": self.data_fingerprint, "step": self.step, "config": self.config, "overrides": list(self.overrides),
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
@@ -153,8 +155,9 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
         G, D = distributed.prepare_models(G, D, trainer.sync_bn, device)
         torch.manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own noise
     loss = build(cfg.loss)
-    terms = {**loss.regularizers, **(build(cfg.regularizer) or {}),
-             **conditioning_terms(D, cfg.model.get("acgan_weight", 1.0))}
+    regularizers = combine(loss.regularizers, build(cfg.regularizer) or {})  # one of each kind
+    warn_penalty_on_batchnorm(regularizers, D)
+    terms = {**regularizers, **conditioning_terms(D, cfg.model.get("acgan_weight", 1.0))}
     opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")
     opt_d = build_optimizer(cfg.optimizer.d, D.parameters(), "optimizer.d")
     schedulers = [build(cfg.scheduler)(opt) for opt in (opt_g, opt_d)]
@@ -171,4 +174,4 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
         D.compile()
     run_id = distributed.broadcast_object(uuid.uuid4().hex)  # one id for all ranks of the run
     return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides),
-                    run_id)
+                    run_id, info.fingerprint)

@@ -1,5 +1,7 @@
 """Typed schema for the top level and the trainer: Hydra rejects wrong types and unknown keys at composition.
 
+Types only: every value, with the comment that explains it, is written once, in conf/config.yaml (MISSING here).
+
 Group options (dataset, model, loss, ...) stay free-form YAML: their `_target_` signatures check them when
 they are instantiated.
 """
@@ -10,59 +12,73 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 
 @dataclass
 class TrainerSchema:
-    steps: int = 5000
-    batch_size: int = 64
-    g_batch_size: Optional[int] = None
-    n_critic: int = 1
-    device: str = "auto"
-    amp: bool = False
-    reuse_fakes: bool = True  # G's step reuses the D step's fakes (only with n_critic=1, g_batch_size=batch_size)
-    channels_last: bool = False  # networks in channels_last memory format
-    compile: bool = False  # torch.compile G and D (first steps slower while it compiles)
-    deterministic: bool = False
-    log_every: int = 50
-    sample_every: int = 500
-    ckpt_every: int = 1000
-    keep_ckpts: int = 3
-    num_samples: int = 64
-    num_workers: int = 2
-    sync_bn: bool = False
+    steps: int = MISSING
+    batch_size: int = MISSING
+    g_batch_size: Optional[int] = MISSING
+    n_critic: int = MISSING
+    device: str = MISSING
+    amp: bool = MISSING
+    reuse_fakes: bool = MISSING
+    channels_last: bool = MISSING
+    compile: bool = MISSING
+    deterministic: bool = MISSING
+    log_every: int = MISSING
+    sample_every: int = MISSING
+    ckpt_every: int = MISSING
+    keep_ckpts: int = MISSING
+    num_samples: int = MISSING
+    num_workers: int = MISSING
+    sync_bn: bool = MISSING
+
+
+@dataclass
+class DownstreamSchema:
+    enabled: bool = MISSING
+    steps: int = MISSING
+    real_per_class: Optional[int] = MISSING
+    ratio: float = MISSING
+    num_generated: Optional[int] = MISSING
+    repeats: int = MISSING
+    seed: int = MISSING
+    label_by_classifier: bool = MISSING
 
 
 @dataclass
 class MetricsSchema:
-    every: int = 1000
-    num_samples: int = 10000
-    final_num_samples: int = 50000
-    extractor: str = "auto"
-    inception_weights: Optional[str] = None
-    download: bool = True
-    real_split: str = "train"
-    num_real: int = 50000
-    num_real_kept: int = 10000
-    batch_size: int = 250
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    pr_k: int = 3
-    pr_samples: int = 10000
-    classifier_epochs: int = 1
-    cache_dir: str = "~/.cache/ganrun"
+    every: int = MISSING
+    num_samples: int = MISSING
+    final_num_samples: int = MISSING
+    extractor: str = MISSING
+    inception_weights: Optional[str] = MISSING
+    download: bool = MISSING
+    real_split: str = MISSING
+    num_real: int = MISSING
+    num_real_kept: int = MISSING
+    batch_size: int = MISSING
+    kid_subsets: int = MISSING
+    kid_subset_size: int = MISSING
+    pr_k: int = MISSING
+    pr_samples: int = MISSING
+    classifier_epochs: int = MISSING
+    cache_dir: str = MISSING
+    downstream: DownstreamSchema = field(default_factory=DownstreamSchema)
 
 
 @dataclass
 class EmaSchema:
     """Exponential moving average of G (ganrun/ema.py)."""
-    enabled: bool = False
-    decay: float = 0.999
-    start_step: int = 0
-    rampup: bool = False
-    bn: str = "standing"    # standing | batch | averaged | raw
-    bn_batches: int = 16
-    bn_batch_size: int = 64
+    enabled: bool = MISSING
+    decay: float = MISSING
+    start_step: int = MISSING
+    rampup: bool = MISSING
+    bn: str = MISSING
+    bn_batches: int = MISSING
+    bn_batch_size: int = MISSING
 
 
 @dataclass
@@ -74,9 +90,9 @@ class GanrunSchema:
     optimizer: Any = None
     scheduler: Any = None
     augment: Any = None
-    seed: int = 0
-    resume: Optional[str] = None
-    resume_force: bool = False
+    seed: int = MISSING
+    resume: Optional[str] = MISSING
+    resume_force: bool = MISSING
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     metrics: MetricsSchema = field(default_factory=MetricsSchema)
     ema: EmaSchema = field(default_factory=EmaSchema)

@@ -15,15 +15,16 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ganrun import checkpoint, distributed
-from ganrun.config import check_trainer
 from ganrun.data import load_dataset
 from ganrun.errors import TrainingInterrupted
-from ganrun.hparams import group_choices
+from ganrun.sweep.hparams import group_choices
 from ganrun.metrics import report
 from ganrun.objective import frozen
 from ganrun.reporter import Reporter, TrainResult
 from ganrun.run_state import RunState, build_run_state
+from ganrun.rundir import resume_command
 from ganrun.runtime import configure_determinism, interrupt_on_signals, isolated_rng, select_device, stop_on_signals
+from ganrun.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
     """Train the experiment `cfg` in `run_dir` (resuming when `cfg.resume` is set); see `TrainResult`."""
     run_dir = Path(run_dir)
     overrides = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith("resume")]
-    check_trainer(cfg.trainer)
+    validate(cfg)  # bad values are refused here, naming the key, before anything is built
     source, info = load_dataset(cfg.dataset)  # also fixes up the dataset config (absolute root, classes)
     config = OmegaConf.to_container(cfg, resolve=True)
     resumed = None
@@ -40,6 +41,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
         resumed, resumed_from = checkpoint.load_for_resume(cfg.resume)
         checkpoint.refuse_changed_experiment(resumed["config"], config, cfg.resume, cfg.resume_force)
         checkpoint.refuse_foreign_checkpoint(resumed, resumed_from, run_dir)
+        checkpoint.refuse_changed_data(resumed.get("data_fingerprint"), info.fingerprint, cfg.resume,
+                                       cfg.resume_force)
 
     device = distributed.device_for_rank(select_device(cfg.trainer.device))
     configure_determinism(device, cfg.trainer.deterministic)
@@ -123,5 +126,5 @@ def train_steps(state: RunState, reporter: Reporter, trainer, run_dir: Path) -> 
                 name = signal.Signals(signals[0]).name if signals else "SIGTERM (another rank)"
                 raise TrainingInterrupted(signals[0] if signals else signal.SIGTERM,
                                           f"{name} received: stopped after step {state.step} and saved a checkpoint. "
-                                          f"Resume with: ganrun resume={shlex.quote(str(run_dir))}")
+                                          f"Resume with: {resume_command(run_dir)}")
 

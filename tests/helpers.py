@@ -86,7 +86,7 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
     trains (the CLI itself is tested end to end in test_cli.py)."""
     from hydra import compose, initialize_config_module
 
-    import ganrun.cli  # noqa: F401  (registers resolvers)
+    import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
     from ganrun.train import train
 
     tiny = TINY

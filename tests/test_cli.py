@@ -35,7 +35,8 @@ def test_run_writes_checkpoints_tensorboard_samples_and_config(tmp_path, data_ro
     assert all(0.0 < e.value < 1.0 for e in acc.Scalars("scores/D(x)"))  # probabilities for the BCE loss
     assert "samples/fixed_noise" in acc.Tags()["images"]
     assert [e.step for e in acc.Images("samples/fixed_noise")] == [3, 6]
-    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_00000003.png", "step_00000006.png"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [  # raw G and its EMA (the default)
+        "step_00000003.png", "step_00000003_ema.png", "step_00000006.png", "step_00000006_ema.png"]
     assert "lr: 0.0002" in (run_dir / "config.yaml").read_text()  # resolved config saved in the run dir
 
 
@@ -43,7 +44,7 @@ def test_penalty_terms_are_logged(tmp_path, data_root):
     run_dir = tmp_path / "run"
     run_ganrun([*TINY, "loss=wgan_gp", "regularizer=r1", "trainer.n_critic=2", "trainer.steps=2",
                 "trainer.log_every=1", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
-    penalties = scalars(run_dir, "penalty/gradient_penalty")
+    penalties = scalars(run_dir, "penalty/gp")
     assert set(penalties) == {1, 2} and all(v > 0 for v in penalties.values())
     assert set(scalars(run_dir, "penalty/r1")) == {1, 2}
 
@@ -82,8 +83,8 @@ def test_conditional_ema_run_logs_class_rows_and_both_generators(tmp_path, data_
     acc = events(run_dir)
     assert {"samples/fixed_noise", "samples/fixed_noise_ema"} <= set(acc.Tags()["images"])
     grid = acc.Images("samples/fixed_noise")[-1]
-    # 10 classes x 2 columns of 28 px with make_grid's 2 px padding: one row per class
-    assert (grid.height, grid.width) == (10 * 30 + 2, 2 * 30 + 2)
+    # 10 classes x 2 columns of 32 px (28 px padded) with make_grid's 2 px padding: one row per class
+    assert (grid.height, grid.width) == (10 * 34 + 2, 2 * 34 + 2)
     tags = set(acc.Tags()["scalars"])
     assert {"metrics_final/FID_offline_classifier", "metrics_final/FID_offline_classifier_ema",
             "penalty/acgan_class"} <= tags

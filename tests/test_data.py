@@ -9,33 +9,33 @@ import torchvision
 from helpers import write_mnist_like, write_png
 from omegaconf import OmegaConf
 
-from ganrun import datasets
-from ganrun.data import BatchStream, load_dataset
+from ganrun.data import BatchStream, TransformedDataset, decode_all, image_transform, load_dataset, sources
 from ganrun.errors import ConfigError, DataNotFoundError
+from ganrun.metrics.evaluator import load_real_splits
 
 
 def test_fashion_mnist_from_root_in_torchvision_layout(data_root):
-    dataset = datasets.fashion_mnist(str(data_root), download=False)
+    dataset = sources.fashion_mnist(str(data_root), download=False)
     assert len(dataset) == 128 and dataset.data.shape == (128, 28, 28)
 
 
 def test_fashion_mnist_from_debian_package_folder(tmp_path, monkeypatch):
     debian = write_mnist_like(tmp_path / "debian", n=32, gz=True)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", str(debian))
-    dataset = datasets.fashion_mnist(str(tmp_path / "root"), download=False)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(debian))
+    dataset = sources.fashion_mnist(str(tmp_path / "root"), download=False)
     assert len(dataset) == 32
     assert (tmp_path / "root" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
 
 
 def test_missing_fashion_mnist_says_what_was_tried(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(tmp_path / "nowhere"))
 
     def offline(*args, **kwargs):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz (no network)")
 
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", offline)
     with pytest.raises(DataNotFoundError) as err:
-        datasets.fashion_mnist(str(tmp_path / "root"), download=True)
+        sources.fashion_mnist(str(tmp_path / "root"), download=True)
     message = str(err.value)
     assert str(tmp_path / "root") in message
     assert str(tmp_path / "nowhere") in message
@@ -44,7 +44,7 @@ def test_missing_fashion_mnist_says_what_was_tried(tmp_path, monkeypatch):
 
 def test_mnist_without_download_refuses_with_instructions(tmp_path):
     with pytest.raises(DataNotFoundError, match="MNIST/raw"):
-        datasets.mnist(str(tmp_path), download=False)
+        sources.mnist(str(tmp_path), download=False)
 
 
 def test_cifar10_from_python_pickles(tmp_path, monkeypatch):
@@ -57,7 +57,7 @@ def test_cifar10_from_python_pickles(tmp_path, monkeypatch):
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
     # torchvision checks the official md5 sums; these fake files cannot match them.
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: True)
-    dataset = datasets.cifar10(str(tmp_path), download=False)
+    dataset = sources.cifar10(str(tmp_path), download=False)
     stream = BatchStream(dataset, 32, 3, batch_size=4, seed=0, device="cpu")
     images, labels = next(stream)
     assert images.shape == (4, 3, 32, 32) and len(dataset) == 20
@@ -65,7 +65,7 @@ def test_cifar10_from_python_pickles(tmp_path, monkeypatch):
 
 def test_missing_cifar10_names_the_folder(tmp_path):
     with pytest.raises(DataNotFoundError, match="cifar-10-batches-py"):
-        datasets.cifar10(str(tmp_path), download=False)
+        sources.cifar10(str(tmp_path), download=False)
 
 
 def test_image_folder_with_class_subfolders_converts_any_mode_and_shape(tmp_path):
@@ -73,7 +73,7 @@ def test_image_folder_with_class_subfolders_converts_any_mode_and_shape(tmp_path
     write_png(tmp_path / "cats" / "b.png", size=(20, 40), mode="L")
     write_png(tmp_path / "dogs" / "c.png", size=(64, 64), mode="P")
     cfg = OmegaConf.create({"name": "folder", "num_classes": None, "resolution": 16, "channels": 3,
-                            "source": {"_target_": "ganrun.datasets.image_folder", "path": str(tmp_path)}})
+                            "source": {"_target_": "ganrun.data.sources.image_folder", "path": str(tmp_path)}})
     source, info = load_dataset(cfg)
     assert (info.size, info.num_classes, info.sample_shape, info.points) == (3, 2, (3, 16, 16), False)
     assert cfg.num_classes == 2  # the config fix-up names the classes for the models
@@ -87,7 +87,7 @@ def test_image_folder_with_class_subfolders_converts_any_mode_and_shape(tmp_path
 def test_flat_image_folder(tmp_path):
     for i in range(4):
         write_png(tmp_path / f"{i}.png", seed=i)
-    dataset = datasets.image_folder(str(tmp_path))
+    dataset = sources.image_folder(str(tmp_path))
     stream = BatchStream(dataset, 8, 1, batch_size=2, seed=0, device="cpu")
     assert next(stream)[0].shape == (2, 1, 8, 8)
 
@@ -96,27 +96,27 @@ def test_corrupt_image_is_named(tmp_path):
     write_png(tmp_path / "good.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     with pytest.raises(ConfigError, match="(?s)1 unreadable image file.*broken.png"):
-        datasets.image_folder(str(tmp_path))
+        sources.image_folder(str(tmp_path))
     # Left out and counted on request.
-    assert len(datasets.image_folder(str(tmp_path), skip_unreadable=True)) == 1
+    assert len(sources.image_folder(str(tmp_path), skip_unreadable=True)) == 1
 
 
 def test_empty_or_missing_folder_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="no image files"):
-        datasets.image_folder(str(tmp_path))
+        sources.image_folder(str(tmp_path))
     with pytest.raises(DataNotFoundError, match="not a folder"):
-        datasets.image_folder(str(tmp_path / "missing"))
+        sources.image_folder(str(tmp_path / "missing"))
 
 
 def test_batch_larger_than_dataset_is_refused(data_root):
-    dataset = datasets.mnist(str(data_root), download=False)
+    dataset = sources.mnist(str(data_root), download=False)
     with pytest.raises(ConfigError, match="batch_size=256"):
         BatchStream(dataset, 28, 1, batch_size=256, seed=0, device="cpu")
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_stream_is_seeded_covers_each_epoch_and_resumes_exactly(data_root, in_memory):
-    dataset = datasets.fashion_mnist(str(data_root), download=False)
+    dataset = sources.fashion_mnist(str(data_root), download=False)
     make = lambda: BatchStream(dataset, 28, 1, batch_size=32, seed=3, device="cpu", in_memory=in_memory,  # noqa: E731
                                num_workers=0)
     stream = make()
@@ -132,6 +132,51 @@ def test_stream_is_seeded_covers_each_epoch_and_resumes_exactly(data_root, in_me
 
 
 def test_resizes_decoded_arrays_to_the_configured_resolution_and_channels(data_root):
-    dataset = datasets.fashion_mnist(str(data_root), download=False)
+    dataset = sources.fashion_mnist(str(data_root), download=False)
     images, _ = next(BatchStream(dataset, 32, 3, batch_size=8, seed=0, device="cpu"))
     assert images.shape == (8, 3, 32, 32)
+
+
+def _fashion_cfg(root, resolution=32, resize="pad"):
+    return OmegaConf.create({"name": "fashion_mnist", "resolution": resolution, "resize": resize, "channels": 1,
+                             "num_classes": 10, "source": {"_target_": "ganrun.data.sources.fashion_mnist",
+                                                           "root": str(root), "train": True, "download": False}})
+
+
+@pytest.mark.parametrize("path", ["decoded array", "image by image"])
+def test_padding_to_32_px_keeps_every_pixel(data_root, path):
+    original = sources.fashion_mnist(str(data_root), download=False).data  # random 28x28 uint8, no flat border
+    source, _ = load_dataset(_fashion_cfg(data_root))
+    if path == "decoded array":
+        images, _ = decode_all(source, 32, 1, num_workers=0)
+    else:
+        transformed = TransformedDataset(source, image_transform(32, 1))
+        images = torch.stack([transformed[i][0] for i in range(len(transformed))])
+    assert images.shape == (128, 1, 32, 32) and images.dtype == torch.uint8
+    assert torch.equal(images[:, 0, 2:30, 2:30], original)  # centred, bit for bit
+    border = images.clone()
+    border[:, :, 2:30, 2:30] = 0
+    assert border.abs().sum() == 0  # the 2-pixel frame is black, like Fashion-MNIST's background
+    # The batch stream feeds exactly these pixels, scaled to [-1, 1].
+    batch, _ = next(BatchStream(source, 32, 1, batch_size=128, seed=0, device="cpu"))
+    assert torch.equal(batch.add(1).mul(127.5).round().to(torch.uint8).sort(0).values, images.sort(0).values)
+
+
+def test_resize_mode_blurs_where_padding_does_not(data_root):
+    original = sources.fashion_mnist(str(data_root), download=False).data
+    resized, _ = decode_all(load_dataset(_fashion_cfg(data_root, resize="resize"))[0], 32, 1, num_workers=0)
+    assert not torch.equal(resized[:, 0, 2:30, 2:30], original)
+
+
+def test_padding_refuses_images_larger_than_the_resolution_and_unknown_modes(data_root):
+    with pytest.raises(ConfigError, match="dataset.resize=pad cannot fit 28x28 .* dataset.resolution=16"):
+        load_dataset(_fashion_cfg(data_root, resolution=16))
+    with pytest.raises(ConfigError, match="dataset.resize='crop' is not one of resize, pad"):
+        load_dataset(_fashion_cfg(data_root, resize="crop"))
+
+
+def test_evaluator_real_images_are_padded_like_the_training_data(data_root):
+    (train, _), (test, _) = load_real_splits(_fashion_cfg(data_root))
+    original = sources.fashion_mnist(str(data_root), download=False).data
+    assert train.shape == test.shape == (128, 1, 32, 32)
+    assert torch.equal(train[:, 0, 2:30, 2:30], original)

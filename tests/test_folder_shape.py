@@ -7,7 +7,7 @@ from helpers import train_in_process, write_png
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-import ganrun.cli  # noqa: F401  (resolvers)
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun.data import load_dataset
 
 

@@ -5,8 +5,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-import ganrun.cli  # noqa: F401  (resolvers)
-from ganrun.hparams import METRIC_PREFIX, group_choices
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
+from ganrun.sweep.hparams import METRIC_PREFIX, group_choices
 
 
 def test_choices_come_from_hydra_including_presets():

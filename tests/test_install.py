@@ -71,4 +71,4 @@ def test_wheel_install_runs_from_an_empty_directory(tmp_path):
     for command in ([venv / "bin" / "ganrun"], [python, "-m", "ganrun"]):
         proc = subprocess.run([*command, "--cfg", "job", "loss=wgan_gp"], cwd=empty, capture_output=True,
                               text=True, check=True)
-        assert "ganrun.losses.Wasserstein" in proc.stdout and "ganrun.datasets.fashion_mnist" in proc.stdout
+        assert "ganrun.losses.Wasserstein" in proc.stdout and "ganrun.data.sources.fashion_mnist" in proc.stdout

@@ -11,7 +11,7 @@ import torch
 from helpers import TINY, events, run_ganrun
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun.metrics import extractors, scores
 from ganrun.metrics.evaluator import Evaluator
 
@@ -145,7 +145,9 @@ def test_training_reports_metrics_keeps_the_best_checkpoint_and_writes_json(tmp_
     assert report["final"]["protocol"]["n_generated"] == 100 and report["best"]["step"] in (2, 4)
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     assert best["best"]["FID"] == report["best"]["FID"] and best["step"] == report["best"]["step"]
-    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # raw G and (on by default) the EMA G, each at steps 2, 4 and the final report
+    assert [(line["step"], line["generator"]) for line in lines] == [(s, g) for s in (2, 4, 4) for g in ("raw", "ema")]
 
 
 @pytest.mark.slow
@@ -154,7 +156,7 @@ def test_eval_and_sample_tools_on_a_saved_checkpoint(tmp_path, data_root):
     import shutil
     import subprocess
 
-    from ganrun import datasets
+    from ganrun.data import sources
 
     run_dir = tmp_path / "run"
     run_ganrun([*TINY, "trainer.steps=2", f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
@@ -174,9 +176,9 @@ def test_eval_and_sample_tools_on_a_saved_checkpoint(tmp_path, data_root):
     tool("ganrun-sample", str(run_dir), "--num", "10", "--format", "both", "--interpolate", "3", "--steps", "5",
          "--out", str(out))
     assert len(list(out.glob("*.png"))) == 10 + 1
-    assert np.load(out / "samples.npz")["arr_0"].shape == (10, 28, 28, 1)
+    assert np.load(out / "samples.npz")["arr_0"].shape == (10, 32, 32, 1)  # the default: padded to 32 px
     (out / "interpolation.png").rename(tmp_path / "interpolation.png")
-    assert len(datasets.image_folder(str(out))) == 10  # usable as extra training data: dataset=folder
+    assert len(sources.image_folder(str(out))) == 10  # usable as extra training data: dataset=folder
 
 
 def test_inception_extractor_on_a_weights_file_of_the_real_architecture(tmp_path, monkeypatch):
@@ -191,6 +193,7 @@ def test_inception_extractor_on_a_weights_file_of_the_real_architecture(tmp_path
         net = NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path="unused")
     weights = tmp_path / extractors.INCEPTION_FILE
     torch.save(net.state_dict(), weights)
+    monkeypatch.setattr(extractors, "INCEPTION_SHA256", extractors.file_sha256(weights))  # stands in for the real file
 
     extractor = extractors.InceptionExtractor(weights, "cpu")
     assert extractor.protocol["weights_sha256"] == extractors.file_sha256(weights)

@@ -126,3 +126,22 @@ def test_conditioning_needs_labels():
         dcgan.Discriminator(resolution=28, channels=1, conditioning="projection", num_classes=None)
     with pytest.raises(ConfigError, match="model.conditioning='film'"):
         dcgan.Generator(resolution=28, conditioning="film", num_classes=10)
+
+
+def test_default_experiment_is_a_32_px_dcgan_from_4x4_on_padded_fashion_mnist():
+    from hydra import compose, initialize_config_module
+
+    import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
+    from ganrun.config import build
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        cfg = compose("config")
+    assert (cfg.dataset.name, cfg.dataset.resolution, cfg.dataset.resize) == ("fashion_mnist", 32, "pad")
+    G, D = build(cfg.model.generator), build(cfg.model.discriminator)
+    up = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert up[0].kernel_size == (4, 4) and up[0].stride == (1, 1)  # z -> 4x4
+    assert [m.stride for m in up[1:]] == [(2, 2)] * 3  # three up-convolutions: 8, 16, 32
+    images = G(torch.randn(2, cfg.model.z_dim))
+    assert images.shape == (2, 1, 32, 32)
+    padded_real = nn.functional.pad(torch.rand(2, 1, 28, 28) * 2 - 1, (2, 2, 2, 2), value=-1.0)
+    assert D(padded_real).shape == (2,)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from helpers import scalars, train_in_process
+from helpers import scalars, train_in_process, write_mnist_like
 
 from ganrun import checkpoint
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
@@ -130,3 +130,25 @@ def test_g_batch_size_sets_the_fakes_per_generator_step(tmp_path, data_root, mon
     assert sizes == [24, 24]
     with pytest.raises(ConfigError, match="trainer.g_batch_size=0 must be a positive integer"):
         train_in_process(tmp_path, data_root, "trainer.g_batch_size=0", steps=2)
+
+
+def test_resume_on_changed_data_is_refused_unless_forced(tmp_path, data_root, caplog):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    write_mnist_like(data_root / "FashionMNIST" / "raw", seed=9)  # same files, other pixels
+    with pytest.raises(ConfigError, match="the training data changed since the checkpoint"):
+        train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
+    result = train_in_process(tmp_path, data_root, f"resume={run_dir}", "resume_force=true", steps=3, run_dir=run_dir)
+    assert result.step == 3 and "Continuing on the new data" in caplog.text
+
+
+def test_a_checkpoint_from_before_the_data_package_resumes(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    path = checkpoint.checkpoint_path(run_dir, 2)
+    state = checkpoint.load(path)
+    state["config"]["dataset"]["source"]["_target_"] = "ganrun.datasets.fashion_mnist"  # the old module path
+    torch.save(state, path)
+    assert checkpoint.load_for_resume(str(run_dir))[0]["config"]["dataset"]["source"]["_target_"] == \
+        "ganrun.data.sources.fashion_mnist"
+    assert train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3

@@ -5,9 +5,9 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
-import ganrun.cli  # noqa: F401  (resolvers)
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 
-from ganrun.job_names import CONSTANT_KEYS_ENV, constant_keys, job_dir_name
+from ganrun.sweep.job_names import CONSTANT_KEYS_ENV, constant_keys, job_dir_name
 
 
 def test_constant_keys_are_the_non_sweep_overrides():

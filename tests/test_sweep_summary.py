@@ -5,7 +5,7 @@ import json
 
 import yaml
 
-from ganrun.sweep_summary import write_summary
+from ganrun.sweep.summary import write_summary
 
 
 def write_job(sweep, name, final_fid, final_n, best_fid, best_step, best_n):

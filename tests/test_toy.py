@@ -7,7 +7,8 @@ import pytest
 import torch
 from helpers import events, train_in_process
 
-from ganrun import checkpoint, toy
+from ganrun import checkpoint
+from ganrun.data import toy
 from ganrun.errors import ConfigError
 from ganrun.metrics.report import evaluate_generator
 

@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from ganrun import distributed
 from ganrun.checkpoint import save_atomic
-from ganrun.config import build
-from ganrun.data import decode_all
+from ganrun.data import build_source, decode_all
+from ganrun.errors import StorageError
 from ganrun.metrics import scores
 from ganrun.metrics.classifier import RECIPE, SmallClassifier, train_classifier
 from ganrun.metrics.extractors import (
@@ -29,6 +29,7 @@ from ganrun.metrics.extractors import (
     find_inception_weights,
     hub_inception_path,
 )
+from ganrun.trust import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,53 @@ def load_real_splits(dataset_cfg, num_workers=0):
     """uint8 images and labels of the training split and a held-out split (the test split where the dataset
     has one, else a seeded 10% of the data)."""
     res, ch = dataset_cfg.resolution, dataset_cfg.channels
-    source = build(dataset_cfg.source)
+    source = build_source(dataset_cfg)
     images, labels = decode_all(source, res, ch, num_workers)
     if "train" in dataset_cfg.source:
-        test_images, test_labels = decode_all(build(dataset_cfg.source, train=False), res, ch, num_workers)
+        test_images, test_labels = decode_all(build_source(dataset_cfg, train=False), res, ch, num_workers)
         return (images, labels), (test_images, test_labels)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     n_test = max(1, len(images) // 10)
     test, train = order[:n_test], order[n_test:]
     return (images[train], labels[train]), (images[test], labels[test])
+
+
+def real_statistics_key(metrics_cfg, dataset_cfg, data_hash: str, extractor_protocol: dict, n_real: int) -> str:
+    """Hash of everything that changes the cached real statistics: the data and split, how many images feed the
+    mean/covariance and how many features are kept (KID, precision/recall), the image size, the evaluation batch
+    size (batched convolutions differ in the last bits), the extractor, and the library versions."""
+    import torchmetrics
+
+    fields = {"data": data_hash, "split": metrics_cfg.real_split, "n_real": n_real,
+              "n_kept": min(metrics_cfg.num_real_kept, n_real), "batch_size": metrics_cfg.batch_size,
+              "resolution": dataset_cfg.resolution, "channels": dataset_cfg.channels,
+              "extractor": extractor_protocol, "torch": str(torch.__version__),
+              "torchmetrics": torchmetrics.__version__}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _load_cached(path: Path, keys=("state_dict", "num_classes", "test_accuracy")) -> dict | None:
+    """A cache file's content, or None when it is absent or cannot be used (truncated, corrupt, another format):
+    a damaged cache is recomputed with a warning naming the file, it never blocks a run."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or any(k not in saved for k in keys):
+            raise ValueError(f"expected a dict with {', '.join(keys)}")
+        return saved
+    except Exception as exc:  # torch raises many types for a damaged file
+        log.warning("Metrics cache file %s cannot be used (%s: %s); recomputing it.", path, type(exc).__name__,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        return None
+
+
+def _save_cache(state: dict, path: Path) -> None:
+    """A cache that cannot be written (disk full, read-only) costs a recomputation later, never the run."""
+    try:
+        save_atomic(state, path)
+    except StorageError as exc:
+        log.warning("Metrics cache not written: %s", exc)
 
 
 class Evaluator:
@@ -119,9 +158,10 @@ class Evaluator:
                 "the offline classifier needs a labelled dataset (class sub-folders); this one has one class. "
                 "Provide Inception weights with metrics.inception_weights=PATH, or set metrics.every=0.")
         epochs = self.cfg.classifier_epochs
-        path = self.cache_dir / "classifiers" / f"{self.dataset_cfg.name}-{self.data_hash}-{RECIPE}-e{epochs}.pt"
-        if path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+        path = self.cache_dir / "classifiers" / safe_name(
+            f"{self.dataset_cfg.name}-{self.data_hash}-{RECIPE}-e{epochs}.pt")
+        saved = _load_cached(path)
+        if saved is not None:
             model = SmallClassifier(images.shape[1], saved["num_classes"])
             model.load_state_dict(saved["state_dict"])
             accuracy = saved["test_accuracy"]
@@ -129,7 +169,7 @@ class Evaluator:
             log.info("Training the offline classifier on %d labelled images (cached in %s)", len(images), path)
             model, accuracy = train_classifier(images, labels, test_images, test_labels, num_classes, self.device,
                                                epochs=epochs)
-            save_atomic({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+            _save_cache({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                          "num_classes": num_classes, "test_accuracy": accuracy}, path)
         log.info("Offline classifier test accuracy: %.4f", accuracy)
         protocol = {
@@ -153,24 +193,22 @@ class Evaluator:
 
     def _real_statistics(self, images: torch.Tensor) -> dict:
         n_real = min(self.cfg.num_real, len(images))
-        key_fields = {"data": self.data_hash, "split": self.cfg.real_split, "n_real": n_real,
-                      "resolution": self.dataset_cfg.resolution, "channels": self.dataset_cfg.channels,
-                      "extractor": self.extractor.protocol}
-        key = hashlib.sha1(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
-        path = self.cache_dir / "real_stats" / (
+        key = real_statistics_key(self.cfg, self.dataset_cfg, self.data_hash, self.extractor.protocol, n_real)
+        path = self.cache_dir / "real_stats" / safe_name(
             f"{self.dataset_cfg.name}-{self.cfg.real_split}-{self.dataset_cfg.resolution}px-{self.extractor.name}-"
-            f"{key}.pt")
-        if path.is_file():
+            f"{key}.pt")  # names from the config stay one file inside the cache dir
+        cached = _load_cached(path, ("mu", "sigma", "n", "features"))
+        if cached is not None:
             self.cache_hits += 1
             log.info("Real-data statistics loaded from cache %s", path)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return cached
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:n_real]
         batch = self.cfg.batch_size
         batches = (images[order[i : i + batch]].float().div(127.5).sub(1.0) for i in range(0, n_real, batch))
         features, _ = self._features(batches, n_real, f"Real-data statistics ({n_real} images, cached)")
         mu, sigma = scores.feature_statistics(features)
         stats = {"mu": mu, "sigma": sigma, "n": n_real, "features": features[: self.cfg.num_real_kept].float()}
-        save_atomic(stats, path)
+        _save_cache(stats, path)
         self.stats_computed += 1
         log.info("Real-data statistics of %d images computed and cached in %s", n_real, path)
         return stats
@@ -196,6 +234,7 @@ class Evaluator:
             fid = None
         real_kept = self.real["features"]
         n_pr = min(len(real_kept), len(fake), self.cfg.pr_samples)
+        kid_m = scores.kid_subset_size(self.cfg.kid_subset_size, len(real_kept), len(fake))
         kid, kid_std = scores.kernel_inception_distance(real_kept, fake, self.cfg.kid_subsets,
                                                         self.cfg.kid_subset_size)
         precision, recall = scores.precision_recall(real_kept[:n_pr], fake[:n_pr], k=self.cfg.pr_k)
@@ -207,6 +246,9 @@ class Evaluator:
             values.update({"classes_covered": covered, "class_KL": kl})
         protocol = {**self.extractor.protocol, "dataset": self.dataset_cfg.name, "real_split": self.cfg.real_split,
                     "n_real": self.real["n"], "n_generated": num_samples, "resolution": self.dataset_cfg.resolution,
-                    "precision_recall": f"k={self.cfg.pr_k}, {n_pr} vs {n_pr}",
-                    "KID": f"{self.cfg.kid_subsets} subsets of {min(self.cfg.kid_subset_size, len(real_kept))}"}
+                    "precision_recall": f"k={self.cfg.pr_k}, {n_pr} real vs {n_pr} generated samples on the "
+                                        f"{self.extractor.name} features above (Kynkaanniemi et al. 2019 use "
+                                        "VGG-16 features and 50000 samples)",
+                    "KID": f"{self.cfg.kid_subsets} subsets of {kid_m}, cubic polynomial kernel",
+                    "IS": "10 equal splits, population std"}
         return {"extractor": self.extractor.name, "metrics": values, "protocol": protocol}

@@ -6,6 +6,7 @@ Each maps generated or real images in [-1, 1] to (features, class probabilities)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ganrun.errors import ConfigError
 from ganrun.metrics.classifier import SmallClassifier, to_model_input
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,9 @@ INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 )
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
+# SHA-256 of that file (95,628,359 bytes; the torch hub name carries its first 8 hex digits). The same bytes are
+# pytorch-fid's pt_inception-2015-12-05-6726825d.pth.
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 
 def file_sha256(path: Path) -> str:
@@ -30,6 +35,35 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def verify_inception_weights(path: Path) -> str:
+    """The file's SHA-256, after checking it is torch-fidelity's Inception file: anything else (a tampered or
+    truncated download, a pickle someone pointed metrics.inception_weights at) is refused before it is opened."""
+    actual = file_sha256(path)
+    if actual != INCEPTION_SHA256:
+        raise ConfigError(
+            f"Inception weights {path}: SHA-256 {actual} is not the expected {INCEPTION_SHA256} of {INCEPTION_FILE}. "
+            f"The file is damaged or not the standard weights; it was not loaded. Delete it and download {INCEPTION_URL} "
+            "again (or set metrics.inception_weights to the right file)."
+        )
+    return actual
+
+
+@contextlib.contextmanager
+def weights_only_loads():
+    """torch-fidelity reads the weights with torch.load(weights_only=False); force weights_only=True while it
+    builds the network, so even a verified file is read as tensors only, never unpickled as objects."""
+    original = torch.load
+
+    def load(*args, **kwargs):
+        return original(*args, **{**kwargs, "weights_only": True})
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
 
 
 def hub_inception_path() -> Path:
@@ -62,7 +96,11 @@ def find_inception_weights(configured: str | None, allow_download: bool) -> tupl
         return None, f"{cached} is absent and downloads are off (metrics.download=false)"
     try:
         download(INCEPTION_URL, cached)
+        verify_inception_weights(cached)
         return cached, ""
+    except ConfigError:
+        cached.unlink(missing_ok=True)  # a bad download must not poison the cache for later runs
+        raise
     except Exception as exc:  # offline: URLError, timeout, HTTP errors
         return None, f"{cached} is absent and downloading {INCEPTION_URL} failed ({exc})"
 
@@ -81,11 +119,13 @@ class InceptionExtractor:
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         self.device = device
-        self.net = NoTrainInceptionV3("inception-v3-compat", ["2048"],
-                                      feature_extractor_weights_path=str(weights), antialias=False).to(device)
+        digest = verify_inception_weights(weights)
+        with weights_only_loads():
+            self.net = NoTrainInceptionV3("inception-v3-compat", ["2048"],
+                                          feature_extractor_weights_path=str(weights), antialias=False).to(device)
         self.protocol = {
             "extractor": "inception-v3-compat (torch-fidelity pt_inception-2015-12-05), pool3 2048-d",
-            "weights_sha256": file_sha256(weights),
+            "weights_sha256": digest,
             "resize": "to 299 px, bilinear TF1-compatible (torch-fidelity), no antialias",
         }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 
 
@@ -40,22 +41,28 @@ def covariance_rank_warning(n_samples: int, dim: int, what: str) -> str | None:
     return None
 
 
+def kid_subset_size(subset_size: int, n_real: int, n_fake: int) -> int:
+    """The subset size KID actually uses: the requested one, or fewer when either side has fewer samples."""
+    return min(subset_size, n_real, n_fake)
+
+
 def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
                               seed: int = 0) -> tuple[float, float]:
-    """KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel (x.y / d + 1)^3, mean and std over subsets."""
+    """KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3, mean and
+    (population, ddof=0) std over `subsets` random subsets. Subsets are drawn as torch-fidelity draws them
+    (numpy RandomState(seed).choice without replacement, real then fake), so with its rng_seed the numbers match."""
     real, fake = real.double(), fake.double()
-    m = min(subset_size, len(real), len(fake))
+    m = kid_subset_size(subset_size, len(real), len(fake))
     d = real.shape[1]
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.RandomState(seed)
     values = []
     for _ in range(subsets):
-        x = real[torch.randperm(len(real), generator=generator)[:m]]
-        y = fake[torch.randperm(len(fake), generator=generator)[:m]]
+        x = real[torch.from_numpy(rng.choice(len(real), m, replace=False))]
+        y = fake[torch.from_numpy(rng.choice(len(fake), m, replace=False))]
         k_xx, k_yy, k_xy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
         off_diagonal = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
         values.append((off_diagonal - 2 * k_xy.mean()).item())
-    values_t = torch.tensor(values)
-    return values_t.mean().item(), values_t.std().item() if len(values) > 1 else 0.0
+    return float(np.mean(values)), float(np.std(values))
 
 
 def _kth_neighbour_radii(points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
@@ -87,14 +94,18 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
 
 
 def inception_score(probabilities: torch.Tensor, splits: int = 10) -> tuple[float, float]:
-    """exp(E_x KL(p(y|x) || p(y))) over `splits` chunks (Salimans et al. 2016): mean and std."""
+    """exp(E_x KL(p(y|x) || p(y))) (Salimans et al. 2016) on `splits` consecutive, equal (to one sample) parts,
+    mean and population (ddof=0) std over the parts: torch-fidelity's protocol (without its shuffle)."""
     p = probabilities.double().clamp(min=1e-12)
+    n = len(p)
+    if n < splits:
+        raise ValueError(f"the Inception Score needs at least {splits} samples for {splits} splits, got {n}")
     scores = []
-    for part in p.chunk(splits):
+    for i in range(splits):
+        part = p[i * n // splits : (i + 1) * n // splits]
         marginal = part.mean(dim=0, keepdim=True)
         scores.append((part * (part.log() - marginal.log())).sum(dim=1).mean().exp().item())
-    scores_t = torch.tensor(scores)
-    return scores_t.mean().item(), scores_t.std().item() if len(scores) > 1 else 0.0
+    return float(np.mean(scores)), float(np.std(scores))
 
 
 def class_coverage(predicted: torch.Tensor, real_histogram: torch.Tensor) -> tuple[int, float]:

@@ -82,8 +82,8 @@ class ConditionalDiscriminator(nn.Module):
         self.num_classes = _classes(conditioning, num_classes)
         self.in_channels = channels + (self.num_classes if conditioning == "concat" else 0)
 
-    def make_heads(self, feature_dim: int) -> None:
-        self.adversarial = nn.Linear(feature_dim, 1)
+    def make_heads(self, feature_dim: int, bias: bool = True) -> None:
+        self.adversarial = nn.Linear(feature_dim, 1, bias=bias)
         self.embed = nn.Embedding(self.num_classes, feature_dim) if self.conditioning == "projection" else None
         self.classifier = nn.Linear(feature_dim, self.num_classes) if self.conditioning == "acgan" else None
 

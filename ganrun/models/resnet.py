@@ -50,6 +50,7 @@ class UpBlock(nn.Module):
             norm_layer(norm, c_out), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, 1, 1),
         )
         self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 1))
+        _init_residual(self.main, self.shortcut)
 
     def forward(self, x):
         return self.main(x) + self.shortcut(x)
@@ -69,6 +70,7 @@ class DownBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1), *pool)
         else:
             self.shortcut = nn.Identity()
+        _init_residual(self.main, self.shortcut)
 
     def forward(self, x):
         return self.main(x) + self.shortcut(x)
@@ -85,7 +87,7 @@ class Generator(ConditionalGenerator):
         self.blocks = nn.Sequential(*[UpBlock(a, b, norm) for a, b in zip(widths, widths[1:])])
         self.out = nn.Sequential(norm_layer(norm, widths[-1]), nn.ReLU(), nn.Conv2d(widths[-1], channels, 3, 1, 1),
                                  nn.Tanh())
-        _init(self)
+        _init(self.linear, self.out)
         parametrize_weights(self, weight_param)
 
     def body(self, z: torch.Tensor) -> torch.Tensor:
@@ -109,18 +111,27 @@ class Discriminator(ConditionalDiscriminator):
             blocks += [DownBlock(widths[-2], widths[-1], norm, downsample=False)]
             feature_dim = widths[-1]
         self.blocks = nn.Sequential(*blocks)
-        self.make_heads(feature_dim)
-        _init(self)
+        self.make_heads(feature_dim, bias=False)  # the reference D head has no bias (nobias=True)
+        _init(self.adversarial, self.embed, self.classifier)
         parametrize_weights(self, weight_param)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling
 
 
-def _init(module: nn.Module) -> None:
-    """Xavier-uniform weights, zero biases, as in the SNGAN reference implementation's residual blocks."""
-    for layer in module.modules():
-        if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(layer.weight)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
+def _init(*modules, gain: float = 1.0) -> None:
+    """Xavier-uniform weights with `gain`, zero biases: chainer's GlorotUniform(scale) is xavier_uniform_ with
+    gain=scale. Miyato's reference code (pfnet-research/sngan_projection, gen_models/ and dis_models/resblocks.py,
+    resnet_32.py, snresnet_32.py) uses gain sqrt(2) in the residual branches' 3x3 convs and gain 1 everywhere
+    else (shortcut 1x1 convs, G's input linear and output conv, D's head and class embedding)."""
+    for module in modules:
+        for layer in module.modules() if module is not None else ():
+            if isinstance(layer, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                nn.init.xavier_uniform_(layer.weight, gain=gain)
+                if getattr(layer, "bias", None) is not None:
+                    nn.init.zeros_(layer.bias)
+
+
+def _init_residual(main: nn.Module, shortcut: nn.Module) -> None:
+    _init(main, gain=math.sqrt(2))
+    _init(shortcut)

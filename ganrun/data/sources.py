@@ -27,11 +27,11 @@ def _mnist_family(cls, root, train, download, extra_dirs=()):
     """torchvision's MNIST-style dataset from `root`, a folder of IDX(.gz) files, or the internet."""
     root = os.path.abspath(os.path.expanduser(root))
     tried = [f"{cls.__name__} in torchvision layout under {root}"]
+    raw_folder = os.path.join(root, cls.__name__, "raw")
     try:
         return cls(root, train=train, download=False)
-    except RuntimeError:
-        pass
-    raw_folder = os.path.join(root, cls.__name__, "raw")
+    except Exception as exc:  # absent (RuntimeError), or present and broken (anything from the IDX reader)
+        _refuse_to_overwrite(cls, raw_folder, exc)
     for folder in extra_dirs:
         files = [os.path.basename(u) for u, _ in cls.resources]
         tried.append(f"IDX files {', '.join(files)} in {folder}")
@@ -57,6 +57,20 @@ def _mnist_family(cls, root, train, download, extra_dirs=()):
     )
 
 
+def _refuse_to_overwrite(cls, raw_folder: str, exc: Exception) -> None:
+    """Files of the dataset already in the user's root that cannot be read are named, never replaced by
+    another copy (extracting or downloading would write over them)."""
+    names = [os.path.basename(u) for u, _ in cls.resources]
+    present = [os.path.join(raw_folder, n) for name in names for n in (name, os.path.splitext(name)[0])
+               if os.path.exists(os.path.join(raw_folder, n))]
+    if present:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{cls.__name__}: {', '.join(present)} cannot be read ({reason}). ganrun does not overwrite files in "
+            f"your data root: fix or remove them (then the dataset is looked up or downloaded again)."
+        ) from exc
+
+
 def fashion_mnist(root: str, train: bool = True, download: bool = True):
     """Fashion-MNIST; also found in Debian's `dataset-fashion-mnist` package when installed."""
     return _mnist_family(torchvision.datasets.FashionMNIST, root, train, download, [DEBIAN_FASHION_MNIST])
@@ -79,13 +93,58 @@ def cifar10(root: str, train: bool = True, download: bool = True):
         ) from exc
 
 
+def _is_image(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+def _identity(folder: str) -> tuple[int, int]:
+    info = os.stat(folder)
+    return info.st_dev, info.st_ino
+
+
+def walk_once(folder: str, seen: set | None = None):
+    """Files under `folder` (symlinked folders followed), each real folder visited once: a symlink loop or a
+    link to a parent cannot repeat the data. Folders already in `seen` (other classes, the root) are skipped."""
+    seen = set() if seen is None else seen
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        if current != folder and _identity(current) in seen:
+            dirs[:] = []
+            continue
+        seen.add(_identity(current))
+        dirs.sort()
+        for name in sorted(files):
+            yield os.path.join(current, name)
+
+
+class ClassFolders(torchvision.datasets.ImageFolder):
+    """ImageFolder (one sub-folder per class) that skips hidden folders and visits each real folder once."""
+
+    @staticmethod
+    def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        samples = []
+        # The root and every class folder belong to themselves: a link from one class into another (or up to
+        # the root) is not followed, so no image is read twice or under another class.
+        seen = {_identity(directory)} | {_identity(os.path.join(directory, name)) for name in class_to_idx}
+        for name, index in sorted(class_to_idx.items()):
+            found = [(path, index) for path in walk_once(os.path.join(directory, name), seen)
+                     if _is_image(path) and os.path.isfile(path)]
+            if not found and not allow_empty:
+                raise FileNotFoundError(f"the class folder {name} has no image files")
+            samples += found
+        return samples
+
+    def find_classes(self, directory):
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+        return classes, {name: i for i, name in enumerate(classes)}
+
+
 class FlatImageFolder(torchvision.datasets.VisionDataset):
     """All images directly inside one folder, label 0 (ImageFolder needs one sub-folder per class)."""
 
     def __init__(self, root: str):
         super().__init__(root)
         self.samples = sorted(
-            str(p) for p in Path(root).iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+            str(p) for p in Path(root).iterdir() if p.is_file() and _is_image(p.name)
         )
         self.classes: list[str] = []
 
@@ -99,16 +158,26 @@ class FlatImageFolder(torchvision.datasets.VisionDataset):
 def image_folder(path: str, skip_unreadable: bool = False):
     """An ImageFolder tree (sub-folder per class, labels kept) or a flat folder of images.
 
-    Every file is decoded once up front, so an unreadable or truncated image stops the run before training
+    A folder holding both images and (non-hidden) sub-folders is refused: neither reading would be what was
+    meant for sure, and silently training on only one part is worse than asking. Every file is decoded once up front, so an unreadable or truncated image stops the run before training
     (naming the files), or is left out and counted when `skip_unreadable` is set.
     """
     if path is None or not os.path.isdir(os.path.expanduser(str(path))):
         raise DataNotFoundError(f"dataset.path={path!r} is not a folder. Point it at a folder of images.")
     path = os.path.abspath(os.path.expanduser(path))
-    has_class_dirs = any(entry.is_dir() for entry in os.scandir(path))
-    if has_class_dirs:
+    entries = list(os.scandir(path))
+    class_dirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    loose = [e.name for e in entries if e.is_file() and _is_image(e.name)]
+    if class_dirs and loose:
+        raise ConfigError(
+            f"dataset.path={path} holds {len(loose)} image file(s) next to {len(class_dirs)} sub-folder(s) "
+            f"({', '.join(class_dirs[:5])}{', ...' if len(class_dirs) > 5 else ''}). Use either a flat folder of "
+            "images (one class) or one sub-folder per class: move the loose images into a sub-folder, or the "
+            "sub-folders out."
+        )
+    if class_dirs:
         try:
-            dataset = torchvision.datasets.ImageFolder(path, loader=_open_image)
+            dataset = ClassFolders(path, loader=_open_image)
         except FileNotFoundError as exc:
             raise ConfigError(f"dataset.path={path}: {exc}") from exc
     else:

@@ -14,6 +14,8 @@ import os
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from ganrun.trust import safe_name
+
 CONSTANT_KEYS_ENV = "GANRUN_SWEEP_CONSTANT_KEYS"
 
 
@@ -27,10 +29,13 @@ def constant_keys(sweep_overrides, swept_params=()) -> list[str]:
 def job_dir_name(number, overrides, exclude_keys=(), limit: int = 150) -> str:
     """`<job number>_<overrides>` for a sweep job (Hydra resolver): the job's overrides, sorted and joined by ","
     as in Hydra's override_dirname, without `exclude_keys` and the sweep's constant keys; shortened with a hash
-    beyond `limit` characters (file names are capped at 255 bytes and long override lists exceed it)."""
+    beyond `limit` characters (file names are capped at 255 bytes and long override lists exceed it). Path
+    separators and `..` in values are replaced: a job dir is always one folder inside the sweep dir."""
     left_out = set(exclude_keys) | set(json.loads(os.environ.get(CONSTANT_KEYS_ENV, "[]")))
     parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
     shown = ",".join(sorted(o.input_line for o in parsed if o.key_or_group not in left_out))
+    if shown:  # a value like `a/../../x` must not place the job dir outside the sweep dir
+        shown = safe_name(shown)
     name = f"{number}_{shown}" if shown else str(number)
     if len(name) <= limit:
         return name

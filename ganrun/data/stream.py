@@ -8,13 +8,20 @@ checkpoint needs to continue exactly.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2 as T
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ganrun.config import build
@@ -25,6 +32,20 @@ log = logging.getLogger(__name__)
 IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
 
 
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def to_mode(img, mode: str):
+    """`img` in mode L or RGB. 16-bit (and 32-bit integer) grayscale is scaled to 8 bits (v / 257, so 65535 ->
+    255), not clipped: PIL's own convert("L") saturates every value above 255, turning a 16-bit image white."""
+    if img.mode in HIGH_BIT_DEPTH_MODES:
+        values = np.asarray(img, dtype=np.float64)
+        if img.mode != "I" or values.max(initial=0) > 255:  # "I" holding 8-bit values stays as it is
+            values = values / 257.0
+        img = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    return img.convert(mode)
+
+
 def image_transform(resolution: int, channels: int) -> T.Compose:
     """PIL image of any mode/size -> uint8 tensor (channels, resolution, resolution): resize, centre crop."""
     if channels not in (1, 3):
@@ -32,7 +53,7 @@ def image_transform(resolution: int, channels: int) -> T.Compose:
     mode = "L" if channels == 1 else "RGB"
     return T.Compose(
         [
-            T.Lambda(lambda img: img.convert(mode)),
+            T.Lambda(functools.partial(to_mode, mode=mode)),
             T.PILToTensor(),
             T.Resize(resolution, antialias=True),
             T.CenterCrop(resolution),
@@ -90,6 +111,56 @@ def _to_gray(images: torch.Tensor) -> torch.Tensor:
     return T.functional.rgb_to_grayscale(images)
 
 
+RESIZE_MODES = ("resize", "pad")
+
+
+def _pad_offsets(height: int, width: int, resolution: int, name: str) -> tuple[int, int]:
+    if height > resolution or width > resolution:
+        raise ConfigError(f"dataset.resize=pad cannot fit {width}x{height} images of {name} into "
+                          f"dataset.resolution={resolution}: raise the resolution or use dataset.resize=resize.")
+    return (resolution - height) // 2, (resolution - width) // 2
+
+
+class PaddedSource(Dataset):
+    """A dataset source whose images are zero-padded (centred) to resolution x resolution: the lossless way to,
+    e.g., 28 px Fashion-MNIST at the 32 px a 4x4-start DCGAN makes, where resizing would blur every image.
+
+    Sources that keep their decoded array (torchvision's MNIST family, CIFAR) get it padded once as `data`, so
+    `decode_all` keeps its fast path; others are padded image by image.
+    """
+
+    def __init__(self, source, resolution: int):
+        self.source, self.resolution = source, resolution
+        self.classes = getattr(source, "classes", None)
+        self.root = getattr(source, "root", "?")
+        data = getattr(source, "data", None)
+        if data is not None and hasattr(source, "targets"):
+            data = torch.as_tensor(data)  # (N, H, W) or channels last (N, H, W, C)
+            top, left = _pad_offsets(data.shape[1], data.shape[2], resolution, type(source).__name__)
+            pad = [left, resolution - data.shape[2] - left, top, resolution - data.shape[1] - top]
+            self.data = F.pad(data, [0, 0] + pad if data.ndim == 4 else pad)
+            self.targets = source.targets
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        img, label = self.source[index]
+        top, left = _pad_offsets(img.height, img.width, self.resolution, _sample_name(self.source, index))
+        canvas = Image.new(img.mode, (self.resolution, self.resolution))  # zeros: black (and transparent)
+        canvas.paste(img, (left, top))
+        return canvas, label
+
+
+def build_source(cfg, **overrides):
+    """The configured dataset source, padded to `cfg.resolution` when `cfg.resize` is pad."""
+    mode = cfg.get("resize", "resize")
+    if mode not in RESIZE_MODES:
+        raise ConfigError(f"dataset.resize={mode!r} is not one of {', '.join(RESIZE_MODES)}.")
+    source = build(cfg.source, **overrides)
+    return PaddedSource(source, cfg.resolution) if mode == "pad" else source
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """What the rest of ganrun needs to know about a dataset, decided once from its config and source."""
@@ -99,6 +170,7 @@ class DatasetInfo:
     num_classes: int | None
     sample_shape: tuple  # one sample: (channels, H, W) for images, `dataset.shape` for points
     points: bool  # toy points drawn fresh each batch (scatter plots, scored by the mixture) rather than images
+    fingerprint: str = ""  # content hash of the data (see `fingerprint`); "" when the source was not loaded
 
     def describe(self) -> str:
         kind = f"{self.size} modes of {self.sample_shape[0]}-D points" if self.points else f"{self.size} images"
@@ -106,11 +178,11 @@ class DatasetInfo:
         return f"Dataset {self.name}: {kind}{classes}, sample shape {self.sample_shape}"
 
 
-def dataset_info(cfg, size: int = 0) -> DatasetInfo:
-    """The description of `cfg` (a dataset config); `size` is known once the source is loaded."""
+def dataset_info(cfg, size: int = 0, fingerprint: str = "") -> DatasetInfo:
+    """The description of `cfg` (a dataset config); `size` and `fingerprint` are known once the source is loaded."""
     points = bool(cfg.get("shape"))
     shape = tuple(cfg.shape) if points else (cfg.channels, cfg.resolution, cfg.resolution)
-    return DatasetInfo(cfg.name, size, cfg.get("num_classes"), shape, points)
+    return DatasetInfo(cfg.name, size, cfg.get("num_classes"), shape, points, fingerprint)
 
 
 def resolve_root(cfg) -> None:
@@ -155,13 +227,13 @@ def fill_image_shape(cfg, source) -> None:
 def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
     """Instantiate the configured source after the config fix-ups (which edit `cfg` in place), and describe it."""
     resolve_root(cfg)
-    source = build(cfg.source)
+    source = build_source(cfg)
     if len(source) == 0:
         raise ConfigError(f"dataset {cfg.name} is empty.")
     fill_num_classes(cfg, source)
     fill_image_shape(cfg, source)
     log.info("Dataset %s read from %s", cfg.name, getattr(source, "root", "?"))
-    return source, dataset_info(cfg, len(source))
+    return source, dataset_info(cfg, len(source), fingerprint(source, cfg))
 
 
 def make_stream(source, info: DatasetInfo, cfg, device, rank: int = 0, world: int = 1):
@@ -171,6 +243,42 @@ def make_stream(source, info: DatasetInfo, cfg, device, rank: int = 0, world: in
         return source.stream(trainer.batch_size, device)
     return BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed, device,
                        cfg.dataset.in_memory, trainer.num_workers, rank, world)
+
+
+FULL_CONTENT_HASH_BYTES = 1024**3
+
+
+def fingerprint(source, cfg) -> str:
+    """A short hash of the dataset's content, so a resume can refuse data that changed under the run.
+
+    Decoded arrays (MNIST, CIFAR) are hashed whole; image folders by relative path, label and bytes of every
+    file (path, label, size and mtime only when the files add up to more than 1 GiB, to stay cheap); generated
+    toy data by its settings. Where the data lives (root, path) is not part of it: data may move.
+    """
+    digest = hashlib.sha1()
+    data, samples = getattr(source, "data", None), getattr(source, "samples", None)
+    if data is not None and hasattr(source, "targets"):
+        for array in (data, source.targets):
+            array = np.ascontiguousarray(np.asarray(array))
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+    elif samples is not None:
+        entries = [(s if isinstance(s, tuple) else (s, 0)) for s in samples]
+        root = os.path.abspath(getattr(source, "root", None) or os.path.commonpath([p for p, _ in entries]))
+        stats = [os.stat(path) for path, _ in entries]
+        whole = sum(st.st_size for st in stats) <= FULL_CONTENT_HASH_BYTES
+        for (path, label), st in zip(entries, stats):
+            digest.update(f"{os.path.relpath(path, root)}\0{label}\0{st.st_size}\0".encode())
+            if whole:
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+            else:
+                digest.update(str(st.st_mtime_ns).encode())
+    else:
+        settings = OmegaConf.to_container(cfg.source, resolve=True) if isinstance(cfg.source, DictConfig) else cfg.source
+        settings = {k: v for k, v in dict(settings).items() if k not in ("root", "path", "download")}
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
 
 
 class BatchStream:

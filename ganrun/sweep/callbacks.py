@@ -12,8 +12,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ganrun.job_names import CONSTANT_KEYS_ENV, constant_keys
-from ganrun.sweep_summary import write_summary
+from ganrun.sweep.job_names import CONSTANT_KEYS_ENV, constant_keys
+from ganrun.sweep.summary import write_summary
 
 log = logging.getLogger("ganrun")
 
@@ -52,7 +52,7 @@ class SweepSummary(Callback):
 
 class SweepJobNames(Callback):
     """Before any job is configured: tell the jobs which overrides are the same for all of them, so their dir
-    names leave those out (ganrun.job_names)."""
+    names leave those out (ganrun.sweep.job_names)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         params = config.hydra.sweeper.get("params") or {}

@@ -1,5 +1,9 @@
 """At the end of a sweep: one table of every job's overrides and metrics, best first (CSV, Markdown, stdout).
 
+Jobs are ranked by downstream value (gain in test accuracy of the fixed classifier from adding generated data,
+`metrics.downstream`) when any job has it, else by final FID. `diagnoses` lists each job's training-failure
+episodes (ganrun.diagnostics).
+
 FID depends on the number of generated samples (it falls as they grow), so every FID comes with its count:
 `final_samples` for the final evaluation (metrics.final_num_samples), `best_samples` for the best evaluation
 during training (metrics.num_samples). The Markdown table puts a count shared by all jobs into the header
@@ -14,8 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from ganrun.downstream import summary_values
+
 METRIC_COLUMNS = ("FID", "KID", "IS", "precision", "recall", "classes_covered", "final_samples", "best_FID",
-                  "best_step", "best_samples", "loss/D", "loss/G", "step")
+                  "best_step", "best_samples", "accuracy_real", "accuracy_real+generated", "CAS", "downstream_gain",
+                  "diagnoses", "loss/D", "loss/G", "step")
 SAMPLE_COUNTS = {"FID": "final_samples", "best_FID": "best_samples"}
 
 
@@ -47,12 +54,33 @@ def job_row(job_dir: Path) -> dict:
         row.update({"best_FID": best["FID"], "best_step": best["step"], "step": report["step"],
                     "best_samples": _samples_at(job_dir, best["step"]) if best["FID"] is not None else None,
                     **report.get("losses", {}), "extractor": extractor, "status": "done"})
+        row["diagnoses"] = "; ".join(_episode(e) for e in report.get("diagnostics") or []) or None
+    downstream = _downstream(job_dir, report if report_file.is_file() else {})
+    if downstream:
+        row.update(summary_values(downstream))
     return row
+
+
+def _episode(episode: dict) -> str:
+    return f"{episode['kind']} {episode['first_step']}-{'' if episode.get('open') else episode['last_step']}"
+
+
+def _downstream(job_dir: Path, report: dict) -> dict | None:
+    """The end-of-run downstream result in metrics.json, else one written by `ganrun-classify` (downstream.json)."""
+    if report.get("downstream"):
+        return report["downstream"]
+    written = job_dir / "downstream.json"
+    return json.loads(written.read_text()) if written.is_file() else None
 
 
 def _sort_key(row: dict):
     fid = row.get("FID")
     return (fid is None, fid if fid is not None else 0.0, str(row["job"]))
+
+
+def _downstream_key(row: dict):
+    gain = row.get("downstream_gain")
+    return (gain is None, -gain if gain is not None else 0.0, str(row["job"]))
 
 
 def _fmt(value) -> str:
@@ -63,7 +91,9 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path, str] | None:
     jobs = sorted(p for p in Path(sweep_dir).iterdir() if (p / ".hydra" / "overrides.yaml").is_file())
     if not jobs:
         return None
-    rows = sorted((job_row(job) for job in jobs), key=_sort_key)
+    rows = [job_row(job) for job in jobs]
+    by_downstream = any(row.get("downstream_gain") is not None for row in rows)
+    rows.sort(key=_downstream_key if by_downstream else _sort_key)
     columns = ["job", "overrides", *METRIC_COLUMNS, "extractor", "status", "dir"]
     csv_path, md_path = Path(sweep_dir) / "summary.csv", Path(sweep_dir) / "summary.md"
     with open(csv_path, "w", newline="") as f:
@@ -80,7 +110,9 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path, str] | None:
     lines = ["| " + " | ".join(headers[c] for c in shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in shown) + " |" for row in rows]
     table = "\n".join(lines) + "\n"
-    md_path.write_text(f"# Sweep {sweep_dir}\n\nSorted by final FID (lower is better); jobs without it last. "
+    order = ("downstream gain (accuracy of real+generated minus real, higher is better)" if by_downstream
+             else "final FID (lower is better)")
+    md_path.write_text(f"# Sweep {sweep_dir}\n\nSorted by {order}; jobs without it last. "
                        "FID is the final evaluation, best_FID the best one during training; @N is the number of "
                        "generated samples each was measured on (FID falls as N grows: compare like with like).\n\n"
                        + table)

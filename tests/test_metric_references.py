@@ -1,0 +1,123 @@
+"""Metrics against independent references on the same features: torch-fidelity's own functions (IS, KID,
+precision/recall) to 1e-6 relative, the protocol strings against what was computed, and the real-statistics
+cache key against every input that changes the cached content."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_prc import prc_features_to_metric
+
+from ganrun.metrics import scores
+from ganrun.metrics.evaluator import Evaluator, real_statistics_key
+
+REL = 1e-6
+
+
+def features(n, d=16, shift=0.0, seed=0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + shift
+
+
+def test_inception_score_matches_torch_fidelity_with_uneven_splits():
+    logits = features(1003, 10, seed=1) * 2.0  # 1003 samples: the 10 splits differ in size by one
+    reference = isc_features_to_metric(logits, splits=10, shuffle=False)
+    mean, std = scores.inception_score(logits.softmax(dim=1))
+    assert mean == pytest.approx(reference["inception_score_mean"], rel=REL)
+    assert std == pytest.approx(reference["inception_score_std"], rel=REL)  # population std (ddof=0)
+    assert std > 0
+
+
+@pytest.mark.parametrize("subsets,subset_size", [(7, 40), (3, 120)])
+def test_kid_matches_torch_fidelity(subsets, subset_size):
+    real, fake = features(150, seed=2), features(130, shift=0.3, seed=3)
+    reference = kid_features_to_metric(real, fake, kid_subsets=subsets, kid_subset_size=subset_size, rng_seed=5,
+                                       verbose=False)
+    mean, std = scores.kernel_inception_distance(real, fake, subsets, subset_size, seed=5)
+    assert mean == pytest.approx(reference["kernel_inception_distance_mean"], rel=REL)
+    assert std == pytest.approx(reference["kernel_inception_distance_std"], rel=REL)
+
+
+def test_kid_of_a_brute_force_unbiased_mmd_on_one_subset():
+    """One subset of all samples: KID is the unbiased MMD^2 of the whole sets, written out term by term."""
+    x, y = features(20, d=3, seed=4), features(20, d=3, shift=0.5, seed=6)
+    k = lambda a, b: (sum(ai * bi for ai, bi in zip(a.tolist(), b.tolist())) / 3 + 1) ** 3  # noqa: E731
+    m = len(x)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    assert scores.kernel_inception_distance(x, y, subsets=1, subset_size=m)[0] == pytest.approx(xx + yy - 2 * xy,
+                                                                                                rel=REL)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_precision_recall_match_torch_fidelity(k):
+    real, fake = features(300, d=4, seed=7), features(300, d=4, shift=1.0, seed=8) * 1.3
+    reference = prc_features_to_metric(fake.float(), real.float(), prc_neighborhood=k, prc_batch_size=10000,
+                                       save_cpu_ram=False, verbose=False)
+    precision, recall = scores.precision_recall(real, fake, k=k)
+    assert precision == pytest.approx(reference["precision"], rel=REL)
+    assert recall == pytest.approx(reference["recall"], rel=REL)
+    for other in (k - 1, k + 1):  # informative sets: an off-by-one k gives other values
+        if other >= 1:
+            assert scores.precision_recall(real, fake, k=other) != (precision, recall)
+
+
+class FakeExtractor:
+    """Features: the flattened image; probabilities: a softmax of its first 4 values."""
+
+    name, protocol = "stub", {"extractor": "stub"}
+
+    def __call__(self, images):
+        f = images.flatten(1).double()
+        return f, f[:, :4].softmax(dim=1)
+
+
+def stub_evaluator(n_real, **metrics):
+    evaluator = Evaluator.__new__(Evaluator)
+    evaluator.cfg = OmegaConf.create({"batch_size": 50, "kid_subsets": 3, "kid_subset_size": 1000, "pr_k": 3,
+                                      "pr_samples": 10000, "real_split": "train", **metrics})
+    evaluator.dataset_cfg = OmegaConf.create({"name": "stub", "resolution": 2})
+    evaluator.extractor = FakeExtractor()
+    real = features(n_real, d=8, seed=9)
+    mu, sigma = scores.feature_statistics(real)
+    evaluator.real = {"mu": mu, "sigma": sigma, "n": n_real, "features": real}
+    return evaluator
+
+
+def test_protocol_strings_report_what_was_computed():
+    evaluator = stub_evaluator(300)
+    result = evaluator.evaluate(lambda n: torch.randn(n, 2, 2, 2), 120)  # fewer fakes than kid_subset_size
+    protocol = result["protocol"]
+    assert protocol["KID"].startswith("3 subsets of 120,")
+    assert protocol["precision_recall"].startswith("k=3, 120 real vs 120 generated")
+    assert "VGG-16" in protocol["precision_recall"] and "stub features" in protocol["precision_recall"]
+    assert protocol["n_generated"] == 120 and protocol["n_real"] == 300
+
+
+def test_cache_key_changes_with_everything_that_changes_the_cached_content(monkeypatch):
+    metrics = OmegaConf.create({"real_split": "train", "num_real_kept": 10000, "batch_size": 250})
+    dataset = OmegaConf.create({"resolution": 28, "channels": 1})
+    base = dict(metrics_cfg=metrics, dataset_cfg=dataset, data_hash="abc", extractor_protocol={"e": "inception"},
+                n_real=50000)
+    key = real_statistics_key(**base)
+    assert real_statistics_key(**base) == key  # deterministic
+    variants = [
+        {"n_real": 40000},
+        {"data_hash": "abd"},
+        {"extractor_protocol": {"e": "classifier"}},
+        {"metrics_cfg": OmegaConf.merge(metrics, {"num_real_kept": 20000})},
+        {"metrics_cfg": OmegaConf.merge(metrics, {"batch_size": 100})},
+        {"metrics_cfg": OmegaConf.merge(metrics, {"real_split": "test"})},
+        {"dataset_cfg": OmegaConf.merge(dataset, {"resolution": 32})},
+        {"dataset_cfg": OmegaConf.merge(dataset, {"channels": 3})},
+    ]
+    keys = {real_statistics_key(**{**base, **variant}) for variant in variants}
+    assert key not in keys and len(keys) == len(variants)
+    monkeypatch.setattr(torch, "__version__", "0.0.1")
+    assert real_statistics_key(**base) != key
+    monkeypatch.undo()
+    import torchmetrics
+
+    monkeypatch.setattr(torchmetrics, "__version__", "0.0.1")
+    assert real_statistics_key(**base) != key

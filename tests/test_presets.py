@@ -1,0 +1,250 @@
+"""Each experiment preset against its paper: every number below is written as the paper (or its released code)
+gives it, with the section cited, and compared with what the composed config and the built objects use.
+
+Also: `loss=wgan_gp` alone is the WGAN-GP method, gradient penalties on BatchNorm critics warn, and one name per
+regularizer (a chosen regularizer of the kind the loss carries replaces it instead of running twice).
+"""
+
+import logging
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from hydra import compose, initialize_config_module
+
+import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
+from ganrun import losses, regularizers
+from ganrun.config import build, build_optimizer
+from ganrun.models import resnet
+from ganrun.schedules import warmup_then_decay
+
+
+def compose_config(*overrides):
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def optimizers(cfg):
+    """The built (G, D) optimizers: the values torch will use, not only the YAML."""
+    return [build_optimizer(cfg.optimizer[n], [nn.Parameter(torch.zeros(1))], n) for n in ("g", "d")]
+
+
+def built_models(cfg):
+    return build(cfg.model.generator), build(cfg.model.discriminator)
+
+
+def has(module, kind):
+    return any(isinstance(m, kind) for m in module.modules())
+
+
+# -- DCGAN: Radford et al. 2015 (arXiv:1511.06434) ------------------------------------------------------------
+def test_dcgan_preset_is_radford_et_al():
+    cfg = compose_config("experiment=dcgan")
+    assert cfg.trainer.batch_size == 128 and cfg.trainer.get("g_batch_size") is None  # sec. 4: batch 128
+    assert cfg.trainer.n_critic == 1
+    assert isinstance(build(cfg.loss), losses.NonSaturating) and build(cfg.regularizer) == {}
+    for opt in optimizers(cfg):  # sec. 4: Adam, lr 0.0002, beta1 0.5
+        assert isinstance(opt, torch.optim.Adam)
+        assert opt.defaults["lr"] == 0.0002 and opt.defaults["betas"] == (0.5, 0.999)
+    assert cfg.scheduler.decay == "constant"
+    assert cfg.model.z_dim == 100  # sec. 4 / fig. 1: 100-d z
+    G, D = built_models(cfg)
+    torch.manual_seed(0)
+    convs = [m.weight for m in list(G.modules()) + list(D.modules())
+             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.weight.numel() > 5000]
+    for w in convs:  # sec. 4: "initialized from a zero-centered Normal distribution with standard deviation 0.02"
+        assert abs(w.mean().item()) < 0.002 and w.std().item() == pytest.approx(0.02, rel=0.05)
+    slopes = {m.negative_slope for m in D.modules() if isinstance(m, nn.LeakyReLU)}
+    assert slopes == {0.2}  # sec. 4: "the slope of the leak was set to 0.2"
+    assert has(G, nn.BatchNorm2d) and has(D, nn.BatchNorm2d)  # sec. 3: batchnorm in both networks
+    assert not isinstance(D.net[1], nn.BatchNorm2d)  # ... but not on D's input layer
+
+
+# -- WGAN: Arjovsky et al. 2017 (arXiv:1701.07875) ------------------------------------------------------------
+def test_wgan_preset_is_arjovsky_et_al():
+    cfg = compose_config("experiment=wgan")
+    loss = build(cfg.loss)
+    assert isinstance(loss, losses.Wasserstein)
+    carried = regularizers.combine(loss.regularizers, build(cfg.regularizer) or {})
+    assert [type(r) for r in carried.values()] == [regularizers.WeightClipping]
+    assert carried["clip"].clip_value == 0.01  # Algorithm 1: c = 0.01
+    assert cfg.trainer.n_critic == 5  # Algorithm 1: n_critic = 5
+    assert cfg.trainer.batch_size == 64  # Algorithm 1: m = 64
+    for opt in optimizers(cfg):  # Algorithm 1: RMSProp, alpha = 0.00005
+        assert isinstance(opt, torch.optim.RMSprop) and opt.defaults["lr"] == 0.00005
+        assert opt.defaults["momentum"] == 0
+    G, D = built_models(cfg)  # sec. 4: the DCGAN architecture, BatchNorm included
+    assert has(D, nn.BatchNorm2d) and cfg.model.name == "dcgan"
+
+
+# -- WGAN-GP: Gulrajani et al. 2017 (arXiv:1704.00028) --------------------------------------------------------
+WGAN_GP = {"lambda": 10.0, "n_critic": 5, "lr": 1e-4, "betas": (0.0, 0.9)}  # Algorithm 1's defaults
+
+
+def assert_wgan_gp_method(cfg):
+    loss = build(cfg.loss)
+    assert isinstance(loss, losses.Wasserstein)
+    regs = regularizers.combine(loss.regularizers, build(cfg.regularizer) or {})
+    (gp,) = [r for r in regs.values() if isinstance(r, regularizers.GradientPenalty)]
+    assert (gp.weight, gp.center, gp.one_sided, gp.every) == (WGAN_GP["lambda"], 1.0, False, 1)
+    assert len(regs) == 1
+    assert cfg.trainer.n_critic == WGAN_GP["n_critic"]
+    for opt in optimizers(cfg):
+        assert isinstance(opt, torch.optim.Adam)
+        assert opt.defaults["lr"] == WGAN_GP["lr"] and opt.defaults["betas"] == WGAN_GP["betas"]
+    _, D = built_models(cfg)  # sec. 4: no batch normalisation in the critic; layer normalisation instead
+    assert not has(D, nn.modules.batchnorm._BatchNorm) and (has(D, nn.GroupNorm) or has(D, nn.LayerNorm))
+    assert regularizers.warn_penalty_on_batchnorm(regs, D) == []
+
+
+def test_wgan_gp_preset_is_gulrajani_et_al():
+    cfg = compose_config("experiment=wgan_gp")
+    assert_wgan_gp_method(cfg)
+    assert cfg.trainer.batch_size == 64  # Algorithm 1: m = 64
+    assert cfg.trainer.steps == 200000  # released gan_cifar.py: ITERS = 200000 generator iterations
+    assert cfg.model.z_dim == 128  # gan_cifar.py: 128-d noise
+
+
+@pytest.mark.parametrize("model", ["dcgan", "mlp"])
+def test_loss_wgan_gp_alone_is_the_whole_method(model):
+    assert_wgan_gp_method(compose_config("loss=wgan_gp", f"model={model}"))
+
+
+def test_shell_overrides_win_over_what_loss_wgan_gp_brings():
+    cfg = compose_config("loss=wgan_gp", "trainer.n_critic=2", "optimizer.d.lr=3e-4", "loss.regularizers.gp.weight=1",
+                         "model.discriminator.norm=none")
+    assert cfg.trainer.n_critic == 2 and cfg.optimizer.d.lr == 3e-4 and cfg.optimizer.g.lr == 1e-4
+    assert build(cfg.loss).regularizers["gp"].weight == 1.0 and cfg.model.discriminator.norm == "none"
+    rms = compose_config("loss=wgan_gp", "optimizer=rmsprop")  # another optimizer group replaces Adam cleanly
+    assert all(isinstance(o, torch.optim.RMSprop) and o.defaults["lr"] == 5e-5 for o in optimizers(rms))
+    assert compose_config().trainer.n_critic == 1  # other losses keep the plain defaults
+
+
+# -- SNGAN: Miyato et al. 2018 (arXiv:1802.05957) and the released chainer code --------------------------------
+def test_sngan_preset_is_miyato_et_al():
+    cfg = compose_config("experiment=sngan")
+    assert isinstance(build(cfg.loss), losses.Hinge) and build(cfg.regularizer) == {}  # sec. 4: hinge loss
+    assert cfg.trainer.steps == 50000  # sn_cifar10_unconditional.yml: iteration 50000 (G updates)
+    assert cfg.trainer.n_critic == 5  # table 3 setting C / updater n_dis: 5
+    assert cfg.trainer.batch_size == 64  # batchsize: 64 (D's real and fake batch)
+    assert cfg.trainer.g_batch_size == 128  # updater n_gen_samples: 128 (G's batch is twice D's)
+    for opt in optimizers(cfg):  # table 3 setting C: alpha 0.0002, beta1 0, beta2 0.9
+        assert isinstance(opt, torch.optim.Adam)
+        assert opt.defaults["lr"] == 0.0002 and opt.defaults["betas"] == (0.0, 0.9)
+    # The released code decays lr linearly from iteration 0 to 0 at iteration 50000 (LinearShift).
+    factor = build(cfg.scheduler)(torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.0002)).lr_lambdas[0]
+    lrs = [0.0002 * factor(step) for step in range(50000)]
+    assert lrs[0] == 0.0002 and lrs[25000] == pytest.approx(0.0001) and lrs[-1] == pytest.approx(0.0002 / 50000)
+    assert cfg.model.z_dim == 128  # resnet_32.py: dim_z 128
+    G, D = build(compose_config("experiment=sngan", "dataset=cifar10").model.generator), None
+    D = build(compose_config("experiment=sngan", "dataset=cifar10").model.discriminator)
+    assert G.linear.out_features == 4 * 4 * 256  # resnet_32.py: ch 256, bottom_width 4
+    assert D.adversarial.in_features == 128  # snresnet_32.py: ch 128
+    assert len(D.blocks) == 4 and has(G, nn.BatchNorm2d) and not has(D, nn.modules.batchnorm._BatchNorm)
+    assert all(hasattr(m, "parametrizations") for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def _uniform_bound(layer, gain):
+    fan_out, fan_in = layer.weight.shape[0], layer.weight[0].numel()
+    if isinstance(layer, nn.Conv2d):
+        fan_out = layer.weight.shape[0] * layer.weight[0, 0].numel()
+    return gain * math.sqrt(6.0 / (fan_in + fan_out))
+
+
+def _weight(layer):
+    return layer.parametrizations.weight.original if hasattr(layer, "parametrizations") else layer.weight
+
+
+def test_sngan_resnet_init_follows_the_reference_code():
+    """pfnet-research/sngan_projection: GlorotUniform(sqrt(2)) in the residual branches' 3x3 convs, GlorotUniform()
+    (gain 1) in the shortcut 1x1 convs, G's input linear and output conv, D's head; D's head has no bias."""
+    torch.manual_seed(0)
+    G = resnet.Generator(resolution=32, channels=3)
+    D = resnet.Discriminator(resolution=32, channels=3, weight_param="spectral",
+                             conditioning="projection", num_classes=10)
+
+    def check(layer, gain):
+        w = _weight(layer)
+        bound = gain * math.sqrt(6.0 / (w.shape[1] * w[0, 0].numel() + w.shape[0] * w[0, 0].numel()))
+        if w.ndim == 2:
+            bound = gain * math.sqrt(6.0 / (w.shape[0] + w.shape[1]))
+        assert w.abs().max().item() <= bound + 1e-7
+        assert w.abs().max().item() > 0.95 * bound  # drawn from the whole interval, not a narrower one
+        assert w.var().item() == pytest.approx(bound ** 2 / 3, rel=0.2)  # U[-b, b] has variance b^2 / 3
+
+    for block in list(G.blocks) + list(D.blocks):
+        residual = [m for m in block.main if isinstance(m, nn.Conv2d)]
+        assert len(residual) == 2
+        for conv in residual:
+            check(conv, math.sqrt(2))
+            assert conv.bias.abs().sum() == 0
+        for conv in (m for m in block.shortcut.modules() if isinstance(m, nn.Conv2d)):
+            check(conv, 1.0)
+    check(G.linear, 1.0)
+    check(G.out[2], 1.0)
+    check(D.adversarial, 1.0)
+    check(D.embed, 1.0)
+    assert D.adversarial.bias is None  # snresnet_32.py / snresnet_64.py: l5 = SNLinear(ch, 1, nobias=True)
+    assert hasattr(D.embed, "parametrizations")  # SNEmbedID: spectral norm on the projection embedding
+
+
+# -- LSGAN: Mao et al. 2017 (arXiv:1611.04076) and the released code ------------------------------------------
+def test_lsgan_preset_is_mao_et_al():
+    cfg = compose_config("experiment=lsgan")
+    loss = build(cfg.loss)
+    assert isinstance(loss, losses.LeastSquares)
+    real, fake = torch.tensor([0.3, 1.7]), torch.tensor([-0.4, 0.9])
+    a, b, c = 0.0, 1.0, 1.0  # eq. 9: a = 0 (fake), b = 1 (real), c = 1 (what G wants D to believe)
+    assert loss.d_loss(real, fake).item() == pytest.approx(
+        0.5 * ((real - b) ** 2).mean() + 0.5 * ((fake - a) ** 2).mean())
+    assert loss.g_loss(fake).item() == pytest.approx(0.5 * ((fake - c) ** 2).mean())
+    assert cfg.trainer.batch_size == 64 and cfg.trainer.n_critic == 1  # train_lsun.py: batch_size 64, D then G
+    for opt in optimizers(cfg):  # train_lsun.py: learning_rate 0.001, beta1 0.5 (TF's beta2 0.999)
+        assert isinstance(opt, torch.optim.Adam)
+        assert opt.defaults["lr"] == 0.001 and opt.defaults["betas"] == (0.5, 0.999)
+    assert cfg.model.z_dim == 1024  # train_lsun.py: z_dim 1024
+    G, D = built_models(cfg)
+    assert has(G, nn.BatchNorm2d) and has(D, nn.BatchNorm2d)  # vgg.py: batch norm in G and in D's layers 2-4
+
+
+def test_every_preset_is_tested_here():
+    from pathlib import Path
+
+    presets = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "experiment").glob("*.yaml"))
+    source = Path(__file__).read_text()
+    assert all(f'"experiment={name}"' in source for name in presets)
+    assert all("arXiv" in (Path(__file__).parents[1] / "conf" / "experiment" / f"{n}.yaml").read_text() for n in presets)
+
+
+# -- one name per regularizer, penalties on BatchNorm critics --------------------------------------------------
+def test_a_chosen_regularizer_of_the_carried_kind_replaces_it():
+    cfg = compose_config("loss=wgan_gp", "regularizer=[gp,r1]", "regularizer.gp.one_sided=true")
+    regs = regularizers.combine(build(cfg.loss).regularizers, build(cfg.regularizer))
+    assert sorted(regs) == ["gp", "r1"]  # one gradient penalty, not two
+    assert regs["gp"].one_sided  # the user's override acts on it
+    cfg = compose_config("loss=wgan", "regularizer=clip", "regularizer.clip.clip_value=0.05")
+    regs = regularizers.combine(build(cfg.loss).regularizers, build(cfg.regularizer))
+    assert list(regs) == ["clip"] and regs["clip"].clip_value == 0.05
+    # by kind, not only by name: a loss config that names its penalty differently still gets one
+    combined = regularizers.combine({"gradient_penalty": regularizers.GradientPenalty()},
+                                    {"gp": regularizers.GradientPenalty(one_sided=True)})
+    assert list(combined) == ["gp"] and combined["gp"].one_sided
+    cfg = compose_config("loss=wgan_gp", "regularizer=dragan")  # another kind adds to the carried one
+    assert sorted(regularizers.combine(build(cfg.loss).regularizers, build(cfg.regularizer))) == ["dragan", "gp"]
+
+
+@pytest.mark.parametrize("name", ["gp", "dragan", "r1", "r2"])
+def test_a_gradient_penalty_on_a_batchnorm_critic_warns_naming_the_fix(name, caplog):
+    cfg = compose_config(f"regularizer={name}")  # the default D has BatchNorm
+    regs = build(cfg.regularizer)
+    _, D = built_models(cfg)
+    with caplog.at_level(logging.WARNING, logger="ganrun.regularizers"):
+        assert regularizers.warn_penalty_on_batchnorm(regs, D) == [name]
+    assert "model.discriminator.norm=layer" in caplog.text and name in caplog.text
+    caplog.clear()
+    _, D = built_models(compose_config(f"regularizer={name}", "model.discriminator.norm=layer"))
+    assert regularizers.warn_penalty_on_batchnorm(regs, D) == [] and not caplog.text
+    for other in ("l2", "clip", "bcr"):  # no input gradient: nothing to warn about
+        assert regularizers.warn_penalty_on_batchnorm(build(compose_config(f"regularizer={other}").regularizer),
+                                                      built_models(cfg)[1]) == []
