@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,7 @@ from ganrun.models import mlp
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective, frozen
 from ganrun.regularizers import R1, GradientPenalty, Regularizer, WeightClipping
+from ganrun.run_state import reuse_fakes
 
 Z, SHAPE, BATCH = 3, [2], 6
 
@@ -225,3 +228,11 @@ def test_reused_fakes_are_not_used_for_a_g_batch_of_another_size():
     with frozen(D):
         fake, _ = obj.generate_for_g(2 * BATCH, d_step)
     assert fake.shape[0] == 2 * BATCH and fake is not d_step.fake
+
+
+@pytest.mark.parametrize("n_critic, g_batch_size, reused", [(1, None, True), (1, BATCH, True), (2, None, False),
+                                                            (1, 2 * BATCH, False)])
+def test_fakes_are_reused_only_when_each_g_step_follows_one_d_step_on_as_many_fakes(n_critic, g_batch_size, reused):
+    trainer = SimpleNamespace(reuse_fakes=True, n_critic=n_critic, g_batch_size=g_batch_size, batch_size=BATCH)
+    assert reuse_fakes(trainer) is reused
+    assert reuse_fakes(SimpleNamespace(**{**vars(trainer), "reuse_fakes": False})) is False
