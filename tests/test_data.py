@@ -180,3 +180,24 @@ def test_evaluator_real_images_are_padded_like_the_training_data(data_root):
     original = sources.fashion_mnist(str(data_root), download=False).data
     assert train.shape == test.shape == (128, 1, 32, 32)
     assert torch.equal(train[:, 0, 2:30, 2:30], original)
+
+
+def test_a_first_copy_from_the_debian_folder_appears_whole_and_yields_to_a_concurrent_one(tmp_path, monkeypatch):
+    """Two runs starting on a fresh root (a parallel sweep) both copy: neither may read or leave a half copy."""
+    debian = write_mnist_like(tmp_path / "debian", n=32, gz=True)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(debian))
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    extract = sources.extract_archive
+    seen = []
+
+    def extract_while_another_run_copies(path, to):
+        seen.append(raw.exists())  # the real folder never shows a partial copy
+        extract(path, to)
+        if len(seen) == 2:  # the other run finishes its whole copy meanwhile
+            write_mnist_like(raw, n=16)
+
+    monkeypatch.setattr(sources, "extract_archive", extract_while_another_run_copies)
+    dataset = sources.fashion_mnist(str(tmp_path / "root"), download=False)
+    assert seen == [False, False, True, True]
+    assert len(dataset) == 16  # the copy that landed first is used, this one dropped
+    assert sorted(p.name for p in raw.parent.iterdir()) == ["raw"]  # no staging folder left behind

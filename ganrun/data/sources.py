@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,9 +40,7 @@ def _mnist_family(cls, root, train, download, extra_dirs=()):
         if all(os.path.exists(os.path.join(folder, f)) for f in files):
             log.info("Copying %s from %s into %s (first use; later runs read it from there)", cls.__name__, folder,
                      raw_folder)
-            os.makedirs(raw_folder, exist_ok=True)
-            for f in files:
-                extract_archive(os.path.join(folder, f), raw_folder)
+            _copy_whole(folder, files, raw_folder)
             return cls(root, train=train, download=False)
     if download:
         tried.append(f"downloading with torchvision into {root}")
@@ -55,6 +55,26 @@ def _mnist_family(cls, root, train, download, extra_dirs=()):
         f"Put the four IDX files in {raw_folder} (or set dataset.source.root / GANRUN_DATA to a folder "
         f"that has them), or allow the download with dataset.source.download=true on a machine with internet."
     )
+
+
+def _copy_whole(folder: str, files: list[str], raw_folder: str) -> None:
+    """Extract `files` into a temporary folder beside `raw_folder`, then rename it into place: the folder appears
+    with all its files or not at all, so runs that start together on a fresh root (a parallel sweep) never read
+    a half-written copy. When another run got there first, its copy is kept and this one dropped."""
+    parent = os.path.dirname(raw_folder)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".copying-", dir=parent)
+    try:
+        for f in files:
+            extract_archive(os.path.join(folder, f), staging)
+        try:
+            os.rename(staging, raw_folder)  # atomic; replaces an empty folder, fails on one with files
+        except OSError:
+            if not os.path.isdir(raw_folder) or not os.listdir(raw_folder):
+                raise
+            log.info("%s was copied by another run meanwhile; using that copy", raw_folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _refuse_to_overwrite(cls, raw_folder: str, exc: Exception) -> None:
