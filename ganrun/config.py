@@ -33,7 +33,13 @@ def build_optimizer(node, params, key: str):
         raise ConfigError(f"{key}: {exc}") from exc
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+
+
 def check_trainer(trainer: DictConfig) -> None:
+    if trainer.get("compile_mode") not in COMPILE_MODES:
+        raise ConfigError(f"trainer.compile_mode={trainer.get('compile_mode')!r} is not one of torch.compile's modes: "
+                          f"{', '.join(COMPILE_MODES)} (reduce-overhead replays CUDA graphs).")
     for key in POSITIVE_TRAINER_KEYS + (("g_batch_size",) if trainer.get("g_batch_size") is not None else ()):
         value = trainer[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

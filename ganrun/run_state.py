@@ -170,8 +170,8 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp) and device.type == "cuda")
     objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast, reuse_fakes(trainer))
     if trainer.compile:  # in place: parameter names (and so checkpoints) stay those of the plain modules
-        G.compile()
-        D.compile()
+        G.compile(mode=trainer.compile_mode)
+        D.compile(mode=trainer.compile_mode)
     run_id = distributed.broadcast_object(uuid.uuid4().hex)  # one id for all ranks of the run
     return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides),
                     run_id, info.fingerprint)

@@ -26,6 +26,7 @@ class TrainerSchema:
     reuse_fakes: bool = MISSING
     channels_last: bool = MISSING
     compile: bool = MISSING
+    compile_mode: str = MISSING
     deterministic: bool = MISSING
     log_every: int = MISSING
     sample_every: int = MISSING

@@ -152,3 +152,15 @@ def test_a_checkpoint_from_before_the_data_package_resumes(tmp_path, data_root):
     assert checkpoint.load_for_resume(str(run_dir))[0]["config"]["dataset"]["source"]["_target_"] == \
         "ganrun.data.sources.fashion_mnist"
     assert train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+
+
+@pytest.mark.slow  # inductor compiles G and D on CPU first (tens of seconds)
+def test_compiled_networks_train_like_plain_ones_and_save_plain_checkpoints(tmp_path, data_root):
+    common = ("dataset=ring8", "model=mlp", "trainer.ckpt_every=2")
+    plain = train_in_process(tmp_path, data_root, *common, run_dir=tmp_path / "plain")
+    compiled = train_in_process(tmp_path, data_root, *common, "trainer.compile=true", run_dir=tmp_path / "compiled")
+    for tag in ("loss/D", "loss/G"):
+        assert compiled.scalars[tag] == pytest.approx(plain.scalars[tag], rel=1e-4)
+    a = checkpoint.load(tmp_path / "plain" / "checkpoints" / "step_00000002.pt")
+    b = checkpoint.load(tmp_path / "compiled" / "checkpoints" / "step_00000002.pt")
+    assert a["generator"].keys() == b["generator"].keys()  # no `_orig_mod.` prefixes: loads into plain modules

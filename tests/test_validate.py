@@ -28,6 +28,7 @@ def composed(*overrides):
     (["scheduler=linear", "scheduler.final_factor=-1"], "scheduler.final_factor=-1 must be a number >= 0"),
     (["scheduler=cosine", "scheduler.warmup_steps=-3"], "scheduler.warmup_steps=-3 must be an integer >= 0"),
     (["metrics.kid_subsets=0"], "metrics.kid_subsets=0 must be an integer >= 1"),
+    (["trainer.compile_mode=cudagraphs"], "trainer.compile_mode='cudagraphs' is not one of torch.compile's modes"),
     (["metrics.kid_subset_size=1"], "metrics.kid_subset_size=1 must be an integer >= 2"),
     (["model.z_dim=0"], "model.z_dim=0 must be an integer >= 1"),
     (["model.z_dim=abc"], "model.z_dim='abc' must be an integer >= 1"),
