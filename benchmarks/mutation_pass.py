@@ -95,10 +95,10 @@ MUTANTS = [
            "dy = torch.randint(-max_dy, max_dy + 1, (1, 1, 1), device=x.device)\n"
            "    dx = torch.randint(-max_dx, max_dx + 1, (1, 1, 1), device=x.device)", AUG),
     Mutant("DiffAugment only on fakes in D's step", "ganrun/objective.py",
-           "real, fake = self.augment(real, step), self.augment(fake, step)",
-           "real, fake = real, self.augment(fake, step)", OBJ),
+           "real, fake = self.augment(real, step), self.augment(generated.detach(), step)",
+           "real, fake = real, self.augment(generated.detach(), step)", OBJ),
     Mutant("DiffAugment not on G's fakes in G's step", "ganrun/objective.py",
-           "fake = self.augment(self.G(z, y), step)", "fake = self.G(z, y)", OBJ),
+           "fake = self.augment(generated, step)", "fake = generated", OBJ),
     Mutant("cutout of a quarter instead of half the size", "ganrun/augment.py",
            "def cutout(x: torch.Tensor, ratio: float = 0.5)", "def cutout(x: torch.Tensor, ratio: float = 0.25)", AUG),
     # architecture details
@@ -130,7 +130,7 @@ MUTANTS = [
            "        return self.weight * F.cross_entropy(ctx.fake_classes, ctx.labels)",
            "        return 0 * F.cross_entropy(ctx.fake_classes, ctx.labels)", OBJ),
     Mutant("conditional D fakes with fresh labels instead of the real batch's", "ganrun/objective.py",
-           "fake = self.G(z, y)\n", "fake = self.G(z, y if y is None else y.roll(1))\n", OBJ),
+           "generated = self.G(z, y)\n", "generated = self.G(z, y if y is None else y.roll(1))\n", OBJ),
     Mutant("G batch ignores trainer.g_batch_size", "ganrun/train.py",
            "g_batch_size = trainer.g_batch_size or trainer.batch_size", "g_batch_size = trainer.batch_size",
            ("tests/test_run_state.py::test_g_batch_size_sets_the_fakes_per_generator_step",)),
