@@ -8,10 +8,10 @@ Two measures, each over `--pairs` interleaved pairs (the order alternates inside
 
 The hand-written loop is PyTorch's DCGAN example: non-saturating loss, Adam(2e-4, 0.5), the D step's fakes
 reused in the G step, one host sync at the end. ganrun runs its defaults with metrics and EMA off (the
-hand-written loop has neither) plus any `--variant`: `reuse=trainer.reuse_fakes=true` is the same algorithm as
-the hand-written loop; `ema=ema.enabled=true` prices the default EMA.
+hand-written loop has neither) plus any `--variant`: `fresh=trainer.reuse_fakes=false` gives G's step fresh
+fakes (one more G forward per step); `ema=ema.enabled=true` prices the default EMA.
 
-    python benchmarks/loop_overhead.py --threads 2 --pairs 5 --variant reuse=trainer.reuse_fakes=true
+    python benchmarks/loop_overhead.py --threads 2 --pairs 3 --variant fresh=trainer.reuse_fakes=false
     python benchmarks/loop_overhead.py --variant cl=trainer.channels_last=true --variant ema=ema.enabled=true
 """
 

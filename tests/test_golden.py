@@ -19,7 +19,7 @@ GOLDEN = Path(__file__).with_name("golden_numbers.json")
 LOGGED = ("loss", "scores", "penalty", "grad_norm", "lr")
 CASES = {
     "default": [],
-    "default_reused_fakes": ["trainer.reuse_fakes=true"],  # the G step reuses the D step's fakes
+    "default_fresh_fakes": ["trainer.reuse_fakes=false"],  # the G step draws its own fakes
     "conditional_relativistic": ["model.conditioning=acgan", "loss=ragan", "regularizer=r1", "regularizer.r1.every=2",
                                  "augment=diffaugment", "ema.enabled=true", "ema.bn_batches=1", "scheduler=linear",
                                  "trainer.n_critic=2"],
