@@ -32,6 +32,10 @@ RESUMABLE_KEYS = (
     "scheduler.total_steps", "augment.instance_noise.anneal_steps",
 )
 
+# Keys added to the config after checkpoints were first written, each with the value that behaves as ganrun did
+# before the key existed: an older checkpoint without the key counts as having that value.
+VALUE_BEFORE_KEY_EXISTED = {"trainer.reuse_fakes": False, "dataset.resize": "resize"}
+
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
@@ -212,9 +216,12 @@ def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bo
     """Resuming into a different experiment is refused with the diff, unless forced (then it is logged)."""
     changes = config_changes(saved, current)
     if changes and not force:
+        restore = " ".join(restoring_overrides(saved, current))
         raise ConfigError(
             f"resume={resume}: the config differs from the checkpoint's in ways that change the experiment:\n  "
-            + "\n  ".join(changes) + "\nRevert these overrides, or add resume_force=true."
+            + "\n  ".join(changes) + "\nThese come from your overrides or from defaults changed since the checkpoint "
+            f"was written. To continue as it was trained, add: {restore}\nTo accept the changes, add "
+            "resume_force=true."
         )
     if changes:
         log.warning("Resuming with a changed experiment (resume_force=true):\n  %s", "\n  ".join(changes))
@@ -229,16 +236,32 @@ def _flatten(tree, prefix="") -> dict:
     return {prefix.rstrip("."): tree}
 
 
-def config_changes(saved: dict, current: dict) -> list[str]:
-    """Differences between two plain configs that change the experiment, as 'key: old -> new' lines."""
+def _changed(saved: dict, current: dict) -> list[tuple[str, object, object]]:
     old, new = _flatten(saved), _flatten(current)
-    lines = []
-    for key in sorted(set(old) | set(new)):
-        if any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
-            continue
-        if old.get(key, "<absent>") != new.get(key, "<absent>"):
-            lines.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
-    return lines
+    old = {**{k: v for k, v in VALUE_BEFORE_KEY_EXISTED.items() if k not in old}, **old}
+    return [(key, old.get(key, "<absent>"), new.get(key, "<absent>")) for key in sorted(set(old) | set(new))
+            if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+            and old.get(key, "<absent>") != new.get(key, "<absent>")]
+
+
+def config_changes(saved: dict, current: dict) -> list[str]:
+    """Differences between two plain configs that change the experiment, as 'key: old -> new' lines (a key an
+    older checkpoint lacks counts as VALUE_BEFORE_KEY_EXISTED's value)."""
+    return [f"{key}: {old!r} -> {new!r}" for key, old, new in _changed(saved, current)]
+
+
+def _override_value(value) -> str:
+    import json
+
+    if isinstance(value, str) and value and all(c.isalnum() or c in "_-./:" for c in value):
+        return value
+    return json.dumps(value)  # true/false/null, numbers, quoted strings, [lists] and {dicts} Hydra parses
+
+
+def restoring_overrides(saved: dict, current: dict) -> list[str]:
+    """Overrides that put the checkpoint's values back (`~key` for keys it did not have)."""
+    return [f"~{key}" if old == "<absent>" else f"{'+' if new == '<absent>' else ''}{key}={_override_value(old)}"
+            for key, old, new in _changed(saved, current)]
 
 
 def load_generator(path: str, device="cpu", ema: bool = False):

@@ -154,6 +154,28 @@ def test_a_checkpoint_from_before_the_data_package_resumes(tmp_path, data_root):
     assert train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
 
 
+def test_a_checkpoint_from_before_changed_defaults_is_told_how_to_continue_as_it_was_trained(tmp_path, data_root):
+    """Defaults change between versions; resuming an older run must not silently switch its method: the refusal
+    gives the overrides that restore it, and with them the run continues as it was trained."""
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "trainer.reuse_fakes=false", steps=2, run_dir=run_dir)
+    path = checkpoint.checkpoint_path(run_dir, 2)
+    state = checkpoint.load(path)
+    del state["config"]["trainer"]["reuse_fakes"]  # not there in older versions, which drew fresh fakes
+    state["config"]["optimizer"]["d"]["lr"] = 1e-3  # a default that changed since
+    state["overrides"] = []
+    torch.save(state, path)
+    with pytest.raises(ConfigError) as refused:
+        train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
+    message = str(refused.value)
+    assert "trainer.reuse_fakes: False -> True" in message and "optimizer.d.lr: 0.001 -> 0.0002" in message
+    restore = message.split("To continue as it was trained, add: ")[1].splitlines()[0].split()
+    assert sorted(restore) == ["optimizer.d.lr=0.001", "trainer.reuse_fakes=false"]
+    result = train_in_process(tmp_path, data_root, f"resume={run_dir}", *restore, steps=3, run_dir=run_dir)
+    assert result.step == 3 and checkpoint.load(checkpoint.checkpoint_path(run_dir, 3))["config"]["trainer"][
+        "reuse_fakes"] is False
+
+
 @pytest.mark.slow  # inductor compiles G and D on CPU first (tens of seconds)
 def test_compiled_networks_train_like_plain_ones_and_save_plain_checkpoints(tmp_path, data_root):
     common = ("dataset=ring8", "model=mlp", "trainer.ckpt_every=2")
