@@ -26,7 +26,8 @@ RESUMABLE_KEYS = (
     "resume", "resume_force", "metrics",
     "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
     "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp", "trainer.deterministic",
-    "trainer.channels_last", "trainer.compile", "trainer.compile_mode",  # memory layout and compilation: same maths, same parameter names
+    # memory layout and compilation: the same maths and parameter names
+    "trainer.channels_last", "trainer.compile", "trainer.compile_mode",
     "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
     # lengths that follow trainer.steps by default: extending a run stretches them
     "scheduler.total_steps", "augment.instance_noise.anneal_steps",
