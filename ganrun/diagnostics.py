@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 
 log = logging.getLogger(__name__)
 
+CURVES = ("loss", "scores", "grad_norm", "lr")  # the logged scalars the checks read (not throughput, timings)
 KINDS = ("d_wins", "mode_collapse", "divergence", "oscillation", "exploding_gradients")
 
 
@@ -169,6 +170,30 @@ class TrainingDiagnostics:
     def for_loss(cls, loss, thresholds=None, num_classes=None) -> TrainingDiagnostics:
         return cls(score_kind(loss), thresholds, num_classes, type(loss).__name__)
 
+    def state_dict(self) -> dict:
+        """Plain data (loadable with weights_only): a resumed run goes on reading its curves where it stopped,
+        with the references, streaks and episodes an uninterrupted run would have."""
+        return {"logs": self.logs, "evaluations": self.evaluations, "best": dict(self.best),
+                "reference_values": {k: list(v) for k, v in self.reference_values.items()},
+                "history": {k: list(v) for k, v in self.history.items()},
+                "streaks": {k: list(v) for k, v in self.streaks.items()},
+                "episodes": [asdict(e) for e in self.episodes],
+                "open": [self.episodes.index(e) for e in self.open.values()],
+                "last_values": dict(self.last_values)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """All or nothing: a malformed state raises before anything is changed."""
+        episodes = [Episode(**e) for e in state["episodes"]]
+        loaded = {
+            "logs": int(state["logs"]), "evaluations": int(state["evaluations"]), "best": dict(state["best"]),
+            "reference_values": {k: list(v) for k, v in state["reference_values"].items()},
+            "history": {k: deque(v, maxlen=self.t.oscillation_window) for k, v in state["history"].items()},
+            "streaks": {k: tuple(v) for k, v in state["streaks"].items()},
+            "episodes": episodes, "open": {episodes[i].kind: episodes[i] for i in state["open"]},
+            "last_values": dict(state["last_values"]),
+        }
+        self.__dict__.update(loaded)
+
     # ----- references and history -----------------------------------------------------------------------------
     def _reference(self, name: str) -> float | None:
         values = self.reference_values.get(name)
@@ -281,7 +306,7 @@ class TrainingDiagnostics:
 
     def observe(self, step: int, values: dict) -> list[Episode]:
         """Scalars of one log step (loss/*, scores/*, grad_norm/*, lr/*)."""
-        values = {k: float(v) for k, v in values.items() if v is not None}
+        values = {k: float(v) for k, v in values.items() if v is not None and k.split("/")[0] in CURVES}
         self._remember(values)
         self.last_values.update(values)
         if self.logs <= self.t.warmup_logs:

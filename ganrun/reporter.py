@@ -82,8 +82,7 @@ class Reporter:
         self.bar = tqdm(total=self.trainer.steps, initial=state.step, desc="ganrun", dynamic_ncols=True,
                         disable=None if self.is_main else True)
         downstream.check_config(cfg, G)  # before training, not after it
-        # Reads the logged curves for failure modes (starts afresh on resume: its references are recomputed).
-        self.diagnostics = diagnostics.TrainingDiagnostics.for_loss(state.objective.loss, num_classes=info.num_classes)
+        self.diagnostics = state.diagnostics  # reads the logged curves for failure modes; resumed with the run
 
     # --- per step -------------------------------------------------------------------------------------------
     def is_log_step(self, step: int) -> bool:

@@ -1,7 +1,7 @@
 """Everything a run is at one moment, built from the config; its state dict is the checkpoint.
 
 `RunState` holds the networks, optimizers, schedulers, EMA, data stream, objective (with any stateful terms),
-step, best FID and fixed sampling noise. `state_dict()` plus the RNG states of every rank is exactly what a
+step, best FID, fixed sampling noise, log window and failure-mode detector. `state_dict()` plus the RNG states of every rank is exactly what a
 checkpoint stores, and `load_state_dict` puts a run back where the checkpoint left it, so resume is exact.
 """
 
@@ -19,6 +19,7 @@ from ganrun import checkpoint, distributed
 from ganrun.augment import Pipeline
 from ganrun.config import build, build_optimizer
 from ganrun.data import DatasetInfo, make_stream
+from ganrun.diagnostics import TrainingDiagnostics
 from ganrun.ema import GeneratorEMA
 from ganrun.errors import TrainingDivergedError
 from ganrun.models import check_shapes
@@ -52,6 +53,7 @@ class RunState:
     best: dict = field(default_factory=lambda: {"FID": None, "step": None})
     window: LogWindow = field(default_factory=LogWindow)  # logged values summed since the last log step
     last_scalars: dict = field(default_factory=dict)  # the last logged means (metrics.json of a finished run)
+    diagnostics: TrainingDiagnostics = field(default_factory=TrainingDiagnostics)  # reads the logged curves
 
     def advance(self) -> None:
         """After G's optimizer step: schedules move on, the step counter too, then the EMA follows G."""
@@ -79,6 +81,7 @@ class RunState:
             "objective": self.objective.state_dict(),
             "data": self.stream.state_dict(), "rng": rng_per_rank, "fixed_noise": self.fixed_noise.cpu(),
             "best": self.best, "log_window": self.window.state_dict(), "last_scalars": self.last_scalars,
+            "diagnostics": self.diagnostics.state_dict(),
         }
 
     def load_state_dict(self, state: dict, rank: int = 0) -> None:
@@ -100,6 +103,12 @@ class RunState:
         if "log_window" in state:
             self.window.load_state_dict(state["log_window"], device)
         self.last_scalars = state.get("last_scalars", {})
+        if "diagnostics" in state:  # older checkpoints: the detector starts afresh from the resume point
+            try:
+                self.diagnostics.load_state_dict(state["diagnostics"])
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                log.warning("The checkpoint's failure-mode detector state is unreadable (%s: %s); the detector "
+                            "starts afresh from step %d.", type(exc).__name__, exc, self.step)
 
     def save(self, path: Path, run_dir: Path, keep: int) -> None:
         """Write the checkpoint atomically (rank 0) and keep the newest `keep` step checkpoints. Refuses to save
@@ -174,4 +183,5 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
         D.compile(mode=trainer.compile_mode)
     run_id = distributed.broadcast_object(uuid.uuid4().hex)  # one id for all ranks of the run
     return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides),
-                    run_id, info.fingerprint)
+                    run_id, info.fingerprint,
+                    diagnostics=TrainingDiagnostics.for_loss(loss, num_classes=info.num_classes))

@@ -188,3 +188,48 @@ def test_a_run_with_a_too_strong_d_reports_it_everywhere(tmp_path, data_root):
     assert "diagnostics/d_wins/text_summary" in texts
     assert diagnose_run(run_dir).report()[0]["first_step"] == episode["first_step"]
     assert report["downstream"] is None  # metrics.downstream is off by default
+
+
+@pytest.mark.parametrize("split", [3, 5, 21, 22, 30, 45])  # warm-up, reference window, mid-streak, open episode
+def test_a_resumed_detector_reports_what_an_uninterrupted_one_does(tmp_path, split):
+    """The detector is part of the checkpoint (as plain data): references, streaks, open episodes, best coverage
+    and the oscillation history carry over a resume at any log step."""
+    import torch
+
+    rng = random.Random(1)
+    sequence = [healthy(i, rng) for i in range(20)]
+    sequence += [{**healthy(i, rng), "scores/D(x)": 0.98, "scores/D(G(z))": 0.02, "grad_norm/G": 0.01,
+                  "loss/G": 4.0 + 3.0 * (i % 2)} for i in range(20, 40)]
+    sequence += [healthy(i, rng) for i in range(40, 60)]
+    coverage = {10: 10, 20: 10, 30: 5, 50: 5}  # log step -> classes covered at an evaluation there
+
+    def run(detector, steps):
+        opened = []
+        for i in steps:
+            opened += detector.observe((i + 1) * 10, sequence[i])
+            if i in coverage:
+                opened += detector.observe_evaluation((i + 1) * 10, {"classes_covered": coverage[i], "FID": 9.0})
+        return [(e.kind, e.first_step) for e in opened]  # the episodes as they open
+
+    whole = TrainingDiagnostics.for_loss(NonSaturating(), num_classes=10)
+    expected = run(whole, range(60))
+    assert expected == [("d_wins", 210), ("oscillation", 210), ("mode_collapse", 310), ("oscillation", 410)]
+
+    first = TrainingDiagnostics.for_loss(NonSaturating(), num_classes=10)
+    opened = run(first, range(split))
+    torch.save({"diagnostics": first.state_dict()}, tmp_path / "ckpt.pt")
+    resumed = TrainingDiagnostics.for_loss(NonSaturating(), num_classes=10)
+    resumed.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True)["diagnostics"])
+    opened += run(resumed, range(split, 60))
+    assert opened == expected
+    assert resumed.report() == whole.report() and resumed.state_dict() == whole.state_dict()
+
+
+def test_a_malformed_detector_state_changes_nothing():
+    detector = TrainingDiagnostics.for_loss(NonSaturating(), num_classes=10)
+    feed(detector, [healthy(i, random.Random(i)) for i in range(8)])
+    before = detector.state_dict()
+    broken = {**before, "logs": 99, "episodes": [{"kind": "d_wins", "not_a_field": 1}]}
+    with pytest.raises(TypeError):
+        detector.load_state_dict(broken)
+    assert detector.state_dict() == before

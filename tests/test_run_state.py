@@ -40,6 +40,9 @@ def test_resume_between_log_steps_logs_what_an_uninterrupted_run_logs(tmp_path, 
     straight, split = straight_and_split(tmp_path, data_root, "trainer.log_every=2")  # checkpoint at 3, logs at 2/4/6
     for tag in ("loss/D", "loss/G", "scores/D(x)"):
         assert scalars(straight, tag) == scalars(split, tag) and set(scalars(split, tag)) == {2, 4, 6}
+    # The failure-mode detector reading those curves is resumed too: it has seen the same three log steps.
+    detector = final_state(split)["diagnostics"]
+    assert detector == final_state(straight)["diagnostics"] and detector["logs"] == 3
 
 
 def test_streaming_dataset_resumes_exactly(tmp_path, data_root):
