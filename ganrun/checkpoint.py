@@ -191,16 +191,24 @@ def run_dir_for_resume(resume: str | None, default: str) -> str:
     """
     if resume in (None, "", "None", "null"):
         return default
+    in_place, newest = resumed_in_place(resume)
+    if in_place is None:
+        _note_branch(Path(str(resume)).expanduser().resolve(), newest, default)
+        return default
+    return str(in_place)
+
+
+def resumed_in_place(resume: str) -> tuple[Path | None, Path | None]:
+    """(the run dir `resume=` continues in place, None) or (None, the newer checkpoint that makes it branch)."""
     path = Path(str(resume)).expanduser().resolve()
     if path.suffix == ".pt" or path.is_file():
         in_run_dir = path.parent.name == CHECKPOINT_DIR
         run_dir = path.parent.parent if in_run_dir else path.parent
         newest = step_checkpoints(run_dir) if in_run_dir else []
         if newest and newest[0] != path:
-            _note_branch(path, newest[0], default)
-            return default
+            return None, newest[0]
         path = run_dir
-    return str(path)
+    return path, None
 
 
 _branches_noted: set = set()

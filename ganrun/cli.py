@@ -24,9 +24,9 @@ from omegaconf import DictConfig
 import ganrun
 import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
 import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
-from ganrun.checkpoint import load_for_resume
+from ganrun.checkpoint import load_for_resume, resumed_in_place
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
-from ganrun.rundir import RunDirLock, refuse_to_prune_newer_work
+from ganrun.rundir import RunDirLock, refuse_if_in_use, refuse_to_prune_newer_work
 from ganrun.trust import check_saved_overrides
 
 log = logging.getLogger("ganrun")
@@ -71,16 +71,39 @@ def _override_key(arg: str) -> str:
 def _resume_value(argv: list[str]) -> str | None:
     """The path `resume=...` names, unquoted as Hydra reads it (`resume='/runs/my run ü'`: spaces and non-ASCII
     characters need Hydra's quotes, which must not end up in the path)."""
+    return _override_value(argv, "resume")
+
+
+def _override_value(argv: list[str], key: str) -> str | None:
+    """The value `key=...` gives on the command line, as Hydra's parser reads it (None when absent or null)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     for arg in argv:
-        if arg.startswith("resume="):
+        if arg.startswith(key + "="):
             try:
                 value = OverridesParser.create().parse_override(arg).value()
             except Exception:  # a syntax error: Hydra reports it when it parses the command line
                 value = arg.split("=", 1)[1]
             return None if value in (None, "", "null") else str(value)
     return None
+
+
+def refuse_a_run_dir_in_use(argv: list[str]) -> None:
+    """A single run aimed at a run dir another live run is writing (`resume=RUN_DIR`, or `hydra.run.dir=`) is
+    refused before Hydra writes its .hydra/ files there."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        return  # sweep jobs get their own dirs under the sweep dir
+    explicit = _override_value(argv, "hydra.run.dir")
+    if explicit is not None:
+        if "${" not in explicit:
+            refuse_if_in_use(Path(explicit))
+        return
+    resume = _resume_value(argv)
+    if resume is not None:
+        in_place, _ = resumed_in_place(resume)
+        if in_place is not None:
+            refuse_if_in_use(in_place)
+
 
 
 def with_saved_overrides(argv: list[str]) -> list[str]:
@@ -133,6 +156,7 @@ def main() -> None:
         return
     try:
         argv = with_saved_overrides(sys.argv[1:])
+        refuse_a_run_dir_in_use(argv)
     except ConfigError as exc:
         print(f"ganrun: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

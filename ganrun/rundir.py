@@ -46,10 +46,7 @@ class RunDirLock:
             except BlockingIOError:
                 owner = _describe(_read_owner(fd))
                 os.close(fd)
-                raise RunDirLocked(
-                    f"the run dir {self.run_dir} is in use by {owner}: two runs writing one dir would mix their "
-                    "checkpoints. Wait for it to finish (or stop it), or start this run in another dir."
-                ) from None
+                raise _in_use(self.run_dir, owner) from None
             # The file may have been unlinked by its previous holder between our open and flock: retry on the new one.
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
@@ -76,6 +73,26 @@ class RunDirLock:
         finally:
             os.close(self._fd)
             self._fd = None
+
+
+def refuse_if_in_use(run_dir: Path) -> None:
+    """Refuse before Hydra starts when a live run holds `run_dir`: Hydra would otherwise write this command's
+    .hydra/ files (config, overrides) over the running one's before `RunDirLock` refuses it."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return  # no lock file (or none readable): nobody holds the dir, RunDirLock decides later
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe: released at once below
+    except BlockingIOError:
+        raise _in_use(run_dir, _describe(_read_owner(fd))) from None
+    finally:
+        os.close(fd)
+
+
+def _in_use(run_dir: Path, owner: str) -> RunDirLocked:
+    return RunDirLocked(f"the run dir {run_dir} is in use by {owner}: two runs writing one dir would mix their "
+                        "checkpoints. Wait for it to finish (or stop it), or start this run in another dir.")
 
 
 def _read_owner(fd: int) -> dict | None:

@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from ganrun import checkpoint
 from ganrun.checkpoint import run_dir_for_resume
-from ganrun.cli import with_saved_overrides
+from ganrun.cli import refuse_a_run_dir_in_use, with_saved_overrides
 from ganrun.errors import ConfigError
 from ganrun.rundir import (
     LOCK_FILE,
@@ -84,12 +84,31 @@ def test_ganrun_refuses_a_run_dir_another_run_is_writing(tmp_path, data_root):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1 and f"is in use by pid {owner.pid}" in output and "Traceback" not in output
     assert not (run_dir / "checkpoints").exists()
+    assert not (run_dir / ".hydra").exists()  # refused before Hydra writes its files over the running one's
 
 
 def fake_run(run_dir, steps):
     for step in steps:
         checkpoint.save_atomic({"step": step, "overrides": []}, checkpoint.checkpoint_path(run_dir, step))
     checkpoint.save_atomic({"step": steps[0]}, run_dir / "checkpoints" / checkpoint.BEST_FILE)
+
+
+def test_a_resume_of_a_run_dir_in_use_is_refused_before_hydra_starts(tmp_path):
+    run_dir = tmp_path / "run"
+    fake_run(run_dir, [200, 100])
+    owner = hold_lock_in_another_process(run_dir)
+    try:
+        for argv in ([f"resume={run_dir}"], [f"resume={checkpoint.checkpoint_path(run_dir, 200)}"],
+                     [f"hydra.run.dir={run_dir}", "trainer.steps=5"]):
+            with pytest.raises(RunDirLocked, match=f"in use by pid {owner.pid}"):
+                refuse_a_run_dir_in_use(argv)
+        # An older checkpoint branches into a new dir, and a sweep's jobs get their own: neither is refused.
+        refuse_a_run_dir_in_use([f"resume={checkpoint.checkpoint_path(run_dir, 100)}"])
+        refuse_a_run_dir_in_use(["-m", f"hydra.run.dir={run_dir}"])
+    finally:
+        owner.kill()
+        owner.wait()
+    refuse_a_run_dir_in_use([f"resume={run_dir}"])  # the stale lock file of a dead owner blocks nothing
 
 
 def test_resuming_an_older_checkpoint_branches_into_a_new_run_dir(tmp_path, caplog):
