@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -163,17 +164,41 @@ def test_a_checkpoint_from_before_changed_defaults_is_told_how_to_continue_as_it
     state = checkpoint.load(path)
     del state["config"]["trainer"]["reuse_fakes"]  # not there in older versions, which drew fresh fakes
     state["config"]["optimizer"]["d"]["lr"] = 1e-3  # a default that changed since
+    state["config"]["optimizer"]["d"]["betas"] = [0.1, 0.9]  # a list: one shell word, as Hydra writes lists
     state["overrides"] = []
     torch.save(state, path)
     with pytest.raises(ConfigError) as refused:
         train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
     message = str(refused.value)
     assert "trainer.reuse_fakes: False -> True" in message and "optimizer.d.lr: 0.001 -> 0.0002" in message
-    restore = message.split("To continue as it was trained, add: ")[1].splitlines()[0].split()
-    assert sorted(restore) == ["optimizer.d.lr=0.001", "trainer.reuse_fakes=false"]
+    restore = shlex.split(message.split("To continue as it was trained, add: ")[1].splitlines()[0])  # as pasted
+    assert sorted(restore) == ["optimizer.d.betas=[0.1,0.9]", "optimizer.d.lr=0.001", "trainer.reuse_fakes=false"]
     result = train_in_process(tmp_path, data_root, f"resume={run_dir}", *restore, steps=3, run_dir=run_dir)
     assert result.step == 3 and checkpoint.load(checkpoint.checkpoint_path(run_dir, 3))["config"]["trainer"][
         "reuse_fakes"] is False
+
+
+SAVED_VALUES = {"list": [0.1, 0.9], "nested": [[1, 2], {"a": "x y"}], "comma": "color,translation", "space": "my run",
+                "quote": 'say "hi"', "apostrophe": "it's", "backslash": "C:\\data\\", "digits": "1", "number_like": "1e-3",
+                "word_like": "null", "empty": "", "shell": "$HOME `ls` *", "unicode": "grün", "none": None,
+                "float": 1e-05, "inf": float("inf"), "bool": True, "int": -3, "empty_list": []}
+
+
+def test_the_overrides_that_restore_a_checkpoint_give_its_values_back_when_pasted_into_a_shell():
+    """The refusal's overrides are pasted into a shell: shell words must survive quoting, and Hydra must read
+    each back as the checkpoint's value (a list with spaces split into two arguments; quotes vanished)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    saved = {"dataset": {"resize": "resize"}, "trainer": {"reuse_fakes": True}, "x": SAVED_VALUES}
+    current = {**saved, "x": {key: 0 for key in SAVED_VALUES}}
+    line = " ".join(checkpoint.restoring_overrides(saved, current))
+    words = shlex.split(line)
+    parser = OverridesParser.create()
+    read_back = {}
+    for word in words:
+        override = parser.parse_override(word)
+        read_back[override.key_or_group.split(".", 1)[1]] = override.value()
+    assert read_back == SAVED_VALUES
 
 
 @pytest.mark.slow  # inductor compiles G and D on CPU first (tens of seconds)
