@@ -240,7 +240,8 @@ def _flatten(tree, prefix="") -> dict:
 
 def _changed(saved: dict, current: dict) -> list[tuple[str, object, object]]:
     old, new = _flatten(saved), _flatten(current)
-    old = {**{k: v for k, v in VALUE_BEFORE_KEY_EXISTED.items() if k not in old}, **old}
+    # only where the current config has the key: datasets without a `resize` option never had one
+    old = {**{k: v for k, v in VALUE_BEFORE_KEY_EXISTED.items() if k not in old and k in new}, **old}
     return [(key, old.get(key, "<absent>"), new.get(key, "<absent>")) for key in sorted(set(old) | set(new))
             if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
             and old.get(key, "<absent>") != new.get(key, "<absent>")]

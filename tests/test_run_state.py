@@ -178,6 +178,17 @@ def test_a_checkpoint_from_before_changed_defaults_is_told_how_to_continue_as_it
         "reuse_fakes"] is False
 
 
+@pytest.mark.parametrize("dataset", ["ring8", "mnist"])
+def test_a_run_on_a_dataset_without_a_newer_option_resumes(tmp_path, data_root, dataset):
+    """VALUE_BEFORE_KEY_EXISTED stands in for keys an older checkpoint lacks, not for keys a dataset never has
+    (only fashion_mnist has dataset.resize): resuming a run of this very version must not be refused."""
+    options = [f"dataset={dataset}", *(["model=mlp"] if dataset == "ring8" else [])]
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, *options, steps=2, run_dir=run_dir)
+    assert "resize" not in checkpoint.load(checkpoint.checkpoint_path(run_dir, 2))["config"]["dataset"]
+    assert train_in_process(tmp_path, data_root, *options, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+
+
 SAVED_VALUES = {"list": [0.1, 0.9], "nested": [[1, 2], {"a": "x y"}], "comma": "color,translation", "space": "my run",
                 "quote": 'say "hi"', "apostrophe": "it's", "backslash": "C:\\data\\", "digits": "1", "number_like": "1e-3",
                 "word_like": "null", "empty": "", "shell": "$HOME `ls` *", "unicode": "grün", "none": None,
