@@ -242,9 +242,22 @@ def _changed(saved: dict, current: dict) -> list[tuple[str, object, object]]:
     old, new = _flatten(saved), _flatten(current)
     # only where the current config has the key: datasets without a `resize` option never had one
     old = {**{k: v for k, v in VALUE_BEFORE_KEY_EXISTED.items() if k not in old and k in new}, **old}
+    inert = [] if _reuse_fakes_acts(old) or _reuse_fakes_acts(new) else ["trainer.reuse_fakes"]
     return [(key, old.get(key, "<absent>"), new.get(key, "<absent>")) for key in sorted(set(old) | set(new))
-            if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+            if not any(key == k or key.startswith(k + ".") for k in (*RESUMABLE_KEYS, *inert))
             and old.get(key, "<absent>") != new.get(key, "<absent>")]
+
+
+def _reuse_fakes_acts(flat: dict) -> bool:
+    """Whether trainer.reuse_fakes=true would change this config's training (n_critic=1, g_batch_size=batch_size).
+    Where it acts in neither the checkpoint's config nor the current one (an n_critic=5 WGAN-GP run) its value
+    trains alike, so a changed value (the default, on since it exists) is no change of the experiment."""
+    from types import SimpleNamespace
+
+    from ganrun.config import reuse_fakes
+
+    return reuse_fakes(SimpleNamespace(reuse_fakes=True, **{k: flat.get(f"trainer.{k}")
+                                                            for k in ("n_critic", "g_batch_size", "batch_size")}))
 
 
 def config_changes(saved: dict, current: dict) -> list[str]:

@@ -189,6 +189,23 @@ def test_a_run_on_a_dataset_without_a_newer_option_resumes(tmp_path, data_root, 
     assert train_in_process(tmp_path, data_root, *options, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
 
 
+@pytest.mark.parametrize("method", [["trainer.n_critic=2"], ["trainer.g_batch_size=24"]])
+def test_an_older_run_where_reused_fakes_would_not_act_resumes_without_a_refusal(tmp_path, data_root, method):
+    """trainer.reuse_fakes acts only with n_critic=1 and g_batch_size=batch_size: an older checkpoint of any other
+    run (every WGAN-GP run) trained exactly as the new default trains it, so resuming it is no change."""
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, *method, "trainer.reuse_fakes=false", steps=2, run_dir=run_dir)
+    path = checkpoint.checkpoint_path(run_dir, 2)
+    state = checkpoint.load(path)
+    del state["config"]["trainer"]["reuse_fakes"]  # written before the key existed
+    torch.save(state, path)
+    assert train_in_process(tmp_path, data_root, *method, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+    old_n_critic_1 = {"trainer": {"n_critic": 1, "g_batch_size": None, "batch_size": 16}}
+    new_n_critic_2 = {"trainer": {"n_critic": 2, "g_batch_size": None, "batch_size": 16, "reuse_fakes": True}}
+    assert checkpoint.config_changes(old_n_critic_1, new_n_critic_2) == [  # acts in the old run: both changes shown
+        "trainer.n_critic: 1 -> 2", "trainer.reuse_fakes: False -> True"]
+
+
 SAVED_VALUES = {"list": [0.1, 0.9], "nested": [[1, 2], {"a": "x y"}], "comma": "color,translation", "space": "my run",
                 "quote": 'say "hi"', "apostrophe": "it's", "backslash": "C:\\data\\", "digits": "1", "number_like": "1e-3",
                 "word_like": "null", "empty": "", "shell": "$HOME `ls` *", "unicode": "grün", "none": None,
