@@ -82,6 +82,8 @@ def _copy_whole(folder: str, files: list[str], raw_folder: str) -> None:
                 raise
             log.info("%s was copied by another run meanwhile; using that copy", raw_folder)
     except OSError as exc:
+        if exc.errno is None:  # not the root's fault (a damaged .gz in `folder`): as it is
+            raise
         raise StorageError(
             f"cannot copy {', '.join(files)} from {folder} into {raw_folder}: {exc.strerror or exc}. Point "
             "dataset.source.root (or GANRUN_DATA) at a writable folder with room for the copy (about 55 MB for "
