@@ -123,8 +123,10 @@ def load_for_resume(resume: str) -> tuple[dict, Path]:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             log.warning("Skipping checkpoint %s: it cannot be loaded (%s: %s)", path, type(exc).__name__, reason)
             continue
-        if isinstance(state.get("config"), dict):
-            state["config"] = moved_targets(state["config"])
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):  # torch.save(G.state_dict())
+            log.warning("Skipping checkpoint %s: it is not a ganrun checkpoint (it holds no saved config)", path)
+            continue
+        state["config"] = moved_targets(state["config"])
         return state, path
     raise ConfigError(f"resume={resume}: none of the checkpoints could be loaded ({len(candidates)} tried).")
 

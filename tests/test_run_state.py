@@ -206,6 +206,19 @@ def test_an_older_run_where_reused_fakes_would_not_act_resumes_without_a_refusal
         "trainer.n_critic: 1 -> 2", "trainer.reuse_fakes: False -> True"]
 
 
+@pytest.mark.parametrize("content", [{"weight": torch.zeros(2)}, torch.zeros(3), [1, 2]])
+def test_resuming_a_file_that_is_no_ganrun_checkpoint_is_a_clear_error(tmp_path, caplog, content):
+    """A weights file (torch.save(G.state_dict())) or any other tensor file given as resume=: a ConfigError saying
+    so, not a KeyError / AttributeError from the resume code."""
+    path = tmp_path / "weights.pt"
+    torch.save(content, path)
+    with pytest.raises(ConfigError, match=r"none of the checkpoints could be loaded \(1 tried\)"):
+        checkpoint.load_for_resume(str(path))
+    assert f"Skipping checkpoint {path}: it is not a ganrun checkpoint" in caplog.text
+    with pytest.raises(ConfigError):
+        checkpoint.load_generator(str(path))
+
+
 SAVED_VALUES = {"list": [0.1, 0.9], "nested": [[1, 2], {"a": "x y"}], "comma": "color,translation", "space": "my run",
                 "quote": 'say "hi"', "apostrophe": "it's", "backslash": "C:\\data\\", "digits": "1", "number_like": "1e-3",
                 "word_like": "null", "empty": "", "shell": "$HOME `ls` *", "unicode": "grün", "none": None,
