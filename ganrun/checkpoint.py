@@ -282,7 +282,7 @@ def _hydra_value(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_hydra_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"  # keys bare, as Hydra wants them
+        return "{" + ",".join(f"{_hydra_value(str(k))}:{_hydra_value(v)}" for k, v in value.items()) + "}"
     return repr(value)  # int, float (inf, nan and 1e-05 as Hydra writes them)
 
 

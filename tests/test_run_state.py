@@ -219,7 +219,7 @@ def test_resuming_a_file_that_is_no_ganrun_checkpoint_is_a_clear_error(tmp_path,
         checkpoint.load_generator(str(path))
 
 
-SAVED_VALUES = {"list": [0.1, 0.9], "nested": [[1, 2], {"a": "x y", "b": None}], "comma": "color,translation", "space": "my run",
+SAVED_VALUES = {"list": [0.1, 0.9], "nested": [[1, 2], {"a": "x y"}], "comma": "color,translation", "space": "my run",
                 "quote": 'say "hi"', "apostrophe": "it's", "backslash": "C:\\data\\", "digits": "1", "number_like": "1e-3",
                 "word_like": "null", "empty": "", "shell": "$HOME `ls` *", "unicode": "grün", "none": None,
                 "float": 1e-05, "inf": float("inf"), "bool": True, "int": -3, "empty_list": []}
