@@ -7,6 +7,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -232,10 +233,14 @@ def test_staging_folders_of_killed_copies_are_removed_by_the_next_copy(tmp_path,
     killed = parent / f".copying-{host}-{dead.pid}-abc123_x"
     running = parent / f".copying-{host}-{os.getppid()}-abc123_y"  # a copy still going on in another process
     elsewhere = parent / f".copying-otherhost-{dead.pid}-abc123_z"  # another machine's: its pids are not ours
-    for folder in (killed, running, elsewhere):
+    just_now = parent / f".copying-{host}-{dead.pid}-abc123_w"  # a pid of another namespace, copying right now
+    hour_ago = time.time() - 3600
+    for folder in (killed, running, elsewhere, just_now):
         write_mnist_like(folder, n=4)
+        if folder != just_now:
+            os.utime(folder, (hour_ago, hour_ago))
     assert len(sources.fashion_mnist(str(tmp_path / "root"), download=False)) == 32
-    assert sorted(p.name for p in parent.iterdir()) == sorted(["raw", running.name, elsewhere.name])
+    assert sorted(p.name for p in parent.iterdir()) == sorted(["raw", running.name, elsewhere.name, just_now.name])
 
 
 @pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC])

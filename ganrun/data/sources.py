@@ -12,6 +12,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -98,13 +99,18 @@ _STAGING = ".copying-"
 _KILLED_STAGING = re.compile(rf"^{re.escape(_STAGING)}(.+)-(\d+)-[a-z0-9_]+$")
 
 
+_STAGING_STALE_S = 600  # a copy takes seconds; a staging folder untouched this long is no copy in progress
+
+
 def _drop_killed_copies(parent: str) -> None:
     """Staging folders of copies on this host whose process is gone (killed mid-copy): each would otherwise stay,
-    up to a whole dataset in size, for every killed first run."""
+    up to a whole dataset in size, for every killed first run. Only ones untouched for minutes: a container
+    sharing this host name has other pids, and its copy in progress must not be taken for a dead one."""
     host = socket.gethostname()
     for entry in os.scandir(parent):
         found = _KILLED_STAGING.match(entry.name)
-        if found and found.group(1) == host and not _process_exists(int(found.group(2))):
+        if (found and found.group(1) == host and not _process_exists(int(found.group(2)))
+                and time.time() - entry.stat().st_mtime > _STAGING_STALE_S):
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
