@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 from pathlib import Path
 
 from ganrun.errors import ConfigError, StorageError
@@ -122,8 +123,10 @@ def load_for_resume(resume: str) -> tuple[dict, Path]:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             log.warning("Skipping checkpoint %s: it cannot be loaded (%s: %s)", path, type(exc).__name__, reason)
             continue
-        if isinstance(state.get("config"), dict):
-            state["config"] = moved_targets(state["config"])
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):  # torch.save(G.state_dict())
+            log.warning("Skipping checkpoint %s: it is not a ganrun checkpoint (it holds no saved config)", path)
+            continue
+        state["config"] = moved_targets(state["config"])
         return state, path
     raise ConfigError(f"resume={resume}: none of the checkpoints could be loaded ({len(candidates)} tried).")
 
@@ -247,10 +250,24 @@ def _flatten(tree, prefix="") -> dict:
 
 def _changed(saved: dict, current: dict) -> list[tuple[str, object, object]]:
     old, new = _flatten(saved), _flatten(current)
-    old = {**{k: v for k, v in VALUE_BEFORE_KEY_EXISTED.items() if k not in old}, **old}
+    # only where the current config has the key: datasets without a `resize` option never had one
+    old = {**{k: v for k, v in VALUE_BEFORE_KEY_EXISTED.items() if k not in old and k in new}, **old}
+    inert = [] if _reuse_fakes_acts(old) or _reuse_fakes_acts(new) else ["trainer.reuse_fakes"]
     return [(key, old.get(key, "<absent>"), new.get(key, "<absent>")) for key in sorted(set(old) | set(new))
-            if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS)
+            if not any(key == k or key.startswith(k + ".") for k in (*RESUMABLE_KEYS, *inert))
             and old.get(key, "<absent>") != new.get(key, "<absent>")]
+
+
+def _reuse_fakes_acts(flat: dict) -> bool:
+    """Whether trainer.reuse_fakes=true would change this config's training (n_critic=1, g_batch_size=batch_size).
+    Where it acts in neither the checkpoint's config nor the current one (an n_critic=5 WGAN-GP run) its value
+    trains alike, so a changed value (the default, on since it exists) is no change of the experiment."""
+    from types import SimpleNamespace
+
+    from ganrun.config import reuse_fakes
+
+    return reuse_fakes(SimpleNamespace(reuse_fakes=True, **{k: flat.get(f"trainer.{k}")
+                                                            for k in ("n_critic", "g_batch_size", "batch_size")}))
 
 
 def config_changes(saved: dict, current: dict) -> list[str]:
@@ -259,17 +276,38 @@ def config_changes(saved: dict, current: dict) -> list[str]:
     return [f"{key}: {old!r} -> {new!r}" for key, old, new in _changed(saved, current)]
 
 
-def _override_value(value) -> str:
-    import json
+def _hydra_value(value) -> str:
+    """`value` in Hydra's override grammar: bare words, "quoted" strings, numbers, true/false/null, [lists] and
+    {dicts} without spaces, so that Hydra reads back the very value."""
+    if isinstance(value, str):
+        if value and all(c.isalnum() or c in "_-./:" for c in value) and _parsed(value) == value:
+            return value  # a bare word Hydra reads as this string (not as 1, 0.5, true, null, inf)
+        # Hydra's quoted strings: a backslash is escaped only before a quote or at the end (Hydra's grammar doc)
+        return '"' + re.sub(r'(\\*)("|$)', lambda m: m.group(1) * 2 + ("\\" + m.group(2) if m.group(2) else ""),
+                            value) + '"'
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_hydra_value(str(k))}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)  # int, float (inf, nan and 1e-05 as Hydra writes them)
 
-    if isinstance(value, str) and value and all(c.isalnum() or c in "_-./:" for c in value):
-        return value
-    return json.dumps(value)  # true/false/null, numbers, quoted strings, [lists] and {dicts} Hydra parses
+
+def _parsed(value: str):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(f"key={value}").value()
+    except Exception:  # not valid bare: quote it
+        return None
 
 
 def restoring_overrides(saved: dict, current: dict) -> list[str]:
-    """Overrides that put the checkpoint's values back (`~key` for keys it did not have)."""
-    return [f"~{key}" if old == "<absent>" else f"{'+' if new == '<absent>' else ''}{key}={_override_value(old)}"
+    """Overrides that put the checkpoint's values back (`~key` for keys it did not have), each quoted for the
+    shell: pasted after the command they give the checkpoint's values to Hydra as they were."""
+    return [shlex.quote(f"~{key}" if old == "<absent>" else
+                        f"{'+' if new == '<absent>' else ''}{key}={_hydra_value(old)}")
             for key, old, new in _changed(saved, current)]
 
 

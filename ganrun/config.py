@@ -33,6 +33,12 @@ def build_optimizer(node, params, key: str):
         raise ConfigError(f"{key}: {exc}") from exc
 
 
+def reuse_fakes(trainer) -> bool:
+    """trainer.reuse_fakes where the method allows it: one D step per G step, on as many fakes as G's step
+    (elsewhere the key has no effect: G's step draws fresh fakes whatever its value)."""
+    return bool(trainer.reuse_fakes) and trainer.n_critic == 1 and trainer.g_batch_size in (None, trainer.batch_size)
+
+
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 

@@ -17,7 +17,7 @@ import torch
 import ganrun
 from ganrun import checkpoint, distributed
 from ganrun.augment import Pipeline
-from ganrun.config import build, build_optimizer
+from ganrun.config import build, build_optimizer, reuse_fakes
 from ganrun.data import DatasetInfo, make_stream
 from ganrun.diagnostics import TrainingDiagnostics
 from ganrun.ema import GeneratorEMA
@@ -141,11 +141,6 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict | None, name
         log.warning("Optimizer state %s not restored (%s): starting it fresh.", name, exc)
         return
     log.warning("Optimizer state %s not restored: the checkpoint's is of another optimizer; starting it fresh.", name)
-
-
-def reuse_fakes(trainer) -> bool:
-    """trainer.reuse_fakes where the method allows it: one D step per G step, on as many fakes as G's step."""
-    return bool(trainer.reuse_fakes) and trainer.n_critic == 1 and trainer.g_batch_size in (None, trainer.batch_size)
 
 
 def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.device,

@@ -1,6 +1,13 @@
 """Dataset sources and the batch stream, on tiny files the tests write."""
 
+import errno
+import os
 import pickle
+import socket
+import stat
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +17,7 @@ from helpers import write_mnist_like, write_png
 from omegaconf import OmegaConf
 
 from ganrun.data import BatchStream, TransformedDataset, decode_all, image_transform, load_dataset, sources
-from ganrun.errors import ConfigError, DataNotFoundError
+from ganrun.errors import ConfigError, DataNotFoundError, StorageError
 from ganrun.metrics.evaluator import load_real_splits
 
 
@@ -201,3 +208,54 @@ def test_a_first_copy_from_the_debian_folder_appears_whole_and_yields_to_a_concu
     assert seen == [False, False, True, True]
     assert len(dataset) == 16  # the copy that landed first is used, this one dropped
     assert sorted(p.name for p in raw.parent.iterdir()) == ["raw"]  # no staging folder left behind
+
+
+def test_the_first_copy_is_readable_by_others_as_a_folder_made_by_makedirs(tmp_path, monkeypatch):
+    """A shared data root (GANRUN_DATA of a lab): the copy is staged in a private temporary folder, but the folder
+    renamed into place must carry the usual permissions, or other users cannot read the dataset."""
+    debian = write_mnist_like(tmp_path / "debian", n=32, gz=True)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(debian))
+    old_umask = os.umask(0o022)
+    try:
+        sources.fashion_mnist(str(tmp_path / "root"), download=False)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "root" / "FashionMNIST" / "raw").stat().st_mode) == 0o755
+
+
+def test_staging_folders_of_killed_copies_are_removed_by_the_next_copy(tmp_path, monkeypatch):
+    debian = write_mnist_like(tmp_path / "debian", n=32, gz=True)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(debian))
+    parent = tmp_path / "root" / "FashionMNIST"
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()  # a pid no process has now
+    host = socket.gethostname()
+    killed = parent / f".copying-{host}-{dead.pid}-abc123_x"
+    running = parent / f".copying-{host}-{os.getppid()}-abc123_y"  # a copy still going on in another process
+    elsewhere = parent / f".copying-otherhost-{dead.pid}-abc123_z"  # another machine's: its pids are not ours
+    just_now = parent / f".copying-{host}-{dead.pid}-abc123_w"  # a pid of another namespace, copying right now
+    hour_ago = time.time() - 3600
+    for folder in (killed, running, elsewhere, just_now):
+        write_mnist_like(folder, n=4)
+        if folder != just_now:
+            os.utime(folder, (hour_ago, hour_ago))
+    assert len(sources.fashion_mnist(str(tmp_path / "root"), download=False)) == 32
+    assert sorted(p.name for p in parent.iterdir()) == sorted(["raw", running.name, elsewhere.name, just_now.name])
+
+
+@pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC])
+def test_a_copy_that_cannot_be_written_names_the_folder_and_the_key_and_leaves_nothing(tmp_path, monkeypatch, error):
+    debian = write_mnist_like(tmp_path / "debian", n=32, gz=True)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(debian))
+    extract = sources.extract_archive
+
+    def fails_midway(path, to):
+        if "labels" in path:
+            raise OSError(error, os.strerror(error), to)
+        extract(path, to)
+
+    monkeypatch.setattr(sources, "extract_archive", fails_midway)
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    with pytest.raises(StorageError, match=f"into {raw}: {os.strerror(error)}. Point dataset.source.root"):
+        sources.fashion_mnist(str(tmp_path / "root"), download=False)
+    assert list(raw.parent.iterdir()) == []  # the partial copy is gone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -166,17 +167,82 @@ def test_a_checkpoint_from_before_changed_defaults_is_told_how_to_continue_as_it
     state = checkpoint.load(path)
     del state["config"]["trainer"]["reuse_fakes"]  # not there in older versions, which drew fresh fakes
     state["config"]["optimizer"]["d"]["lr"] = 1e-3  # a default that changed since
+    state["config"]["optimizer"]["d"]["betas"] = [0.1, 0.9]  # a list: one shell word, as Hydra writes lists
     state["overrides"] = []
     torch.save(state, path)
     with pytest.raises(ConfigError) as refused:
         train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
     message = str(refused.value)
     assert "trainer.reuse_fakes: False -> True" in message and "optimizer.d.lr: 0.001 -> 0.0002" in message
-    restore = message.split("To continue as it was trained, add: ")[1].splitlines()[0].split()
-    assert sorted(restore) == ["optimizer.d.lr=0.001", "trainer.reuse_fakes=false"]
+    restore = shlex.split(message.split("To continue as it was trained, add: ")[1].splitlines()[0])  # as pasted
+    assert sorted(restore) == ["optimizer.d.betas=[0.1,0.9]", "optimizer.d.lr=0.001", "trainer.reuse_fakes=false"]
     result = train_in_process(tmp_path, data_root, f"resume={run_dir}", *restore, steps=3, run_dir=run_dir)
     assert result.step == 3 and checkpoint.load(checkpoint.checkpoint_path(run_dir, 3))["config"]["trainer"][
         "reuse_fakes"] is False
+
+
+@pytest.mark.parametrize("dataset", ["ring8", "mnist"])
+def test_a_run_on_a_dataset_without_a_newer_option_resumes(tmp_path, data_root, dataset):
+    """VALUE_BEFORE_KEY_EXISTED stands in for keys an older checkpoint lacks, not for keys a dataset never has
+    (only fashion_mnist has dataset.resize): resuming a run of this very version must not be refused."""
+    options = [f"dataset={dataset}", *(["model=mlp"] if dataset == "ring8" else [])]
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, *options, steps=2, run_dir=run_dir)
+    assert "resize" not in checkpoint.load(checkpoint.checkpoint_path(run_dir, 2))["config"]["dataset"]
+    assert train_in_process(tmp_path, data_root, *options, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+
+
+@pytest.mark.parametrize("method", [["trainer.n_critic=2"], ["trainer.g_batch_size=24"]])
+def test_an_older_run_where_reused_fakes_would_not_act_resumes_without_a_refusal(tmp_path, data_root, method):
+    """trainer.reuse_fakes acts only with n_critic=1 and g_batch_size=batch_size: an older checkpoint of any other
+    run (every WGAN-GP run) trained exactly as the new default trains it, so resuming it is no change."""
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, *method, "trainer.reuse_fakes=false", steps=2, run_dir=run_dir)
+    path = checkpoint.checkpoint_path(run_dir, 2)
+    state = checkpoint.load(path)
+    del state["config"]["trainer"]["reuse_fakes"]  # written before the key existed
+    torch.save(state, path)
+    assert train_in_process(tmp_path, data_root, *method, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+    old_n_critic_1 = {"trainer": {"n_critic": 1, "g_batch_size": None, "batch_size": 16}}
+    new_n_critic_2 = {"trainer": {"n_critic": 2, "g_batch_size": None, "batch_size": 16, "reuse_fakes": True}}
+    assert checkpoint.config_changes(old_n_critic_1, new_n_critic_2) == [  # acts in the old run: both changes shown
+        "trainer.n_critic: 1 -> 2", "trainer.reuse_fakes: False -> True"]
+
+
+@pytest.mark.parametrize("content", [{"weight": torch.zeros(2)}, torch.zeros(3), [1, 2]])
+def test_resuming_a_file_that_is_no_ganrun_checkpoint_is_a_clear_error(tmp_path, caplog, content):
+    """A weights file (torch.save(G.state_dict())) or any other tensor file given as resume=: a ConfigError saying
+    so, not a KeyError / AttributeError from the resume code."""
+    path = tmp_path / "weights.pt"
+    torch.save(content, path)
+    with pytest.raises(ConfigError, match=r"none of the checkpoints could be loaded \(1 tried\)"):
+        checkpoint.load_for_resume(str(path))
+    assert f"Skipping checkpoint {path}: it is not a ganrun checkpoint" in caplog.text
+    with pytest.raises(ConfigError):
+        checkpoint.load_generator(str(path))
+
+
+SAVED_VALUES = {"list": [0.1, 0.9], "nested": [[1, 2], {"a": "x y"}], "comma": "color,translation", "space": "my run",
+                "quote": 'say "hi"', "apostrophe": "it's", "backslash": "C:\\data\\", "digits": "1", "number_like": "1e-3",
+                "word_like": "null", "empty": "", "shell": "$HOME `ls` *", "unicode": "grün", "none": None,
+                "float": 1e-05, "inf": float("inf"), "bool": True, "int": -3, "empty_list": []}
+
+
+def test_the_overrides_that_restore_a_checkpoint_give_its_values_back_when_pasted_into_a_shell():
+    """The refusal's overrides are pasted into a shell: shell words must survive quoting, and Hydra must read
+    each back as the checkpoint's value (a list with spaces split into two arguments; quotes vanished)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    saved = {"dataset": {"resize": "resize"}, "trainer": {"reuse_fakes": True}, "x": SAVED_VALUES}
+    current = {**saved, "x": {key: 0 for key in SAVED_VALUES}}
+    line = " ".join(checkpoint.restoring_overrides(saved, current))
+    words = shlex.split(line)
+    parser = OverridesParser.create()
+    read_back = {}
+    for word in words:
+        override = parser.parse_override(word)
+        read_back[override.key_or_group.split(".", 1)[1]] = override.value()
+    assert read_back == SAVED_VALUES
 
 
 @pytest.mark.slow  # inductor compiles G and D on CPU first (tens of seconds)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import extract_archive
 
-from ganrun.errors import ConfigError, DataNotFoundError
+from ganrun.errors import ConfigError, DataNotFoundError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +63,17 @@ def _mnist_family(cls, root, train, download, extra_dirs=()):
 def _copy_whole(folder: str, files: list[str], raw_folder: str) -> None:
     """Extract `files` into a temporary folder beside `raw_folder`, then rename it into place: the folder appears
     with all its files or not at all, so runs that start together on a fresh root (a parallel sweep) never read
-    a half-written copy. When another run got there first, its copy is kept and this one dropped."""
+    a half-written copy. When another run got there first, its copy is kept and this one dropped. A copy cut short
+    (disk full, read-only root) is removed and named; one killed outright is removed by the next copy."""
     parent = os.path.dirname(raw_folder)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".copying-", dir=parent)
+    staging = None
     try:
+        os.makedirs(parent, exist_ok=True)
+        _drop_killed_copies(parent)
+        staging = tempfile.mkdtemp(prefix=f"{_STAGING}{socket.gethostname()}-{os.getpid()}-", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # a folder as makedirs makes it (mkdtemp's is private to its owner)
         for f in files:
             extract_archive(os.path.join(folder, f), staging)
         try:
@@ -73,8 +82,46 @@ def _copy_whole(folder: str, files: list[str], raw_folder: str) -> None:
             if not os.path.isdir(raw_folder) or not os.listdir(raw_folder):
                 raise
             log.info("%s was copied by another run meanwhile; using that copy", raw_folder)
+    except OSError as exc:
+        if exc.errno is None:  # not the root's fault (a damaged .gz in `folder`): as it is
+            raise
+        raise StorageError(
+            f"cannot copy {', '.join(files)} from {folder} into {raw_folder}: {exc.strerror or exc}. Point "
+            "dataset.source.root (or GANRUN_DATA) at a writable folder with room for the copy (about 55 MB for "
+            "Fashion-MNIST), or put the files there yourself."
+        ) from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+_STAGING = ".copying-"
+_KILLED_STAGING = re.compile(rf"^{re.escape(_STAGING)}(.+)-(\d+)-[a-z0-9_]+$")
+
+
+_STAGING_STALE_S = 600  # a copy takes seconds; a staging folder untouched this long is no copy in progress
+
+
+def _drop_killed_copies(parent: str) -> None:
+    """Staging folders of copies on this host whose process is gone (killed mid-copy): each would otherwise stay,
+    up to a whole dataset in size, for every killed first run. Only ones untouched for minutes: a container
+    sharing this host name has other pids, and its copy in progress must not be taken for a dead one."""
+    host = socket.gethostname()
+    for entry in os.scandir(parent):
+        found = _KILLED_STAGING.match(entry.name)
+        if (found and found.group(1) == host and not _process_exists(int(found.group(2)))
+                and time.time() - entry.stat().st_mtime > _STAGING_STALE_S):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _refuse_to_overwrite(cls, raw_folder: str, exc: Exception) -> None:
