@@ -155,6 +155,19 @@ MUTANTS = [
            ("tests/test_security.py",)),
     Mutant("'..' kept in sweep job and cache names", "ganrun/trust.py",
            "    name = re.sub(r\"\\.{2,}\", \"_\", name)\n", "", ("tests/test_security.py",)),
+    # resume and run dirs
+    Mutant("failure-mode detector not restored on resume", "ganrun/diagnostics.py",
+           "        self.__dict__.update(loaded)\n", "", ("tests/test_diagnostics.py",)),
+    Mutant("a newer key's former value filled in where the config lacks the key", "ganrun/checkpoint.py",
+           "if k not in old and k in new}", "if k not in old}",
+           ("tests/test_run_state.py::test_a_run_on_a_dataset_without_a_newer_option_resumes",)),
+    Mutant("a changed reuse_fakes refused where it has no effect", "ganrun/checkpoint.py",
+           "inert = [] if _reuse_fakes_acts(old) or _reuse_fakes_acts(new) else [\"trainer.reuse_fakes\"]",
+           "inert = []",
+           ("tests/test_run_state.py::test_an_older_run_where_reused_fakes_would_not_act_resumes_without_a_refusal",)),
+    Mutant("a run dir in use not checked before Hydra starts", "ganrun/rundir.py",
+           "        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe: released at once below\n",
+           "        pass\n", ("tests/test_rundir.py",)),
     # metrics
     Mutant("KID kernel degree 2", "ganrun/metrics/scores.py", "(a @ b.T / d + 1) ** 3", "(a @ b.T / d + 1) ** 2",
            METRIC),
@@ -198,7 +211,13 @@ def run_tests(repo: Path, tests: tuple[str, ...]) -> tuple[int, float, str]:
 
 
 def main(words: list[str]) -> int:
+    if any(w in ("-h", "--help") for w in words):
+        print(__doc__)
+        return 0
     chosen = [m for m in MUTANTS if not words or any(w.lower() in m.name.lower() for w in words)]
+    if not chosen:
+        print(f"no mutant's name contains any of {words}", file=sys.stderr)
+        return 2
     rows = []
     with tempfile.TemporaryDirectory(prefix="ganrun-mutants-") as tmp:
         repo = Path(tmp) / "repo"

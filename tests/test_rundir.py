@@ -89,7 +89,7 @@ def test_ganrun_refuses_a_run_dir_another_run_is_writing(tmp_path, data_root):
 
 def fake_run(run_dir, steps):
     for step in steps:
-        checkpoint.save_atomic({"step": step, "overrides": []}, checkpoint.checkpoint_path(run_dir, step))
+        checkpoint.save_atomic({"step": step, "config": {}, "overrides": []}, checkpoint.checkpoint_path(run_dir, step))
     checkpoint.save_atomic({"step": steps[0]}, run_dir / "checkpoints" / checkpoint.BEST_FILE)
 
 
@@ -159,7 +159,7 @@ def test_resume_command_is_quoted_for_the_shell_and_for_hydra(tmp_path, name):
 
 def test_saved_overrides_are_found_for_a_quoted_resume_path(tmp_path):
     run_dir = tmp_path / "my runs" / "exp ü 1"
-    checkpoint.save_atomic({"step": 1, "overrides": ["loss=hinge"]}, checkpoint.checkpoint_path(run_dir, 1))
+    checkpoint.save_atomic({"step": 1, "config": {}, "overrides": ["loss=hinge"]}, checkpoint.checkpoint_path(run_dir, 1))
     argv = [f"resume={hydra_quote(str(run_dir))}"]
     assert with_saved_overrides(argv) == ["loss=hinge", *argv]
 
