@@ -229,10 +229,13 @@ def refuse_changed_experiment(saved: dict, current: dict, resume: str, force: bo
     changes = config_changes(saved, current)
     if changes and not force:
         restore = " ".join(restoring_overrides(saved, current))
+        by_hand = groups_to_choose_by_hand(saved, current)
+        choose = (f"\nChoose the option of {', '.join(by_hand)} the checkpoint was trained with (its classes are in "
+                  "the run dir's config.yaml); then resume again to see what else differs." if by_hand else "")
         raise ConfigError(
             f"resume={resume}: the config differs from the checkpoint's in ways that change the experiment:\n  "
             + "\n  ".join(changes) + "\nThese come from your overrides or from defaults changed since the checkpoint "
-            f"was written. To continue as it was trained, add: {restore}\nTo accept the changes, add "
+            f"was written. To continue as it was trained, add: {restore}{choose}\nTo accept the changes, add "
             "resume_force=true."
         )
     if changes:
@@ -253,9 +256,8 @@ def _changed(saved: dict, current: dict) -> list[tuple[str, object, object]]:
     # only where the current config has the key: datasets without a `resize` option never had one
     old = {**{k: v for k, v in VALUE_BEFORE_KEY_EXISTED.items() if k not in old and k in new}, **old}
     inert = [] if _reuse_fakes_acts(old) or _reuse_fakes_acts(new) else ["trainer.reuse_fakes"]
-    return [(key, old.get(key, "<absent>"), new.get(key, "<absent>")) for key in sorted(set(old) | set(new))
-            if not any(key == k or key.startswith(k + ".") for k in (*RESUMABLE_KEYS, *inert))
-            and old.get(key, "<absent>") != new.get(key, "<absent>")]
+    return [change for change in _differences(old, new)
+            if not any(change[0] == k or change[0].startswith(k + ".") for k in (*RESUMABLE_KEYS, *inert))]
 
 
 def _reuse_fakes_acts(flat: dict) -> bool:
@@ -305,10 +307,67 @@ def _parsed(value: str):
 
 def restoring_overrides(saved: dict, current: dict) -> list[str]:
     """Overrides that put the checkpoint's values back (`~key` for keys it did not have), each quoted for the
-    shell: pasted after the command they give the checkpoint's values to Hydra as they were."""
-    return [shlex.quote(f"~{key}" if old == "<absent>" else
-                        f"{'+' if new == '<absent>' else ''}{key}={_hydra_value(old)}")
-            for key, old, new in _changed(saved, current)]
+    shell: pasted after the command they give the checkpoint's values to Hydra as they were. Where a config
+    group's classes differ (a `_target_`), the group's option is chosen instead (`augment=none`): overrides
+    naming classes are refused when a run replays its saved overrides (ganrun.trust), so they would work once
+    and then block every later resume."""
+    changes = _changed(saved, current)
+    groups = sorted({key.split(".")[0] for key, _, _ in changes if key.endswith("_target_")})
+    words = []
+    for group in groups:
+        option = group_option(group, saved.get(group))
+        if option is not None:  # the option, then the checkpoint's values where they differ from the option's
+            words.append(f"{group}={option}")
+            words += _words(_differences(_flatten(saved.get(group) or {}, group + "."),
+                                         _flatten(_option_node(group, option), group + ".")))
+    words += _words([change for change in changes if change[0].split(".")[0] not in groups])
+    return [shlex.quote(word) for word in words]
+
+
+def _words(changes) -> list[str]:
+    return [f"~{key}" if old == "<absent>" else f"{'+' if new == '<absent>' else ''}{key}={_hydra_value(old)}"
+            for key, old, new in changes]
+
+
+def _differences(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    return [(key, old.get(key, "<absent>"), new.get(key, "<absent>")) for key in sorted(set(old) | set(new))
+            if old.get(key, "<absent>") != new.get(key, "<absent>")]
+
+
+def groups_to_choose_by_hand(saved: dict, current: dict) -> list[str]:
+    """Config groups whose classes differ from the checkpoint's and match no single option ganrun ships."""
+    groups = {key.split(".")[0] for key, _, _ in _changed(saved, current) if key.endswith("_target_")}
+    return sorted(group for group in groups if not group_option(group, saved.get(group)))
+
+
+def group_option(group: str, saved_node) -> str | None:
+    """The option of config group `group` (conf/GROUP/OPTION.yaml) whose classes are those of `saved_node`:
+    the same `_target_` at the same places."""
+    from importlib import resources
+
+    folder = resources.files("ganrun.conf").joinpath(group)
+    if not folder.is_dir():
+        return None
+    wanted = _targets(saved_node)
+    for name in sorted(f.name for f in folder.iterdir() if f.name.endswith(".yaml")):
+        option = name.removesuffix(".yaml")
+        if _targets(_option_node(group, option)) == wanted:
+            return option
+    return None
+
+
+def _option_node(group: str, option: str) -> dict:
+    from importlib import resources
+
+    import yaml
+
+    node = yaml.safe_load(resources.files("ganrun.conf").joinpath(group, option + ".yaml").read_text())
+    return node if isinstance(node, dict) else {}
+
+
+def _targets(node) -> dict:
+    return {key: value for key, value in _flatten(node if isinstance(node, dict) else {}).items()
+            if key.endswith("_target_")}
 
 
 def load_generator(path: str, device="cpu", ema: bool = False):

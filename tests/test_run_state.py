@@ -14,6 +14,7 @@ import torch
 from helpers import scalars, train_in_process, write_mnist_like
 
 from ganrun import checkpoint
+from ganrun.cli import with_saved_overrides
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.reporter import Reporter
 
@@ -179,6 +180,39 @@ def test_a_checkpoint_from_before_changed_defaults_is_told_how_to_continue_as_it
     result = train_in_process(tmp_path, data_root, f"resume={run_dir}", *restore, steps=3, run_dir=run_dir)
     assert result.step == 3 and checkpoint.load(checkpoint.checkpoint_path(run_dir, 3))["config"]["trainer"][
         "reuse_fakes"] is False
+
+
+def test_a_changed_group_is_restored_by_its_option_and_later_resumes_replay_it(tmp_path, data_root):
+    """When a group's classes differ (here: trained with DiffAugment, today's default has none), the refusal
+    chooses the group's option instead of naming classes: overrides with `_target_` would be refused when the
+    run replays its saved overrides, so the next plain resume would be blocked."""
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "augment=diffaugment", "augment.diffaugment.policy=color", steps=2,
+                     run_dir=run_dir)
+    path = checkpoint.checkpoint_path(run_dir, 2)
+    state = checkpoint.load(path)
+    state["overrides"] = []  # as if DiffAugment had been the default then
+    torch.save(state, path)
+    with pytest.raises(ConfigError) as refused:
+        train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
+    restore = shlex.split(str(refused.value).split("To continue as it was trained, add: ")[1].splitlines()[0])
+    assert restore == ["augment=diffaugment", "augment.diffaugment.policy=color"]
+    assert "_target_" not in str(refused.value).split("To continue")[1]
+    train_in_process(tmp_path, data_root, f"resume={run_dir}", *restore, steps=3, run_dir=run_dir)
+    saved = checkpoint.load(checkpoint.checkpoint_path(run_dir, 3))
+    assert saved["config"]["augment"] == state["config"]["augment"]
+    replayed = with_saved_overrides([f"resume={run_dir}"])  # as the CLI replays them: the trust check passes
+    assert "augment=diffaugment" in replayed
+    assert train_in_process(tmp_path, data_root, *replayed, steps=4, run_dir=run_dir).step == 4
+
+
+def test_a_group_matching_no_single_option_is_named_to_choose_by_hand():
+    saved = {"regularizer": {"r1": {"_target_": "ganrun.regularizers.R1", "weight": 10.0, "every": 1},
+                             "l2": {"_target_": "ganrun.regularizers.L2WeightPenalty", "weight": 1e-4}}}
+    current = {"regularizer": {}}
+    assert checkpoint.groups_to_choose_by_hand(saved, current) == ["regularizer"]
+    assert not any("_target_" in word for word in checkpoint.restoring_overrides(saved, current))
+    assert checkpoint.group_option("regularizer", {"r1": saved["regularizer"]["r1"]}) == "r1"
 
 
 @pytest.mark.parametrize("dataset", ["ring8", "mnist"])
