@@ -1,5 +1,6 @@
 """Config composition with Hydra's compose API: every group option builds, bad options are refused."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,31 @@ def test_every_default_is_written_once_in_the_yaml():
             if f.default is None:
                 assert f.type == "Any", (node.__name__, f.name)  # the free-form group slots
     assert OmegaConf.missing_keys(compose_config()) == set()
+
+
+KNOWN_KEYS = Path(__file__).with_name("config_keys.json")  # the default config's keys at the last check
+
+
+def default_config_keys() -> set[str]:
+    from ganrun.checkpoint import _flatten
+
+    return set(_flatten(OmegaConf.to_container(compose_config(), resolve=False)))
+
+
+def test_a_new_config_key_says_what_older_checkpoints_did():
+    """A key added to the config is absent from every older checkpoint. Unless it is resumable (free to change on
+    resume) or VALUE_BEFORE_KEY_EXISTED says which value behaved as the older versions did, resuming an older run
+    is refused with a `~key` override that cannot restore it. Regenerate the list with
+    `python -c "import sys; sys.path.insert(0, 'tests'); import test_config as t; t.write_known_keys()"`."""
+    from ganrun.checkpoint import RESUMABLE_KEYS, VALUE_BEFORE_KEY_EXISTED
+
+    known = set(json.loads(KNOWN_KEYS.read_text()))
+    covered = lambda key: any(key == k or key.startswith(k + ".")  # noqa: E731
+                              for k in (*RESUMABLE_KEYS, *VALUE_BEFORE_KEY_EXISTED))
+    new = sorted(key for key in default_config_keys() - known if not covered(key))
+    assert not new, (f"new config keys {new}: add each to checkpoint.VALUE_BEFORE_KEY_EXISTED (the value that "
+                     "behaves as before it existed) or to RESUMABLE_KEYS, then regenerate tests/config_keys.json")
+
+
+def write_known_keys() -> None:
+    KNOWN_KEYS.write_text(json.dumps(sorted(default_config_keys()), indent=0) + "\n")
