@@ -241,12 +241,19 @@ def check_config(cfg, G) -> None:
                           "samples have no labels. Use model.conditioning=acgan|concat|projection, or "
                           "metrics.downstream.label_by_classifier=true.")
     protocol_from_config(downstream_cfg).check()
+    generator = downstream_cfg.get("generator", "raw")
+    if generator not in ("raw", "ema"):
+        raise ConfigError(f"metrics.downstream.generator={generator}: choose raw or ema.")
+    if generator == "ema" and not cfg.ema.enabled:
+        raise ConfigError("metrics.downstream.generator=ema needs an EMA of G: add ema.enabled=true, or score the "
+                          "raw G (metrics.downstream.generator=raw).")
 
 
-def end_of_run(G, cfg, run_dir: Path, step: int, writer=None, device="cpu") -> dict | None:
+def end_of_run(G, cfg, run_dir: Path, step: int, writer=None, device="cpu", ema=None) -> dict | None:
     """The optional end-of-run metric (`metrics.downstream.enabled`): for the loop's reporter to call once after
-    training on the main rank. Writes RUN_DIR/downstream.json and TensorBoard scalars; returns the result for
-    metrics.json ("downstream"), or None when off. A generator without labels is reported, not fatal."""
+    training on the main rank, on raw G or its EMA (`metrics.downstream.generator`). Writes RUN_DIR/downstream.json
+    and TensorBoard scalars; returns the result for metrics.json ("downstream"), or None when off. A generator
+    without labels is reported, not fatal."""
     from ganrun.metrics.evaluator import load_real_splits
 
     downstream_cfg = cfg.metrics.get("downstream")
@@ -256,15 +263,18 @@ def end_of_run(G, cfg, run_dir: Path, step: int, writer=None, device="cpu") -> d
         log.warning("metrics.downstream: toy 2-D data has no images to classify; skipped.")
         return None
     protocol = protocol_from_config(downstream_cfg)
+    generator = downstream_cfg.get("generator", "raw")
+    if generator == "ema":
+        G = ema.generator()
     try:
         result = evaluate_downstream(G, cfg.model.z_dim, cfg.dataset.num_classes, *load_real_splits(cfg.dataset),
                                      protocol, device)
     except ConfigError as exc:
         log.warning("metrics.downstream skipped: %s", exc)
         return None
-    result["step"] = step
+    result["step"], result["generator"] = step, generator
     result_file(run_dir, protocol).write_text(json.dumps(result, indent=2))
     if writer is not None:
         log_to_tensorboard(writer, result, step)
-    log.info("Downstream value (step %d):\n%s", step, format_table(result))
+    log.info("Downstream value (step %d, %s G):\n%s", step, generator, format_table(result))
     return result

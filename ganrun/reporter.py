@@ -201,10 +201,11 @@ class Reporter:
             final, final_ema = results[""], results.get("_ema")
         result = TrainResult(state.step, dict(state.last_scalars), final, final_ema, state.best)
         value = None
-        if self.is_main:  # optional downstream value of raw G (metrics.downstream.enabled)
+        if self.is_main:  # optional downstream value of raw or EMA G (metrics.downstream)
             device = next(state.G.parameters()).device
             with isolated_rng(device):
-                value = downstream.end_of_run(state.G, self.cfg, self.run_dir, state.step, self.writer, device)
+                value = downstream.end_of_run(state.G, self.cfg, self.run_dir, state.step, self.writer, device,
+                                              state.ema)
             summary = {"step": state.step, "final": final, "final_ema": final_ema, "best": state.best,
                        "losses": result.losses, "diagnostics": self.diagnostics.report(), "downstream": value}
             (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))

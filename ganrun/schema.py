@@ -47,6 +47,7 @@ class DownstreamSchema:
     repeats: int = MISSING
     seed: int = MISSING
     label_by_classifier: bool = MISSING
+    generator: str = MISSING
 
 
 @dataclass

@@ -189,3 +189,31 @@ def test_an_impossible_downstream_config_is_refused_before_training(tmp_path, da
     with pytest.raises(ConfigError, match="ratio"):
         train_in_process(tmp_path, data_root, "model.conditioning=acgan", "metrics.downstream.enabled=true",
                          "metrics.downstream.ratio=-1", steps=1)
+    for generator, why in (("ema", "needs an EMA of G: add ema.enabled=true"), ("best", "choose raw or ema")):
+        with pytest.raises(ConfigError, match=why):
+            train_in_process(tmp_path, data_root, "model.conditioning=acgan", "metrics.downstream.enabled=true",
+                             f"metrics.downstream.generator={generator}", "ema.enabled=false", steps=1)
+
+
+@pytest.mark.parametrize("generator", ["raw", "ema"])
+def test_the_end_of_run_value_scores_the_generator_asked_for(tmp_path, data_root, monkeypatch, generator):
+    from helpers import train_in_process
+
+    from ganrun import checkpoint, downstream
+
+    scored = []
+    real_evaluate = downstream.evaluate_downstream
+
+    def recording(G, *args, **kwargs):
+        scored.append({k: v.detach().clone() for k, v in G.state_dict().items()})
+        return real_evaluate(G, *args, **kwargs)
+
+    monkeypatch.setattr(downstream, "evaluate_downstream", recording)
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "model.conditioning=acgan", "ema.enabled=true", "metrics.downstream.enabled=true",
+                     f"metrics.downstream.generator={generator}", "metrics.downstream.steps=1",
+                     "metrics.downstream.repeats=1", "metrics.downstream.num_generated=20", steps=3, run_dir=run_dir)
+    raw = checkpoint.load(checkpoint.step_checkpoints(run_dir)[0])["generator"]
+    same_as_raw = all(torch.equal(scored[0][k], raw[k]) for k in raw if raw[k].is_floating_point())
+    assert same_as_raw == (generator == "raw")
+    assert json.loads((run_dir / "metrics.json").read_text())["downstream"]["generator"] == generator
