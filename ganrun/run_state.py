@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import ganrun
-from ganrun import checkpoint, distributed
+from ganrun import checkpoint, distributed, schedules
 from ganrun.augment import Pipeline
 from ganrun.config import build, build_optimizer, reuse_fakes
 from ganrun.data import DatasetInfo, make_stream
@@ -91,7 +91,7 @@ class RunState:
             restore_optimizer(optimizer, state.get(name), name)
         self.stream.load_state_dict(state["data"])
         for scheduler, saved in zip(self.schedulers, state.get("schedulers", [])):
-            scheduler.load_state_dict(saved)
+            schedules.restore(scheduler, saved)  # after the optimizers: the lr of a stretched schedule
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.objective.load_state_dict(state.get("objective", {}))
