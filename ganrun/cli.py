@@ -88,6 +88,28 @@ def _override_value(argv: list[str], key: str) -> str | None:
     return None
 
 
+def quote_resume_path(argv: list[str]) -> list[str]:
+    """`resume=PATH` of an existing path that Hydra's grammar cannot read bare (a sweep job's dir
+    `.../0_loss=ns` or `.../3_loss=wgan_gp,seed=1`: `=` is a syntax error, `,` a sweep) gets Hydra's quotes, so
+    the path of a job dir can be pasted as it is listed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ganrun.rundir import hydra_quote
+
+    quoted = []
+    for arg in argv:
+        if arg.startswith("resume=") and Path(arg[len("resume="):]).expanduser().exists():
+            raw = arg[len("resume="):]
+            try:
+                read = OverridesParser.create().parse_override(arg).value()
+            except Exception:  # not valid bare
+                read = None
+            if read != raw:
+                arg = "resume=" + hydra_quote(raw)
+        quoted.append(arg)
+    return quoted
+
+
 def refuse_a_run_dir_in_use(argv: list[str]) -> None:
     """A single run aimed at a run dir another live run is writing (`resume=RUN_DIR`, or `hydra.run.dir=`) is
     refused before Hydra writes its .hydra/ files there."""
@@ -155,7 +177,7 @@ def main() -> None:
         print(version_line())
         return
     try:
-        argv = with_saved_overrides(sys.argv[1:])
+        argv = with_saved_overrides(quote_resume_path(sys.argv[1:]))
         refuse_a_run_dir_in_use(argv)
     except ConfigError as exc:
         print(f"ganrun: error: {exc}", file=sys.stderr)
