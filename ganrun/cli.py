@@ -27,6 +27,7 @@ import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun.checkpoint import load_for_resume, resumed_in_place
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.rundir import RunDirLock, refuse_if_in_use, refuse_to_prune_newer_work
+from ganrun.sweep.summary import FAILED_FILE
 from ganrun.trust import check_saved_overrides
 
 log = logging.getLogger("ganrun")
@@ -43,8 +44,9 @@ def hydra_main(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
         share_cpu_threads(int(hydra_cfg.launcher.get("n_jobs") or -1))
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        run_dir = Path(hydra_cfg.runtime.output_dir)
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a job run again (resumed) starts with no failure
         refuse_to_prune_newer_work(cfg.resume, run_dir)
         from ganrun import distributed  # torch: imported once Hydra has parsed the command line
 
@@ -53,15 +55,23 @@ def hydra_main(cfg: DictConfig):
                 logging_redirect_tqdm(loggers=[logging.getLogger()]):
             result = train(cfg, run_dir, list(hydra_cfg.overrides.task))
         return result.final_fid  # what a sweeper (e.g. Optuna) minimises
-    except ConfigError as exc:
+    except (ConfigError, TrainingDivergedError) as exc:
         log.error("%s", exc)
-        raise SystemExit(1) from None
-    except TrainingDivergedError as exc:
-        log.error("%s", exc)
-        raise SystemExit(3) from None
+        if sweep_goes_on(hydra_cfg):  # the other jobs still run; the summary marks this one, the exit status too
+            (run_dir / FAILED_FILE).write_text(f"{exc}\n")
+            return None
+        raise SystemExit(1 if isinstance(exc, ConfigError) else 3) from None
     except TrainingInterrupted as exc:
         log.warning("%s", exc)
         raise SystemExit(128 + exc.signum) from None
+
+
+def sweep_goes_on(hydra_cfg) -> bool:
+    """Whether a failed job lets the sweep go on: in a `-m` sweep of Hydra's basic sweeper (a grid), yes, as
+    each job is an experiment of its own; a search (Optuna) needs every trial's value, so it stops."""
+    from hydra.types import RunMode
+
+    return hydra_cfg.mode == RunMode.MULTIRUN and "BasicSweeper" in str(hydra_cfg.sweeper.get("_target_", ""))
 
 
 def _override_key(arg: str) -> str:
