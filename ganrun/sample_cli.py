@@ -91,8 +91,13 @@ def main(argv=None) -> None:
             return torch.full((n,), args.label, device=device, dtype=torch.long)
         return random_labels(G, n, device, generator)
 
+    points = dataset_info(cfg.dataset).points
+    if points and args.interpolate > 0:  # make_grid would draw the (N, 2) points as one meaningless image
+        print(f"ganrun-sample: error: --interpolate draws image grids; {found} was trained on toy 2-D points "
+              f"({cfg.dataset.name}): use --num N for points.csv.", file=sys.stderr)
+        raise SystemExit(1)
     with torch.no_grad():
-        if dataset_info(cfg.dataset).points and args.num > 0:  # toy 2-D points: one CSV row per sample
+        if points and args.num > 0:  # toy 2-D points: one CSV row per sample
             z = torch.randn(args.num, z_dim, device=device, generator=generator)
             np.savetxt(out / "points.csv", G(z, labels(args.num)).float().cpu().numpy(), delimiter=",",
                        header="x,y", comments="")

@@ -100,3 +100,14 @@ def test_an_unusable_output_path_is_refused_before_the_work(run_dir, tmp_path, c
                        (tmp_path, f"--out {tmp_path} is a folder: give a file name.")):
         assert error in refused(tool.main, [str(run_dir), *extra, "--out", str(out)], capsys)
     assert stub_evaluation == [] and (tmp_path / "taken").read_text() == "mine"
+
+
+def test_sample_refuses_an_interpolation_grid_of_toy_points(tmp_path, data_root, capsys):
+    """It wrote an interpolation.png of the (N, 2) points drawn as one grey image."""
+    train_in_process(tmp_path, data_root, "dataset=ring8", "model=mlp", run_dir=tmp_path / "toy")
+    error = refused(sample_cli.main, [str(tmp_path / "toy"), "--interpolate", "2", "--out", str(tmp_path / "s")],
+                    capsys)
+    assert error.startswith("ganrun-sample: error: --interpolate draws image grids;") and "(ring8)" in error
+    assert not (tmp_path / "s" / "interpolation.png").exists()
+    sample_cli.main([str(tmp_path / "toy"), "--num", "5", "--out", str(tmp_path / "s")])
+    assert len((tmp_path / "s" / "points.csv").read_text().splitlines()) == 6  # header and 5 points
