@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import scalars, train_in_process, write_png
+from helpers import TINY, run_ganrun, scalars, train_in_process, write_png
 
 from ganrun import checkpoint
 
@@ -94,3 +94,26 @@ def test_extending_a_decayed_run_trains_its_first_resumed_step_on_the_stretched_
     train_in_process(tmp_path, data_root, "scheduler=cosine", f"resume={run_dir}", steps=6, run_dir=run_dir)
     expected = [2e-4 * (1 + math.cos(math.pi * s / 6)) / 2 for s in (3, 4, 5)]
     assert used == pytest.approx([lr for lr in expected for _ in ("D", "G")], rel=1e-6)
+
+
+def test_a_relative_data_path_is_saved_absolute_for_the_resume_to_replay(tmp_path, data_root, monkeypatch):
+    image_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    train_in_process(tmp_path, data_root, "dataset=folder", "dataset.path=images", "dataset.source.skip_unreadable=true",
+                     run_dir=tmp_path / "run")
+    state = final_state(tmp_path / "run")
+    assert state["config"]["dataset"]["path"] == state["config"]["dataset"]["source"]["path"] == str(tmp_path / "images")
+    assert f"dataset.path={tmp_path / 'images'}" in state["overrides"]
+    assert "dataset.source.skip_unreadable=true" in state["overrides"]
+
+
+@pytest.mark.slow
+def test_a_folder_run_started_with_a_relative_path_resumes_from_another_directory(tmp_path, data_root):
+    image_folder(tmp_path)
+    run_ganrun([*TINY, "dataset=folder", "dataset.path=images", "trainer.steps=2", "hydra.run.dir=run"], data_root,
+               cwd=tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    proc = run_ganrun([f"resume={tmp_path / 'run'}", "trainer.steps=3"], data_root, cwd=tmp_path / "elsewhere",
+                      check=False)
+    assert proc.returncode == 0, proc.stderr  # was: dataset.path='images' is not a folder
+    assert checkpoint.step_checkpoints(tmp_path / "run")[0].name == "step_00000003.pt"
