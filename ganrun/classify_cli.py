@@ -60,7 +60,7 @@ def main(argv=None) -> None:
 
     try:
         protocol.check()
-        device = select_device(args.device)
+        device = select_device(args.device, "--device ")
         G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
         if cfg.dataset.get("shape"):
             raise ConfigError(f"{found} was trained on toy 2-D data ({cfg.dataset.name}): no images to classify.")

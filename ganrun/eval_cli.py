@@ -49,7 +49,7 @@ def main(argv=None) -> None:
 
     with logging_redirect_tqdm():  # log lines above the progress bars of the evaluation phases
         try:
-            device = select_device(args.device)
+            device = select_device(args.device, "--device ")
             G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
             default = run_dir_of(found) / f"eval_step_{state['step']:08d}.json"  # beside the run, not its parent
             out = output_file(args.out or default, "--out" if args.out else "the result file")  # before the work

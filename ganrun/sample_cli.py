@@ -72,7 +72,7 @@ def main(argv=None) -> None:
     from ganrun.runtime import select_device
 
     try:
-        device = select_device(args.device)
+        device = select_device(args.device, "--device ")
         G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
         out = output_folder(args.out, "--out")
     except ConfigError as exc:

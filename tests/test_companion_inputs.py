@@ -111,3 +111,12 @@ def test_sample_refuses_an_interpolation_grid_of_toy_points(tmp_path, data_root,
     assert not (tmp_path / "s" / "interpolation.png").exists()
     sample_cli.main([str(tmp_path / "toy"), "--num", "5", "--out", str(tmp_path / "s")])
     assert len((tmp_path / "s" / "points.csv").read_text().splitlines()) == 6  # header and 5 points
+
+
+@pytest.mark.parametrize("tool, name", [(eval_cli, "ganrun-eval"), (sample_cli, "ganrun-sample"),
+                                        (classify_cli, "ganrun-classify")])
+def test_a_device_that_is_none_is_named_as_the_option_given(run_dir, capsys, tool, name):
+    """`--device foo` was torch's RuntimeError (a traceback); the CUDA error named trainer.device."""
+    argv = [str(run_dir), "--out", str(run_dir / "out"), *(["--num", "2"] if tool is sample_cli else [])]
+    assert refused(tool.main, [*argv, "--device", "foo"], capsys) == \
+        f"{name}: error: --device foo is not a device: auto | cpu | cuda | cuda:N | mps."
