@@ -120,3 +120,15 @@ def test_a_device_that_is_none_is_named_as_the_option_given(run_dir, capsys, too
     argv = [str(run_dir), "--out", str(run_dir / "out"), *(["--num", "2"] if tool is sample_cli else [])]
     assert refused(tool.main, [*argv, "--device", "foo"], capsys) == \
         f"{name}: error: --device foo is not a device: auto | cpu | cuda | cuda:N | mps."
+
+
+@pytest.mark.parametrize("tool, name", [(eval_cli, "ganrun-eval"), (sample_cli, "ganrun-sample"),
+                                        (classify_cli, "ganrun-classify")])
+def test_a_path_without_checkpoints_is_named_as_the_argument_given(tmp_path, capsys, tool, name):
+    """The errors said `resume=PATH`, an option these commands do not have."""
+    (tmp_path / "empty").mkdir()
+    extra = ["--num", "2", "--out", str(tmp_path / "s")] if tool is sample_cli else []
+    assert refused(tool.main, [str(tmp_path / "empty"), *extra], capsys) == \
+        f"{name}: error: checkpoint {tmp_path / 'empty'}: no checkpoints in {tmp_path / 'empty' / 'checkpoints'}."
+    assert refused(tool.main, [str(tmp_path / "nope"), *extra], capsys) == \
+        f"{name}: error: checkpoint {tmp_path / 'nope'}: no such checkpoint file or run dir."
