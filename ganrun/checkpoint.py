@@ -105,17 +105,18 @@ def load(path: Path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def load_for_resume(resume: str) -> tuple[dict, Path]:
-    """Load `resume` (a checkpoint file, or a run dir whose newest loadable checkpoint is taken)."""
+def load_for_resume(resume: str, named: str = "resume=") -> tuple[dict, Path]:
+    """Load `resume` (a checkpoint file, or a run dir whose newest loadable checkpoint is taken); errors name it
+    as `named` gave it (`resume=` on ganrun's command line, `checkpoint ` for the companion commands)."""
     target = Path(resume).expanduser().resolve()
     if target.is_file():
         candidates = [target]
     elif target.is_dir():
         candidates = step_checkpoints(target)
         if not candidates:
-            raise ConfigError(f"resume={resume}: no checkpoints in {target / CHECKPOINT_DIR}.")
+            raise ConfigError(f"{named}{resume}: no checkpoints in {target / CHECKPOINT_DIR}.")
     else:
-        raise ConfigError(f"resume={resume}: no such checkpoint file or run dir.")
+        raise ConfigError(f"{named}{resume}: no such checkpoint file or run dir.")
     for path in candidates:
         try:
             state = load(path)
@@ -128,7 +129,7 @@ def load_for_resume(resume: str) -> tuple[dict, Path]:
             continue
         state["config"] = moved_targets(state["config"])
         return state, path
-    raise ConfigError(f"resume={resume}: none of the checkpoints could be loaded ({len(candidates)} tried).")
+    raise ConfigError(f"{named}{resume}: none of the checkpoints could be loaded ({len(candidates)} tried).")
 
 
 # Modules that moved inside ganrun: a checkpoint written before the move names the old path of the same class.
@@ -381,7 +382,7 @@ def load_generator(path: str, device="cpu", ema: bool = False):
     from ganrun.config import build
     from ganrun.ema import GeneratorEMA
 
-    state, found = load_for_resume(path)
+    state, found = load_for_resume(path, "checkpoint ")
     if not isinstance(state.get("config"), dict):
         raise ConfigError(f"{found} holds no saved config: it is not a ganrun checkpoint.")
     check_targets(state["config"], str(found))

@@ -16,13 +16,13 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from ganrun.checkpoint import CHECKPOINT_DIR, load_generator
+from ganrun.checkpoint import load_generator
 from ganrun.downstream import Protocol, evaluate_downstream, format_table, log_to_tensorboard, result_file
 from ganrun.errors import ConfigError
+from ganrun.outputs import output_file, run_dir_of
 from ganrun.runtime import select_device
 
 
@@ -60,7 +60,7 @@ def main(argv=None) -> None:
 
     try:
         protocol.check()
-        device = select_device(args.device)
+        device = select_device(args.device, "--device ")
         G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
         if cfg.dataset.get("shape"):
             raise ConfigError(f"{found} was trained on toy 2-D data ({cfg.dataset.name}): no images to classify.")
@@ -70,14 +70,14 @@ def main(argv=None) -> None:
         if not num_classes or num_classes < 2:
             raise ConfigError(f"dataset {cfg.dataset.name} has no class labels (num_classes={num_classes}): "
                               "a classifier needs a labelled dataset.")
+        run_dir = run_dir_of(found)
+        out = output_file(args.out or result_file(run_dir, protocol), "--out" if args.out else "the result file")
         result = evaluate_downstream(G, cfg.model.z_dim, num_classes, *load_real_splits(cfg.dataset), protocol,
                                      device)
     except ConfigError as exc:
         print(f"ganrun-classify: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    run_dir = found.parent.parent if found.parent.name == CHECKPOINT_DIR else found.parent
     result = {"checkpoint": str(found), "step": state["step"], "generator": "ema" if args.ema else "raw", **result}
-    out = Path(args.out) if args.out else result_file(run_dir, protocol)
     out.write_text(json.dumps(result, indent=2))
     if not args.no_tensorboard:
         with SummaryWriter(log_dir=str(run_dir)) as writer:

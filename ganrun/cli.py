@@ -27,6 +27,7 @@ import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun.checkpoint import load_for_resume, resumed_in_place
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.rundir import RunDirLock, refuse_if_in_use, refuse_to_prune_newer_work
+from ganrun.sweep.summary import FAILED_FILE
 from ganrun.trust import check_saved_overrides
 
 log = logging.getLogger("ganrun")
@@ -43,8 +44,9 @@ def hydra_main(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
         share_cpu_threads(int(hydra_cfg.launcher.get("n_jobs") or -1))
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        run_dir = Path(hydra_cfg.runtime.output_dir)
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a job run again (resumed) starts with no failure
         refuse_to_prune_newer_work(cfg.resume, run_dir)
         from ganrun import distributed  # torch: imported once Hydra has parsed the command line
 
@@ -53,15 +55,23 @@ def hydra_main(cfg: DictConfig):
                 logging_redirect_tqdm(loggers=[logging.getLogger()]):
             result = train(cfg, run_dir, list(hydra_cfg.overrides.task))
         return result.final_fid  # what a sweeper (e.g. Optuna) minimises
-    except ConfigError as exc:
+    except (ConfigError, TrainingDivergedError) as exc:
         log.error("%s", exc)
-        raise SystemExit(1) from None
-    except TrainingDivergedError as exc:
-        log.error("%s", exc)
-        raise SystemExit(3) from None
+        if sweep_goes_on(hydra_cfg):  # the other jobs still run; the summary marks this one, the exit status too
+            (run_dir / FAILED_FILE).write_text(f"{exc}\n")
+            return None
+        raise SystemExit(1 if isinstance(exc, ConfigError) else 3) from None
     except TrainingInterrupted as exc:
         log.warning("%s", exc)
         raise SystemExit(128 + exc.signum) from None
+
+
+def sweep_goes_on(hydra_cfg) -> bool:
+    """Whether a failed job lets the sweep go on: in a `-m` sweep of Hydra's basic sweeper (a grid), yes, as
+    each job is an experiment of its own; a search (Optuna) needs every trial's value, so it stops."""
+    from hydra.types import RunMode
+
+    return hydra_cfg.mode == RunMode.MULTIRUN and "BasicSweeper" in str(hydra_cfg.sweeper.get("_target_", ""))
 
 
 def _override_key(arg: str) -> str:
@@ -86,6 +96,28 @@ def _override_value(argv: list[str], key: str) -> str | None:
                 value = arg.split("=", 1)[1]
             return None if value in (None, "", "null") else str(value)
     return None
+
+
+def quote_resume_path(argv: list[str]) -> list[str]:
+    """`resume=PATH` of an existing path that Hydra's grammar cannot read bare (a sweep job's dir
+    `.../0_loss=ns` or `.../3_loss=wgan_gp,seed=1`: `=` is a syntax error, `,` a sweep) gets Hydra's quotes, so
+    the path of a job dir can be pasted as it is listed."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ganrun.rundir import hydra_quote
+
+    quoted = []
+    for arg in argv:
+        if arg.startswith("resume=") and Path(arg[len("resume="):]).expanduser().exists():
+            raw = arg[len("resume="):]
+            try:
+                read = OverridesParser.create().parse_override(arg).value()
+            except Exception:  # not valid bare
+                read = None
+            if read != raw:
+                arg = "resume=" + hydra_quote(raw)
+        quoted.append(arg)
+    return quoted
 
 
 def refuse_a_run_dir_in_use(argv: list[str]) -> None:
@@ -155,7 +187,7 @@ def main() -> None:
         print(version_line())
         return
     try:
-        argv = with_saved_overrides(sys.argv[1:])
+        argv = with_saved_overrides(quote_resume_path(sys.argv[1:]))
         refuse_a_run_dir_in_use(argv)
     except ConfigError as exc:
         print(f"ganrun: error: {exc}", file=sys.stderr)

@@ -382,6 +382,7 @@ def main(argv=None) -> None:
     """`ganrun-diagnose RUN_DIR`: the diagnoses of a finished (or running) run, from its TensorBoard scalars."""
     import argparse
     import json
+    import sys
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="ganrun-diagnose", description=main.__doc__)
@@ -389,7 +390,23 @@ def main(argv=None) -> None:
     parser.add_argument("--json", action="store_true", help="print the episodes as JSON")
     args = parser.parse_args(argv)
     log.setLevel(logging.ERROR)  # the episodes are printed once, finished, below
-    diagnostics = diagnose_run(args.run_dir)
+    from pathlib import Path
+
+    from ganrun.errors import ConfigError
+    from ganrun.outputs import run_dir_of
+
+    run_dir = run_dir_of(args.run_dir)  # a checkpoint file of a run stands for its run dir
+    problem = (f"{args.run_dir}: no such run dir" if not Path(args.run_dir).expanduser().exists() else
+               f"{run_dir} holds no config.yaml: it is no ganrun run dir" if not (run_dir / "config.yaml").is_file()
+               else None)
+    try:
+        if problem:
+            raise ConfigError(problem + ". Give the run dir of a ganrun run (it holds config.yaml and the TensorBoard "
+                              "events).")
+        diagnostics = diagnose_run(run_dir)
+    except ConfigError as exc:
+        print(f"ganrun-diagnose: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     if args.json:
         print(json.dumps(diagnostics.report(), indent=2))
     elif not diagnostics.episodes:

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from ganrun.errors import ConfigError
 
@@ -45,12 +44,15 @@ def main(argv=None) -> None:
 
     from ganrun.checkpoint import load_generator
     from ganrun.metrics.report import evaluate_generator, make_evaluator
+    from ganrun.outputs import output_file, run_dir_of
     from ganrun.runtime import select_device
 
     with logging_redirect_tqdm():  # log lines above the progress bars of the evaluation phases
         try:
-            device = select_device(args.device)
+            device = select_device(args.device, "--device ")
             G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
+            default = run_dir_of(found) / f"eval_step_{state['step']:08d}.json"  # beside the run, not its parent
+            out = output_file(args.out or default, "--out" if args.out else "the result file")  # before the work
             metrics = cfg.metrics
             for key, value in (("extractor", args.extractor), ("inception_weights", args.inception_weights),
                                ("real_split", args.real_split), ("cache_dir", args.cache_dir)):
@@ -70,7 +72,6 @@ def main(argv=None) -> None:
             print(f"ganrun-eval: error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
     result = {"checkpoint": str(found), "step": state["step"], "generator": "ema" if args.ema else "raw", **result}
-    out = Path(args.out) if args.out else found.parent.parent / f"eval_step_{state['step']:08d}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     logging.getLogger("ganrun").info("Written to %s (config: %s)", out, OmegaConf.select(cfg, "model.name"))

@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ganrun.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +65,16 @@ class Regularizer:
 
     def after_d_step(self, discriminator: nn.Module) -> None:
         pass
+
+    def check(self, name: str, sample_shape: tuple) -> None:
+        """Refuse data this term cannot act on, before training (ConfigError naming `regularizer=name`)."""
+
+
+def check_data(regularizers: dict, sample_shape) -> None:
+    """Each regularizer's check of the data's sample shape (image transforms on 2-D toy points)."""
+    for name, reg in regularizers.items():
+        if hasattr(reg, "check"):  # terms written against the bare contract have none
+            reg.check(name, tuple(sample_shape))
 
 
 def combine(carried: dict, chosen: dict) -> dict:
@@ -176,6 +188,11 @@ class BalancedConsistency(Regularizer):
         super().__init__(weight, every)
         self.real_weight, self.fake_weight = float(real_weight), float(fake_weight)
         self.flip_prob, self.translation = float(flip_prob), float(translation)
+
+    def check(self, name: str, sample_shape: tuple) -> None:
+        if len(sample_shape) != 3:  # flips and translations of images
+            raise ConfigError(f"regularizer={name} (bCR) flips and translates images; it cannot act on samples of "
+                              f"shape {sample_shape}.")
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         from ganrun.augment import translation

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import ganrun
-from ganrun import checkpoint, distributed
+from ganrun import checkpoint, distributed, schedules
 from ganrun.augment import Pipeline
 from ganrun.config import build, build_optimizer, reuse_fakes
 from ganrun.data import DatasetInfo, make_stream
@@ -25,7 +25,7 @@ from ganrun.errors import TrainingDivergedError
 from ganrun.models import check_shapes
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
-from ganrun.regularizers import combine, warn_penalty_on_batchnorm
+from ganrun.regularizers import check_data, combine, warn_penalty_on_batchnorm
 from ganrun.runtime import rng_state, set_rng_state
 from ganrun.window import LogWindow
 
@@ -91,7 +91,7 @@ class RunState:
             restore_optimizer(optimizer, state.get(name), name)
         self.stream.load_state_dict(state["data"])
         for scheduler, saved in zip(self.schedulers, state.get("schedulers", [])):
-            scheduler.load_state_dict(saved)
+            schedules.restore(scheduler, saved)  # after the optimizers: the lr of a stretched schedule
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.objective.load_state_dict(state.get("objective", {}))
@@ -160,6 +160,7 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
         torch.manual_seed(cfg.seed + 7919 * rank)  # each rank draws its own noise
     loss = build(cfg.loss)
     regularizers = combine(loss.regularizers, build(cfg.regularizer) or {})  # one of each kind
+    check_data(regularizers, info.sample_shape)
     warn_penalty_on_batchnorm(regularizers, D)
     terms = {**regularizers, **conditioning_terms(D, cfg.model.get("acgan_weight", 1.0))}
     opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")

@@ -14,14 +14,18 @@ from ganrun.errors import ConfigError, TrainingInterrupted
 log = logging.getLogger(__name__)
 
 
-def select_device(requested: str) -> torch.device:
-    """'auto' picks CUDA when present, else the CPU; the choice is logged."""
+def select_device(requested: str, option: str = "trainer.device=") -> torch.device:
+    """'auto' picks CUDA when present, else the CPU; the choice is logged. `option` names the setting in errors
+    (`--device ` for the companion commands)."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:  # torch's list of every device type it knows, as a traceback
+        raise ConfigError(f"{option}{requested} is not a device: auto | cpu | cuda | cuda:N | mps.") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"trainer.device={requested} but no CUDA device is available; use trainer.device=auto.")
+            raise ConfigError(f"{option}{requested} but no CUDA device is available; use {option}auto.")
         log.info("Using %s (%s)", device, torch.cuda.get_device_name(device))
     else:
         log.info("Using %s%s", device, "" if torch.cuda.is_available() else " (no CUDA device found)")

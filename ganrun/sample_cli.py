@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from ganrun.errors import ConfigError
 
@@ -56,6 +55,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.num <= 0 and args.interpolate <= 0:
         parser.error("nothing to do: give --num N and/or --interpolate ROWS")
+    for option, value in (("--num", args.num), ("--interpolate", args.interpolate)):
+        if value < 0:
+            parser.error(f"{option} {value} must be >= 0")
+    for option, value in (("--batch-size", args.batch_size), ("--steps", args.steps)):
+        if value < 1:
+            parser.error(f"{option} {value} must be at least 1")
     import numpy as np  # torch and the rest only after argparse has handled --help
     import torch
     import torchvision
@@ -63,20 +68,22 @@ def main(argv=None) -> None:
     from ganrun.checkpoint import load_generator
     from ganrun.data import dataset_info
     from ganrun.models.conditioning import random_labels
+    from ganrun.outputs import output_folder
     from ganrun.runtime import select_device
 
     try:
-        device = select_device(args.device)
+        device = select_device(args.device, "--device ")
         G, cfg, state, found = load_generator(args.checkpoint, device, args.ema)
+        out = output_folder(args.out, "--out")
     except ConfigError as exc:
         print(f"ganrun-sample: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     z_dim = cfg.model.z_dim
     generator = torch.Generator(device).manual_seed(args.seed)
     if args.label is not None and not 0 <= args.label < (G.num_classes or 0):
-        print(f"ganrun-sample: error: --label {args.label}: the model has {G.num_classes} classes.", file=sys.stderr)
+        has = f"has {G.num_classes} classes (0 to {G.num_classes - 1})" if G.num_classes else \
+            "is unconditional (model.conditioning=none): it takes no labels"
+        print(f"ganrun-sample: error: --label {args.label}: the model {has}.", file=sys.stderr)
         raise SystemExit(1)
 
     def labels(n: int):
@@ -84,8 +91,13 @@ def main(argv=None) -> None:
             return torch.full((n,), args.label, device=device, dtype=torch.long)
         return random_labels(G, n, device, generator)
 
+    points = dataset_info(cfg.dataset).points
+    if points and args.interpolate > 0:  # make_grid would draw the (N, 2) points as one meaningless image
+        print(f"ganrun-sample: error: --interpolate draws image grids; {found} was trained on toy 2-D points "
+              f"({cfg.dataset.name}): use --num N for points.csv.", file=sys.stderr)
+        raise SystemExit(1)
     with torch.no_grad():
-        if dataset_info(cfg.dataset).points and args.num > 0:  # toy 2-D points: one CSV row per sample
+        if points and args.num > 0:  # toy 2-D points: one CSV row per sample
             z = torch.randn(args.num, z_dim, device=device, generator=generator)
             np.savetxt(out / "points.csv", G(z, labels(args.num)).float().cpu().numpy(), delimiter=",",
                        header="x,y", comments="")

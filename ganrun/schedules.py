@@ -41,3 +41,19 @@ def warmup_then_decay(optimizer, decay: str = "constant", warmup_steps: int = 0,
     factor = partial(lr_factor, decay=decay, warmup_steps=warmup_steps, total_steps=total_steps,
                      final_factor=final_factor, warmup_start_factor=warmup_start_factor)
     return lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def restore(scheduler, saved: dict) -> None:
+    """Load a saved scheduler state and put the optimizer's lr where the schedule is now.
+
+    The optimizer state saved beside it holds the lr of the schedule the checkpoint was trained on; a resume
+    that stretched the schedule (a longer trainer.steps) would train its first step on that stale lr (0 at the
+    end of a decay) before the scheduler's next step. A LambdaLR's factor is a pure function of the step, so the
+    current lr is recomputed from it, as LambdaLR.get_lr does."""
+    scheduler.load_state_dict(saved)
+    if not isinstance(scheduler, lr_scheduler.LambdaLR):
+        return
+    lrs = [base * factor(scheduler.last_epoch) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs

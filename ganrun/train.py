@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ganrun import checkpoint, distributed
 from ganrun.data import load_dataset
+from ganrun.data.stream import absolute_path_overrides
 from ganrun.errors import TrainingInterrupted
 from ganrun.sweep.hparams import group_choices
 from ganrun.metrics import report
@@ -35,6 +36,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
     overrides = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith("resume")]
     validate(cfg)  # bad values are refused here, naming the key, before anything is built
     source, info = load_dataset(cfg.dataset)  # also fixes up the dataset config (absolute root, classes)
+    overrides = absolute_path_overrides(overrides, cfg)  # replayed on resume, from any directory
     config = OmegaConf.to_container(cfg, resolve=True)
     resumed = None
     if cfg.resume:

@@ -107,3 +107,17 @@ def test_bcr_vanishes_for_a_critic_blind_to_flips_and_shifts():
     images[:, :, 6:10, 6:10] = torch.rand(16, 3, 4, 4)  # content away from the borders: shifts keep it whole
     critic = lambda x: x.flatten(1).sum(1)  # noqa: E731
     assert regularizers.BalancedConsistency().penalty(critic, images, images, None).item() == pytest.approx(0, abs=1e-8)
+
+
+def test_bcr_on_toy_points_is_refused_before_training_and_penalties_on_points_train(tmp_path, data_root):
+    """bCR flips and translates images: on 2-D points it was an IndexError from inside the first D step."""
+    from helpers import train_in_process
+
+    from ganrun.errors import ConfigError
+
+    toy = ("dataset=ring8", "model=mlp")
+    with pytest.raises(ConfigError, match=r"regularizer=bcr \(bCR\) flips and translates images; it cannot act on "
+                                          r"samples of shape \(2,\)"):
+        train_in_process(tmp_path, data_root, *toy, "regularizer=bcr", run_dir=tmp_path / "bcr")
+    assert not (tmp_path / "bcr" / "checkpoints").exists()
+    assert train_in_process(tmp_path, data_root, *toy, "regularizer=r1", run_dir=tmp_path / "r1").step == 2

@@ -13,7 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ganrun.sweep.job_names import CONSTANT_KEYS_ENV, constant_keys
-from ganrun.sweep.summary import write_summary
+from ganrun.sweep.summary import FAILED_FILE, write_summary
 
 log = logging.getLogger("ganrun")
 
@@ -44,10 +44,16 @@ class SweepSummary(Callback):
     """When a sweep ends, write summary.csv and summary.md at its root and print the table."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        written = write_summary(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        written = write_summary(sweep_dir)
         if written:
             csv_path, md_path, table = written
             print(f"\nSweep summary ({csv_path}, {md_path}):\n{table}")
+        failed = sorted(p.parent.name for p in sweep_dir.glob(f"*/{FAILED_FILE}"))
+        if failed:
+            print(f"ganrun: error: {len(failed)} sweep job(s) failed: {', '.join(failed)} (the error is in each job's "
+                  f"{FAILED_FILE} and ganrun.log).", file=sys.stderr)
+            raise SystemExit(1)
 
 
 class SweepJobNames(Callback):

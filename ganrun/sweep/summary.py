@@ -24,6 +24,7 @@ METRIC_COLUMNS = ("FID", "KID", "IS", "precision", "recall", "classes_covered", 
                   "best_step", "best_samples", "accuracy_real", "accuracy_real+generated", "CAS", "downstream_gain",
                   "diagnoses", "loss/D", "loss/G", "step")
 SAMPLE_COUNTS = {"FID": "final_samples", "best_FID": "best_samples"}
+FAILED_FILE = "failed.txt"  # a sweep job that stopped with an error writes it there (ganrun.cli)
 
 
 def _samples_at(job_dir: Path, step) -> int | None:
@@ -55,6 +56,9 @@ def job_row(job_dir: Path) -> dict:
                     "best_samples": _samples_at(job_dir, best["step"]) if best["FID"] is not None else None,
                     **report.get("losses", {}), "extractor": extractor, "status": "done"})
         row["diagnoses"] = "; ".join(_episode(e) for e in report.get("diagnostics") or []) or None
+    if (job_dir / FAILED_FILE).is_file():
+        error = (job_dir / FAILED_FILE).read_text().strip().splitlines() or [""]
+        row["status"] = "failed: " + error[0][:200]
     downstream = _downstream(job_dir, report if report_file.is_file() else {})
     if downstream:
         row.update(summary_values(downstream))
