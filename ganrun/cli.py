@@ -27,7 +27,6 @@ import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun.checkpoint import load_for_resume, resumed_in_place
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
 from ganrun.rundir import RunDirLock, refuse_if_in_use, refuse_to_prune_newer_work
-from ganrun.sweep.summary import FAILED_FILE
 from ganrun.trust import check_saved_overrides
 
 log = logging.getLogger("ganrun")
@@ -39,6 +38,7 @@ def hydra_main(cfg: DictConfig):
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ganrun.runtime import share_cpu_threads
+    from ganrun.sweep.summary import FAILED_FILE
     from ganrun.train import train  # torch is imported here, after Hydra has parsed the command line
 
     hydra_cfg = HydraConfig.get()
