@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from ganrun.errors import ConfigError
 
@@ -35,8 +36,28 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
-def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+def write_images(G, args, out: Path, labels, generator, z_dim: int, device) -> None:
+    """`args.num` samples in batches of `args.batch_size`: PNG files and/or one samples.npz (N, H, W, C uint8)."""
+    import numpy as np
+    import torch
+    import torchvision
+
+    chunks, written = [], 0
+    while written < args.num:
+        n = min(args.batch_size, args.num - written)
+        images = to_uint8(G(torch.randn(n, z_dim, device=device, generator=generator), labels(n)).float())
+        if args.format in ("png", "both"):
+            for i, image in enumerate(images):
+                torchvision.io.write_png(image, str(out / f"{written + i:06d}.png"))
+        if args.format in ("npz", "both"):
+            chunks.append(images.permute(0, 2, 3, 1).numpy())
+        written += n
+    if chunks:
+        np.savez(out / "samples.npz", arr_0=np.concatenate(chunks))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with the sizes checked (nothing to do, negative or zero sizes) before torch loads."""
     parser = argparse.ArgumentParser(prog="ganrun-sample", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a checkpoint file, or a run dir (its newest loadable checkpoint)")
@@ -61,6 +82,12 @@ def main(argv=None) -> None:
     for option, value in (("--batch-size", args.batch_size), ("--steps", args.steps)):
         if value < 1:
             parser.error(f"{option} {value} must be at least 1")
+    return args
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    args = parse_args(argv)
     import numpy as np  # torch and the rest only after argparse has handled --help
     import torch
     import torchvision
@@ -104,19 +131,8 @@ def main(argv=None) -> None:
             log.info("Wrote %d points of %s (step %d) to %s", args.num, found, state["step"], out / "points.csv")
             return
         if args.num > 0:
-            chunks, written = [], 0
-            while written < args.num:
-                n = min(args.batch_size, args.num - written)
-                images = to_uint8(G(torch.randn(n, z_dim, device=device, generator=generator), labels(n)).float())
-                if args.format in ("png", "both"):
-                    for i, image in enumerate(images):
-                        torchvision.io.write_png(image, str(out / f"{written + i:06d}.png"))
-                if args.format in ("npz", "both"):
-                    chunks.append(images.permute(0, 2, 3, 1).numpy())
-                written += n
-            if chunks:
-                np.savez(out / "samples.npz", arr_0=np.concatenate(chunks))
-            log.info("Wrote %d samples of %s (step %d) to %s", written, found, state["step"], out)
+            write_images(G, args, out, labels, generator, z_dim, device)
+            log.info("Wrote %d samples of %s (step %d) to %s", args.num, found, state["step"], out)
         if args.interpolate > 0:
             a = torch.randn(args.interpolate, 1, z_dim, device=device, generator=generator)
             b = torch.randn(args.interpolate, 1, z_dim, device=device, generator=generator)
