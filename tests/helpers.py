@@ -104,6 +104,16 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
     return train(cfg, run_dir, list(overrides))
 
 
+def straight_and_split(tmp_path, data_root, *options, steps=6, split_at=3):
+    """One run of `steps` steps, and one stopped at `split_at` then resumed to `steps`."""
+    common = ["trainer.ckpt_every=3", "seed=3", *options]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_in_process(tmp_path, data_root, *common, steps=steps, run_dir=straight)
+    train_in_process(tmp_path, data_root, *common, steps=split_at, run_dir=split)
+    train_in_process(tmp_path, data_root, *common, f"resume={split}", steps=steps, run_dir=split)
+    return straight, split
+
+
 def events(run_dir: Path) -> EventAccumulator:
     """A run's TensorBoard events, read back with TensorBoard's own reader (nothing subsampled)."""
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})

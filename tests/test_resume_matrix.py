@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import TINY, run_ganrun, scalars, train_in_process, write_png
+from helpers import TINY, run_ganrun, scalars, straight_and_split, train_in_process, write_png
 
 from ganrun import checkpoint
 
@@ -29,15 +29,6 @@ def assert_same_state(a, b):
             for key, value in saved.items():
                 assert torch.equal(torch.as_tensor(value), torch.as_tensor(b[name]["state"][index][key])), (name, key)
         assert a[name]["param_groups"][0]["lr"] == b[name]["param_groups"][0]["lr"], name
-
-
-def straight_and_split(tmp_path, data_root, *options, steps=6, split_at=3):
-    common = ["trainer.ckpt_every=3", "seed=3", *options]
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train_in_process(tmp_path, data_root, *common, steps=steps, run_dir=straight)
-    train_in_process(tmp_path, data_root, *common, steps=split_at, run_dir=split)
-    train_in_process(tmp_path, data_root, *common, f"resume={split}", steps=steps, run_dir=split)
-    return straight, split
 
 
 def image_folder(tmp_path):

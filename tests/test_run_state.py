@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from helpers import scalars, train_in_process, write_mnist_like
+from helpers import scalars, straight_and_split, train_in_process, write_mnist_like
 
 from ganrun import checkpoint
 from ganrun.cli import with_saved_overrides
@@ -26,16 +26,6 @@ def final_state(run_dir):
 def assert_same_weights(a, b):
     for part in ("generator", "discriminator"):
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
-
-
-def straight_and_split(tmp_path, data_root, *options, steps=6, split_at=3):
-    """One run of `steps` steps, and one stopped at `split_at` then resumed to `steps`."""
-    common = ["trainer.ckpt_every=3", "seed=3", *options]
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train_in_process(tmp_path, data_root, *common, steps=steps, run_dir=straight)
-    train_in_process(tmp_path, data_root, *common, steps=split_at, run_dir=split)
-    train_in_process(tmp_path, data_root, *common, f"resume={split}", steps=steps, run_dir=split)
-    return straight, split
 
 
 def test_resume_between_log_steps_logs_what_an_uninterrupted_run_logs(tmp_path, data_root):
