@@ -3,6 +3,7 @@ the CLI runner, the in-process trainer and TensorBoard's own event reader."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import shutil
@@ -102,6 +103,25 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
     run_dir = Path(run_dir or tmp_path / "run")
     run_dir.mkdir(parents=True, exist_ok=True)
     return train(cfg, run_dir, list(overrides))
+
+
+@functools.cache
+def every_shipped_config() -> tuple:
+    """(choice, composed config) for every option of every group ganrun ships, composed once per test session
+    (several tests check them all: validation, the target allowlist)."""
+    from hydra import compose, initialize_config_module
+
+    import ganrun.conf
+    import ganrun.resolvers  # noqa: F401
+
+    conf = Path(ganrun.conf.__path__[0])
+    choices = [f"{group}={option.stem}" for group in ("dataset", "model", "loss", "regularizer", "optimizer",
+                                                      "scheduler", "augment", "experiment")
+               for option in sorted(conf.joinpath(group).glob("*.yaml"))]
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        return tuple((choice, compose("config", overrides=[choice, *(["dataset.path=/x"] if choice ==
+                                                                     "dataset=folder" else [])]))
+                     for choice in choices)
 
 
 def straight_and_split(tmp_path, data_root, *options, steps=6, split_at=3):

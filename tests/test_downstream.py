@@ -195,6 +195,7 @@ def test_an_impossible_downstream_config_is_refused_before_training(tmp_path, da
                              f"metrics.downstream.generator={generator}", "ema.enabled=false", steps=1)
 
 
+@pytest.mark.slow  # two short trainings with the end-of-run protocol
 @pytest.mark.parametrize("generator", ["raw", "ema"])
 def test_the_end_of_run_value_scores_the_generator_asked_for(tmp_path, data_root, monkeypatch, generator):
     from helpers import train_in_process

@@ -54,6 +54,7 @@ def test_label_options_on_a_loss_without_labels_are_refused(tmp_path, data_root)
         train_in_process(tmp_path, data_root, "loss=hinge", "+loss.real_label=0.9")
 
 
+@pytest.mark.slow  # the presets' values are checked against the papers in the fast tier (test_presets.py)
 @pytest.mark.parametrize("preset", ["dcgan", "wgan", "wgan_gp", "sngan", "lsgan"])
 def test_every_experiment_preset_trains(tmp_path, data_root, preset):
     result = train_in_process(tmp_path, data_root, f"experiment={preset}", steps=1)

@@ -57,6 +57,7 @@ COMBOS = {
 }
 
 
+@pytest.mark.slow  # ~20 s of in-process runs: the full suite (CI) runs the matrix, the fast tier does not
 @pytest.mark.parametrize("name", COMBOS)
 def test_a_split_run_ends_where_a_straight_run_ends(tmp_path, data_root, name):
     straight, split = straight_and_split(tmp_path, data_root, *COMBOS[name])
@@ -65,6 +66,7 @@ def test_a_split_run_ends_where_a_straight_run_ends(tmp_path, data_root, name):
         assert scalars(straight, tag) == scalars(split, tag) and len(scalars(split, tag)) == 6
 
 
+@pytest.mark.slow
 def test_a_folder_run_resumes_exactly(tmp_path, data_root):
     folder = image_folder(tmp_path)
     straight, split = straight_and_split(tmp_path, data_root, "dataset=folder", f"dataset.path={folder}",
