@@ -14,6 +14,7 @@ import shlex
 from pathlib import Path
 
 from ganrun.errors import ConfigError, StorageError
+from ganrun.rundir import hydra_value
 from ganrun.trust import check_targets
 
 log = logging.getLogger(__name__)
@@ -283,11 +284,7 @@ def _hydra_value(value) -> str:
     """`value` in Hydra's override grammar: bare words, "quoted" strings, numbers, true/false/null, [lists] and
     {dicts} without spaces, so that Hydra reads back the very value."""
     if isinstance(value, str):
-        if value and all(c.isalnum() or c in "_-./:" for c in value) and _parsed(value) == value:
-            return value  # a bare word Hydra reads as this string (not as 1, 0.5, true, null, inf)
-        # Hydra's quoted strings: a backslash is escaped only before a quote or at the end (Hydra's grammar doc)
-        return '"' + re.sub(r'(\\*)("|$)', lambda m: m.group(1) * 2 + ("\\" + m.group(2) if m.group(2) else ""),
-                            value) + '"'
+        return hydra_value(value)
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
     if isinstance(value, (list, tuple)):
@@ -295,15 +292,6 @@ def _hydra_value(value) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f"{_hydra_value(str(k))}:{_hydra_value(v)}" for k, v in value.items()) + "}"
     return repr(value)  # int, float (inf, nan and 1e-05 as Hydra writes them)
-
-
-def _parsed(value: str):
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        return OverridesParser.create().parse_override(f"key={value}").value()
-    except Exception:  # not valid bare: quote it
-        return None
 
 
 def restoring_overrides(saved: dict, current: dict) -> list[str]:

@@ -102,22 +102,11 @@ def quote_resume_path(argv: list[str]) -> list[str]:
     """`resume=PATH` of an existing path that Hydra's grammar cannot read bare (a sweep job's dir
     `.../0_loss=ns` or `.../3_loss=wgan_gp,seed=1`: `=` is a syntax error, `,` a sweep) gets Hydra's quotes, so
     the path of a job dir can be pasted as it is listed."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from ganrun.rundir import hydra_value
 
-    from ganrun.rundir import hydra_quote
-
-    quoted = []
-    for arg in argv:
-        if arg.startswith("resume=") and Path(arg[len("resume="):]).expanduser().exists():
-            raw = arg[len("resume="):]
-            try:
-                read = OverridesParser.create().parse_override(arg).value()
-            except Exception:  # not valid bare
-                read = None
-            if read != raw:
-                arg = "resume=" + hydra_quote(raw)
-        quoted.append(arg)
-    return quoted
+    return [f"resume={hydra_value(arg[len('resume='):])}"
+            if arg.startswith("resume=") and Path(arg[len("resume="):]).expanduser().exists() else arg
+            for arg in argv]
 
 
 def refuse_a_run_dir_in_use(argv: list[str]) -> None:

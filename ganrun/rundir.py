@@ -137,8 +137,24 @@ def hydra_quote(value: str) -> str:
     return f"'{value}'"
 
 
+def hydra_value(value: str) -> str:
+    """`value` written for a Hydra override so that Hydra reads back this very string: bare when it is a plain
+    ASCII name or path that Hydra reads as itself (not as 1, 1e-3, true, null or inf), else quoted."""
+    value = str(value)
+    plain = value.isascii() and value != "" and all(c.isalnum() or c in "/._-:+" for c in value)
+    return value if plain and _reads_bare(value) == value else hydra_quote(value)
+
+
+def _reads_bare(value: str):
+    """What Hydra's parser reads from `value` unquoted (None where that is a syntax error)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(f"key={value}").value()
+    except Exception:  # Hydra's grammar errors have no common base class
+        return None
+
+
 def resume_command(run_dir) -> str:
     """The shell command that resumes `run_dir`, quoted for Hydra and for the shell: paste it as is."""
-    value = str(run_dir)
-    plain = value.isascii() and all(c.isalnum() or c in "/._-:+" for c in value)
-    return "ganrun " + shlex.quote(f"resume={value if plain else hydra_quote(value)}")
+    return "ganrun " + shlex.quote(f"resume={hydra_value(run_dir)}")

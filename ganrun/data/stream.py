@@ -201,7 +201,7 @@ def absolute_path_overrides(overrides: list[str], cfg) -> list[str]:
     """The run's overrides with its data paths as `resolve_root` made them absolute in `cfg` (the whole config):
     `ganrun resume=RUN` replays the overrides, and a relative `dataset.path=imgs` would otherwise point elsewhere
     from another directory."""
-    from ganrun.rundir import hydra_quote
+    from ganrun.rundir import hydra_value
 
     fixed = []
     for override in overrides:
@@ -209,7 +209,7 @@ def absolute_path_overrides(overrides: list[str], cfg) -> list[str]:
         if "=" in override and key.lstrip("+") in DATA_PATH_KEYS:
             value = OmegaConf.select(cfg, key.lstrip("+"))
             if isinstance(value, str) and os.path.isabs(value):
-                override = f"{key}={value if all(c.isalnum() or c in '/._-:+' for c in value) else hydra_quote(value)}"
+                override = f"{key}={hydra_value(value)}"
         fixed.append(override)
     return fixed
 
