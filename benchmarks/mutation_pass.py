@@ -138,7 +138,7 @@ MUTANTS = [
     Mutant("reused fakes conditioned on fresh labels in G's step", "ganrun/objective.py",
            "return d_step.fake, d_step.labels", "return d_step.fake, random_labels(self.G, batch_size, d_step.fake.device)",
            ("tests/test_objective.py",)),
-    Mutant("fakes reused with n_critic > 1", "ganrun/config.py", "trainer.n_critic == 1 and ", "",
+    Mutant("fakes reused with n_critic > 1", "ganrun/config.py", "return n_critic == 1 and ", "return ",
            ("tests/test_objective.py",)),
     Mutant("lazy penalties count G steps instead of D steps", "ganrun/train.py",
            "d_step=state.step * n_critic + i", "d_step=state.step + i", ("tests/test_golden.py",)),

@@ -266,12 +266,9 @@ def _reuse_fakes_acts(flat: dict) -> bool:
     """Whether trainer.reuse_fakes=true would change this config's training (n_critic=1, g_batch_size=batch_size).
     Where it acts in neither the checkpoint's config nor the current one (an n_critic=5 WGAN-GP run) its value
     trains alike, so a changed value (the default, on since it exists) is no change of the experiment."""
-    from types import SimpleNamespace
+    from ganrun.config import fakes_reusable
 
-    from ganrun.config import reuse_fakes
-
-    return reuse_fakes(SimpleNamespace(reuse_fakes=True, **{k: flat.get(f"trainer.{k}")
-                                                            for k in ("n_critic", "g_batch_size", "batch_size")}))
+    return fakes_reusable(*(flat.get(f"trainer.{k}") for k in ("n_critic", "g_batch_size", "batch_size")))
 
 
 def config_changes(saved: dict, current: dict) -> list[str]:

@@ -34,9 +34,14 @@ def build_optimizer(node, params, key: str):
 
 
 def reuse_fakes(trainer) -> bool:
-    """trainer.reuse_fakes where the method allows it: one D step per G step, on as many fakes as G's step
-    (elsewhere the key has no effect: G's step draws fresh fakes whatever its value)."""
-    return bool(trainer.reuse_fakes) and trainer.n_critic == 1 and trainer.g_batch_size in (None, trainer.batch_size)
+    """trainer.reuse_fakes where the method allows it (`fakes_reusable`)."""
+    return bool(trainer.reuse_fakes) and fakes_reusable(trainer.n_critic, trainer.g_batch_size, trainer.batch_size)
+
+
+def fakes_reusable(n_critic, g_batch_size, batch_size) -> bool:
+    """Whether G's step can reuse the D step's fakes: one D step per G step, on as many fakes as G's step
+    (elsewhere trainer.reuse_fakes has no effect: G's step draws fresh fakes whatever its value)."""
+    return n_critic == 1 and g_batch_size in (None, batch_size)
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
