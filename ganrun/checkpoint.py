@@ -367,9 +367,7 @@ def load_generator(path: str, device="cpu", ema: bool = False):
     from ganrun.config import build
     from ganrun.ema import GeneratorEMA
 
-    state, found = load_for_resume(path, "checkpoint ")
-    if not isinstance(state.get("config"), dict):
-        raise ConfigError(f"{found} holds no saved config: it is not a ganrun checkpoint.")
+    state, found = load_for_resume(path, "checkpoint ")  # only states with a saved config
     check_targets(state["config"], str(found))
     cfg = OmegaConf.create(state["config"])
     G = build(cfg.model.generator)
