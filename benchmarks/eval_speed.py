@@ -18,7 +18,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
-from ganrun.checkpoint import load_generator
+from ganrun.outputs import load_generator
 from ganrun.config import build
 from ganrun.metrics.evaluator import Evaluator
 from ganrun.metrics.report import evaluate_generator

@@ -36,6 +36,7 @@ import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import checkpoint
 from ganrun.data.sources import fashion_mnist
 from ganrun.metrics.report import evaluate_generator, make_evaluator
+from ganrun.outputs import load_generator
 from ganrun.train import train
 
 BATCH, NZ = 64, 100
@@ -137,11 +138,11 @@ def textbook(root: str, steps: int, snap_every: int, out: Path, seed: int = 0) -
 # -- the ganrun arm -----------------------------------------------------------------------------------------
 def ganrun_config(root: str, steps: int, snap_every: int, overrides: list[str], resume: str | None = None):
     with initialize_config_module("ganrun.conf", version_base="1.3"):
-        return compose("config", overrides=[
-            f"dataset.source.root={root}", f"trainer.steps={steps}", f"trainer.batch_size={BATCH}",
-            "trainer.device=cpu", f"trainer.ckpt_every={snap_every}", "trainer.keep_ckpts=100000",
-            f"trainer.sample_every={10**9}", "metrics.every=0", "metrics.final_num_samples=0",
-            *([f"resume={resume}"] if resume else []), *overrides])
+        given = [f"dataset.source.root={root}", f"trainer.steps={steps}", f"trainer.batch_size={BATCH}",
+                 "trainer.device=cpu", f"trainer.ckpt_every={snap_every}", "trainer.keep_ckpts=100000",
+                 f"trainer.sample_every={10**9}", "metrics.every=0", "metrics.final_num_samples=0",
+                 *([f"resume={resume}"] if resume else []), *overrides]
+        return compose("config", overrides=given), given
 
 
 def run_ganrun(run_dir: Path, root: str, steps: int, snap_every: int, overrides: list[str]) -> tuple[dict, dict]:
@@ -154,9 +155,9 @@ def run_ganrun(run_dir: Path, root: str, steps: int, snap_every: int, overrides:
     if steps in times:
         return times, cpu
     last = max(times, default=0)
-    cfg = ganrun_config(root, steps, snap_every, overrides, str(run_dir) if last else None)
+    cfg, given = ganrun_config(root, steps, snap_every, overrides, str(run_dir) if last else None)
     start, cpu_start = time.time(), time.process_time()
-    train(cfg, run_dir)
+    train(cfg, run_dir, given)  # on resume, the command line's trainer.steps extends the run
     cpu[steps] = cpu.get(last, 0.0) + time.process_time() - cpu_start  # this process only, not others' load
     for path in checkpoint.step_checkpoints(run_dir):
         step = int(checkpoint.load(path)["step"])
@@ -214,7 +215,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = ganrun_config(args.root, args.steps, args.snap_every, args.ganrun_overrides)
+    cfg, _ = ganrun_config(args.root, args.steps, args.snap_every, args.ganrun_overrides)
     rows = []
 
     # Textbook arm (reused from OUT/textbook when it has a snapshot at --steps).
@@ -254,7 +255,7 @@ def main() -> None:
             path = str(checkpoint.checkpoint_path(run_dir, step))
             for which, ema in generators:
                 result = scores(f"{args.name}{'_ema' if ema else ''}@{step}",
-                                lambda: checkpoint.load_generator(path, "cpu", ema=ema)[0])
+                                lambda: load_generator(path, "cpu", ema=ema)[0])
                 rows.append((f"{label}, {which}, {when}", step,
                              {"seconds": times[step], "cpu": cpu if step == args.steps else None, **result}))
 

@@ -19,10 +19,9 @@ import sys
 
 from torch.utils.tensorboard import SummaryWriter
 
-from ganrun.checkpoint import load_generator
 from ganrun.downstream import Protocol, evaluate_downstream, format_table, log_to_tensorboard, result_file
 from ganrun.errors import ConfigError
-from ganrun.outputs import output_file, run_dir_of
+from ganrun.outputs import load_generator, output_file, run_dir_of
 from ganrun.runtime import select_device
 
 

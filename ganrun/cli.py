@@ -3,8 +3,8 @@
 Interactive commands (`--help`, `--version`, `--cfg job`, `--info`, shell completion) never import torch: it
 is imported inside `hydra_main`, after Hydra has parsed the command line, and by the modules that train.
 
-Resuming: `ganrun resume=RUN_DIR` continues the saved experiment, so the overrides it was started with are
-read back from the checkpoint and placed before the ones given now (later ones win).
+Resuming: `ganrun resume=RUN_DIR` continues the experiment saved in the checkpoint (`ganrun.resume`); before
+Hydra writes anything into an existing run dir, the dir is checked (no links, no live writer, no other run's work).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import ganrun
 import ganrun.schema  # noqa: F401  (registers the typed config schema with Hydra's ConfigStore)
 import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
-from ganrun.checkpoint import load_for_resume, resumed_in_place
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
-from ganrun.rundir import RunDirLock, refuse_if_in_use, refuse_to_prune_newer_work
-from ganrun.trust import check_saved_overrides
+from ganrun.rundir import (RunDirLock, holds_a_run, refuse_another_runs_dir, refuse_if_in_use, refuse_links,
+                           refuse_to_prune_newer_work, resumed_in_place)
 
 log = logging.getLogger("ganrun")
 
@@ -47,6 +47,13 @@ def hydra_main(cfg: DictConfig):
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a job run again (resumed) starts with no failure
+        if hydra_cfg.mode == RunMode.MULTIRUN and not cfg.resume and holds_a_run(run_dir):
+            finished = _finished(run_dir)
+            if finished is not None:  # a sweep run again after a crash: its finished jobs are kept as they are
+                log.info("Sweep job %s finished before (metrics.json): skipped.", run_dir)
+                return finished
+            log.info("Sweep job %s was started before: resuming it.", run_dir)
+            cfg.resume = str(run_dir)
         refuse_to_prune_newer_work(cfg.resume, run_dir)
         from ganrun import distributed  # torch: imported once Hydra has parsed the command line
 
@@ -66,16 +73,22 @@ def hydra_main(cfg: DictConfig):
         raise SystemExit(128 + exc.signum) from None
 
 
+def _finished(run_dir: Path) -> float | None:
+    """The final FID of a job dir whose run finished (it wrote metrics.json), else None (nan without an FID)."""
+    import json
+
+    try:
+        summary = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    fid = ((summary.get("final") or {}).get("metrics") or {}).get("FID") if isinstance(summary, dict) else None
+    return float(fid) if isinstance(fid, (int, float)) else float("nan")
+
+
 def sweep_goes_on(hydra_cfg) -> bool:
     """Whether a failed job lets the sweep go on: in a `-m` sweep of Hydra's basic sweeper (a grid), yes, as
     each job is an experiment of its own; a search (Optuna) needs every trial's value, so it stops."""
-    from hydra.types import RunMode
-
     return hydra_cfg.mode == RunMode.MULTIRUN and "BasicSweeper" in str(hydra_cfg.sweeper.get("_target_", ""))
-
-
-def _override_key(arg: str) -> str:
-    return arg.split("=", 1)[0].lstrip("+~")
 
 
 def _resume_value(argv: list[str]) -> str | None:
@@ -109,37 +122,23 @@ def quote_resume_path(argv: list[str]) -> list[str]:
             for arg in argv]
 
 
-def refuse_a_run_dir_in_use(argv: list[str]) -> None:
-    """A single run aimed at a run dir another live run is writing (`resume=RUN_DIR`, or `hydra.run.dir=`) is
-    refused before Hydra writes its .hydra/ files there."""
+def check_run_dir(argv: list[str]) -> None:
+    """A single run aimed at an existing run dir (`resume=RUN_DIR`, or `hydra.run.dir=`) is checked before Hydra
+    writes its .hydra/ files there: no symbolic links, no live run writing it, and a new run never takes over
+    another run's dir."""
     if any(a in ("-m", "--multirun") for a in argv):
         return  # sweep jobs get their own dirs under the sweep dir
+    resume = _resume_value(argv)
     explicit = _override_value(argv, "hydra.run.dir")
-    if explicit is not None:
-        if "${" not in explicit:
-            refuse_if_in_use(Path(explicit))
+    run_dir = Path(explicit) if explicit is not None and "${" not in explicit else None
+    if run_dir is None and resume is not None:
+        run_dir = resumed_in_place(resume)[0]
+    if run_dir is None:
         return
-    resume = _resume_value(argv)
-    if resume is not None:
-        in_place, _ = resumed_in_place(resume)
-        if in_place is not None:
-            refuse_if_in_use(in_place)
-
-
-
-def with_saved_overrides(argv: list[str]) -> list[str]:
-    """Prepend the overrides a run was started with when `resume=...` is among the arguments. They come from
-    a file, so they are refused when they touch Hydra's settings or `_target_`s (ganrun.trust)."""
-    resume = _resume_value(argv)
+    refuse_links(run_dir)
+    refuse_if_in_use(run_dir)
     if resume is None:
-        return argv
-    try:
-        state, found = load_for_resume(resume)
-    except ConfigError:
-        return argv  # train() reports the problem with the resume path
-    saved = check_saved_overrides(state.get("overrides", []), str(found))
-    given = {_override_key(a) for a in argv if "=" in a and not a.startswith("-")}
-    return [a for a in saved if _override_key(a) not in given] + argv
+        refuse_another_runs_dir(run_dir)
 
 
 def version_line() -> str:
@@ -176,8 +175,8 @@ def main() -> None:
         print(version_line())
         return
     try:
-        argv = with_saved_overrides(quote_resume_path(sys.argv[1:]))
-        refuse_a_run_dir_in_use(argv)
+        argv = quote_resume_path(sys.argv[1:])
+        check_run_dir(argv)
     except ConfigError as exc:
         print(f"ganrun: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

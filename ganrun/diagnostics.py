@@ -59,26 +59,14 @@ class Thresholds:
     recall_drop: float = 0.5       # recall falling to this fraction of its best
 
 
-def score_kind(loss) -> str:
-    """How D's logged scores read: 'probability' (sigmoid losses), 'least_squares' (targets 1/0), 'hinge', or
-    'critic' (Wasserstein, relativistic: no fixed scale)."""
-    from ganrun import losses
-
-    if isinstance(loss, losses._SigmoidCrossEntropy):
-        return "probability"
-    if isinstance(loss, losses.LeastSquares):
-        return "least_squares"
-    if isinstance(loss, losses.Hinge):
-        return "hinge"
-    return "critic"
-
-
 def score_kind_from_target(target: str) -> str:
-    """The same from a loss config's `_target_` (for runs read back from disk)."""
-    name = target.rsplit(".", 1)[-1]
-    if name in ("NonSaturating", "Minimax"):
-        return "probability"
-    return {"LeastSquares": "least_squares", "Hinge": "hinge"}.get(name, "critic")
+    """`score_kind` of a loss config's `_target_` read back from a run dir: only a shipped loss class is imported
+    (a run dir is data); any other reads as "critic" (no fixed scale)."""
+    from hydra.utils import get_class
+
+    from ganrun.trust import allowed_target
+
+    return get_class(target).score_kind if allowed_target("loss", target) else "critic"
 
 
 def remedies(kind: str, values: dict, loss_kind: str, loss_name: str | None = None, labelled: bool = False
@@ -168,7 +156,7 @@ class TrainingDiagnostics:
 
     @classmethod
     def for_loss(cls, loss, thresholds=None, num_classes=None) -> TrainingDiagnostics:
-        return cls(score_kind(loss), thresholds, num_classes, type(loss).__name__)
+        return cls(loss.score_kind, thresholds, num_classes, type(loss).__name__)
 
     def state_dict(self) -> dict:
         """Plain data (loadable with weights_only): a resumed run goes on reading its curves where it stopped,
@@ -350,11 +338,20 @@ def diagnose_run(run_dir, thresholds: Thresholds | None = None) -> TrainingDiagn
     import yaml
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from ganrun.errors import ConfigError
+    from ganrun.rundir import refuse_links
+
     run_dir = Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    target = cfg["loss"]["_target_"]
-    diagnostics = TrainingDiagnostics(score_kind_from_target(target), thresholds,
-                                      cfg["dataset"].get("num_classes"), target.rsplit(".", 1)[-1])
+    refuse_links(run_dir)
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        target, num_classes = cfg["loss"]["_target_"], (cfg.get("dataset") or {}).get("num_classes")
+        if not isinstance(target, str) or not isinstance(num_classes, (int, type(None))):
+            raise TypeError("loss._target_ or dataset.num_classes has the wrong type")
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{run_dir / 'config.yaml'} is not a ganrun config ({type(exc).__name__}: {exc}).") from None
+    diagnostics = TrainingDiagnostics(score_kind_from_target(target), thresholds, num_classes,
+                                      target.rsplit(".", 1)[-1])
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     by_step: dict[int, dict] = {}

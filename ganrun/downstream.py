@@ -114,7 +114,7 @@ def accuracy(model: SmallClassifier, images: torch.Tensor, labels: torch.Tensor,
 def generate(G, z_dim: int, labels: torch.Tensor | None, n: int, generator: torch.Generator,
              batch_size: int = 500) -> torch.Tensor:
     """n uint8 images (N, C, H, W) of G; `labels` (n,) conditions a class-conditional G."""
-    from ganrun.sample_cli import to_uint8
+    from ganrun.outputs import to_uint8
 
     device = next(G.parameters()).device
     chunks = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
 from ganrun.errors import ConfigError
@@ -42,9 +41,8 @@ def main(argv=None) -> None:
     from omegaconf import OmegaConf  # torch and the rest only after argparse has handled --help
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ganrun.checkpoint import load_generator
     from ganrun.metrics.report import evaluate_generator, make_evaluator
-    from ganrun.outputs import output_file, run_dir_of
+    from ganrun.outputs import load_generator, output_file, run_dir_of
     from ganrun.runtime import select_device
 
     with logging_redirect_tqdm():  # log lines above the progress bars of the evaluation phases
@@ -58,8 +56,6 @@ def main(argv=None) -> None:
                                ("real_split", args.real_split), ("cache_dir", args.cache_dir)):
                 if value is not None:
                     metrics[key] = value
-            if args.cache_dir is None:  # this machine's cache, never a folder named by the checkpoint
-                metrics.cache_dir = os.environ.get("GANRUN_CACHE", "~/.cache/ganrun")
             if args.no_download:
                 metrics.download = False
             if args.data_root and "root" in cfg.dataset.source:

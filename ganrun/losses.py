@@ -16,6 +16,9 @@ from ganrun.errors import ConfigError
 class GANLoss:
     # Relativistic losses compare fakes with reals in G's objective too: the loop then passes D(x) to g_loss.
     needs_real_in_g = False
+    # How D's logged scores read (ganrun.diagnostics): "probability" (sigmoid losses), "least_squares" (targets
+    # 1/0), "hinge" (margins at +-1), or "critic" (Wasserstein, relativistic: no fixed scale).
+    score_kind = "critic"
 
     def __init__(self, regularizers: dict | None = None):
         self.regularizers = dict(regularizers or {})
@@ -40,6 +43,8 @@ class _SigmoidCrossEntropy(GANLoss):
     - two-sided smoothing: real_label=0.9 and fake_label=0.1;
     - label flipping: each sample's target is swapped (real <-> fake) with probability flip_prob.
     """
+
+    score_kind = "probability"
 
     def __init__(self, regularizers: dict | None = None, real_label: float = 1.0, fake_label: float = 0.0,
                  flip_prob: float = 0.0):
@@ -95,6 +100,8 @@ class Wasserstein(GANLoss):
 class Hinge(GANLoss):
     """Lim & Ye 2017, Miyato et al. 2018: D: E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]; G: -E[D(G(z))]."""
 
+    score_kind = "hinge"
+
     def d_loss(self, real, fake):
         return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
 
@@ -104,6 +111,8 @@ class Hinge(GANLoss):
 
 class LeastSquares(GANLoss):
     """Mao et al. 2017, eq. 2 with a=0, b=1, c=1: D: 1/2 E[(D(x)-1)^2] + 1/2 E[D(G(z))^2]; G: 1/2 E[(D(G(z))-1)^2]."""
+
+    score_kind = "least_squares"
 
     def d_loss(self, real, fake):
         return 0.5 * (real - 1.0).pow(2).mean() + 0.5 * fake.pow(2).mean()

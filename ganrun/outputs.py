@@ -48,3 +48,46 @@ def _make_folder(folder: Path, what: str, path: Path) -> None:
         raise ConfigError(f"{what} {path}: cannot create the folder {folder} ({exc.strerror or exc}).") from None
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"{what} {path}: the folder {folder} is not writable.")
+
+
+def load_generator(path: str, device="cpu", ema: bool = False):
+    """The generator of a checkpoint (file or run dir), rebuilt from the config saved with it, in eval mode;
+    with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says). Returns
+    (G, cfg, state, the checkpoint file).
+
+    The saved config is data: checked as such (`ganrun.trust`) and validated like a command line's before anything
+    is built, since callers go on to build its dataset and metrics sections too. It never makes a companion
+    command write where it says: no dataset downloads, and the metrics cache is this machine's."""
+    from ganrun.checkpoint import load_newest
+    from ganrun.config import build
+    from ganrun.ema import GeneratorEMA
+    from ganrun.resume import typed
+    from ganrun.rundir import refuse_links
+    from ganrun.trust import check_saved_config
+    from ganrun.validate import validate
+
+    state, found = load_newest(path, "checkpoint ")
+    refuse_links(run_dir_of(found))
+    check_saved_config(state["config"], str(found))
+    cfg = typed(state["config"], str(found))
+    if "download" in cfg.dataset.get("source", {}):
+        cfg.dataset.source.download = False
+    cfg.metrics.cache_dir = os.environ.get("GANRUN_CACHE", "~/.cache/ganrun")
+    validate(cfg)
+    G = build(cfg.model.generator)
+    G.load_state_dict(state["generator"])
+    G = G.to(device).eval()
+    if ema:
+        if state.get("ema") is None:
+            raise ConfigError(f"{found} holds no EMA generator (the run had ema.enabled=false).")
+        averaged = GeneratorEMA.from_config(G, cfg)
+        averaged.load_state_dict(state["ema"])
+        G = averaged.generator()
+    return G, cfg, state, found
+
+
+def to_uint8(images):
+    """Images in [-1, 1] as uint8 [0, 255] on the CPU (PNG files, npz arrays, classifier inputs)."""
+    import torch
+
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()

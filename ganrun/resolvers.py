@@ -1,7 +1,7 @@
 """Every OmegaConf resolver ganrun's config uses, registered in one place (imported by the CLI and the tests).
 
-- `ganrun_run_dir`: the run dir of `hydra.run.dir`, the resumed run's own dir, or a new one when resuming from an
-  older checkpoint would otherwise prune newer work (`checkpoint.run_dir_for_resume`);
+- `ganrun_run_dir`: the run dir of `hydra.run.dir`: the resumed run's own dir, or a new one made unique (also when
+  resuming from an older checkpoint would otherwise prune newer work; `rundir.run_dir_for_resume`);
 - `ganrun_job_dir`: a sweep job's dir name from its number and the overrides that differ between jobs
   (`sweep.job_names.job_dir_name`);
 - `ganrun_final_num_samples`: the default size of the final evaluation (`final_num_samples` below).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from ganrun.checkpoint import run_dir_for_resume
+from ganrun.rundir import run_dir_for_resume
 from ganrun.sweep.job_names import job_dir_name
 
 FULL_FINAL_EVAL = 50000  # generated samples of the standard FID protocol (Heusel et al. 2017)

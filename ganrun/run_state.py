@@ -31,8 +31,6 @@ from ganrun.window import LogWindow
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
-
 
 @dataclass
 class RunState:
@@ -54,6 +52,11 @@ class RunState:
     window: LogWindow = field(default_factory=LogWindow)  # logged values summed since the last log step
     last_scalars: dict = field(default_factory=dict)  # the last logged means (metrics.json of a finished run)
     diagnostics: TrainingDiagnostics = field(default_factory=TrainingDiagnostics)  # reads the logged curves
+    forced_changes: list = field(default_factory=list)  # "step N: key: old -> new" of each resume_force=true
+
+    def record_forced_changes(self, changes: list[str] | None) -> None:
+        """Keep, in the run's checkpoints, what a resume with resume_force=true changed and at which step."""
+        self.forced_changes += [f"step {self.step}: {change}" for change in changes or ()]
 
     def advance(self) -> None:
         """After G's optimizer step: schedules move on, the step counter too, then the EMA follows G."""
@@ -72,7 +75,7 @@ class RunState:
 
     def state_dict(self, rng_per_rank: list) -> dict:
         return {
-            "format": CHECKPOINT_FORMAT, "ganrun_version": ganrun.__version__, "torch_version": str(torch.__version__),
+            "format": checkpoint.CHECKPOINT_FORMAT, "ganrun_version": ganrun.__version__, "torch_version": str(torch.__version__),
             "run_id": self.run_id, "data_fingerprint": self.data_fingerprint, "step": self.step, "config": self.config, "overrides": list(self.overrides),
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
@@ -81,7 +84,7 @@ class RunState:
             "objective": self.objective.state_dict(),
             "data": self.stream.state_dict(), "rng": rng_per_rank, "fixed_noise": self.fixed_noise.cpu(),
             "best": self.best, "log_window": self.window.state_dict(), "last_scalars": self.last_scalars,
-            "diagnostics": self.diagnostics.state_dict(),
+            "diagnostics": self.diagnostics.state_dict(), "forced_changes": list(self.forced_changes),
         }
 
     def load_state_dict(self, state: dict, rank: int = 0) -> None:
@@ -103,6 +106,7 @@ class RunState:
         if "log_window" in state:
             self.window.load_state_dict(state["log_window"], device)
         self.last_scalars = state.get("last_scalars", {})
+        self.forced_changes = list(state.get("forced_changes", []))
         if "diagnostics" in state:  # older checkpoints: the detector starts afresh from the resume point
             try:
                 self.diagnostics.load_state_dict(state["diagnostics"])

@@ -1,13 +1,18 @@
-"""One run at a time per run dir, and resume commands that survive copy-paste.
+"""The run dir: which dir a run writes, one writer at a time, nothing followed out of it, resume commands.
 
-`RunDirLock` holds an exclusive `flock` on `RUN_DIR/.ganrun.lock` while a run writes the dir; the file names the
-owner (pid, host, start time) for the message a second run gets. The kernel drops the lock when its process
-dies however it dies, so a lock file left by a killed run is taken over (with a warning naming the old owner)
-instead of blocking the dir forever.
+`RunDirLock` holds a POSIX record lock (`lockf`) on `RUN_DIR/.ganrun.lock` while a run writes the dir; the file
+names the owner (pid, host, start time) for the message a second run gets. A record lock belongs to the process
+that took it: DataLoader workers forked from it do not hold it, and the kernel drops it when the process dies
+however it dies, so a lock file left by a killed run is taken over (with a warning naming the old owner).
+
+A run dir may have come from someone else: it is refused when it holds a symbolic link (ganrun would otherwise
+write through `.ganrun.lock`, `config.yaml` or `.hydra/*` links to files outside it), and a new run is refused on
+a dir that holds another run's checkpoints (it would prune them).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -15,18 +20,39 @@ import os
 import re
 import shlex
 import socket
+import stat
 import time
 from pathlib import Path
 
+from ganrun.checkpoint import CHECKPOINT_DIR, step_checkpoints
 from ganrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".ganrun.lock"
+RUN_ID_FILE = "run_id"
+_held: set[tuple[int, int]] = set()  # (device, inode) of the run dirs this process holds: lockf is per process
 
 
 class RunDirLocked(ConfigError):
     """Another live process is writing the run dir."""
+
+
+def _open_lock_file(path: Path, flags: int) -> int:
+    """The lock file's descriptor, never through a link; odd lock files are one clear ConfigError."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR):
+            raise ConfigError(f"cannot open the lock file {path}: {exc.strerror or exc}.") from None
+        fd = None
+    if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd
+    what = "a folder" if os.path.isdir(path) and not os.path.islink(path) else "a symbolic link"
+    if fd is not None:
+        os.close(fd)
+    raise ConfigError(f"the lock file {path} is {what}, not a file ganrun wrote: remove it if no run is using the "
+                      "dir, then start again.")
 
 
 class RunDirLock:
@@ -36,25 +62,22 @@ class RunDirLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self._fd: int | None = None
+        self._key: tuple[int, int] | None = None
 
     def __enter__(self) -> RunDirLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                owner = _describe(_read_owner(fd))
-                os.close(fd)
-                raise _in_use(self.run_dir, owner) from None
-            # The file may have been unlinked by its previous holder between our open and flock: retry on the new one.
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
+        refuse_links(self.run_dir)
+        info = os.stat(self.run_dir)
+        key = (info.st_dev, info.st_ino)
+        if key in _held:  # opening the file again would drop this process's own lock on close
+            raise _in_use(self.run_dir, f"this process (pid {os.getpid()})")
+        fd = _open_lock_file(self.path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = _describe(_read_owner(fd))
             os.close(fd)
+            raise _in_use(self.run_dir, owner) from None
         previous = _read_owner(fd)
         if previous:
             log.warning("Taking over the lock of %s: left by %s, which is no longer running.", self.run_dir,
@@ -62,30 +85,35 @@ class RunDirLock:
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(owner).encode(), 0)
-        self._fd = fd
+        self._fd, self._key = fd, key
+        _held.add(key)
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self._fd is None:
             return
         try:
-            self.path.unlink(missing_ok=True)  # while still holding the lock: nobody can be between open and flock
+            os.ftruncate(self._fd, 0)  # a lock file that names nobody: the next run takes it without a warning
         finally:
             os.close(self._fd)
-            self._fd = None
+            _held.discard(self._key)
+            self._fd = self._key = None
 
 
 def refuse_if_in_use(run_dir: Path) -> None:
     """Refuse before Hydra starts when a live run holds `run_dir`: Hydra would otherwise write this command's
     .hydra/ files (config, overrides) over the running one's before `RunDirLock` refuses it."""
+    path = Path(run_dir) / LOCK_FILE
+    if not os.path.lexists(path):
+        return
+    info = os.stat(run_dir)
+    if (info.st_dev, info.st_ino) in _held:
+        raise _in_use(Path(run_dir), f"this process (pid {os.getpid()})")
+    fd = _open_lock_file(path, os.O_RDONLY)
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe: released when the descriptor closes below
     except OSError:
-        return  # no lock file (or none readable): nobody holds the dir, RunDirLock decides later
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe: released at once below
-    except BlockingIOError:
-        raise _in_use(run_dir, _describe(_read_owner(fd))) from None
+        raise _in_use(Path(run_dir), _describe(_read_owner(fd))) from None
     finally:
         os.close(fd)
 
@@ -104,16 +132,121 @@ def _read_owner(fd: int) -> dict | None:
 
 
 def _describe(owner: dict | None) -> str:
-    if not owner or owner.get("unreadable"):
+    if not isinstance(owner, dict) or owner.get("unreadable"):
         return "another process"
     return f"pid {owner.get('pid')} on {owner.get('host')} (started {owner.get('started')})"
+
+
+def refuse_links(run_dir: Path) -> None:
+    """A run dir holding a symbolic link anywhere is refused, naming the link: ganrun reads and writes run dirs
+    it may have received from someone else, and never follows a link out of one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    for folder, dirs, files in os.walk(run_dir, followlinks=False):
+        for name in (*dirs, *files):
+            if os.path.islink(os.path.join(folder, name)):
+                raise ConfigError(f"{os.path.join(folder, name)} is a symbolic link: a run dir is read and written "
+                                  "as plain files only (a link could point ganrun at files outside the run). Replace "
+                                  "it with the file itself, or remove it.")
+
+
+def claim_run_dir(run_dir: Path, run_id: str) -> None:
+    """Mark `run_dir` as run `run_id`'s (a checkpoint's id must match it to be resumed there)."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / RUN_ID_FILE).write_text(run_id + "\n")
+
+
+def owner_of(run_dir: Path) -> str | None:
+    mark = Path(run_dir) / RUN_ID_FILE
+    return mark.read_text().strip() or None if mark.is_file() else None
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    return owner_of(run_dir) is not None or bool(step_checkpoints(run_dir))
+
+
+def refuse_another_runs_dir(run_dir: Path) -> None:
+    """A new run (not a resume) in a dir that holds another run's checkpoints would prune them: refused."""
+    if holds_a_run(run_dir):
+        raise ConfigError(f"{run_dir} holds another run (run id {owner_of(run_dir) or '?'}, checkpoints in "
+                          f"{Path(run_dir) / CHECKPOINT_DIR}): a new run there would replace its work. Continue it "
+                          f"with: {resume_command(run_dir)}, or start this run in another dir.")
+
+
+def refuse_foreign_checkpoint(state: dict, found: Path, run_dir: Path) -> None:
+    """A checkpoint of another run (copied into this run dir) is never adopted over the dir's own config,
+    metrics and checkpoints."""
+    owner = owner_of(run_dir)
+    if owner and state["run_id"] != owner:
+        raise ConfigError(
+            f"{found} belongs to another run (run id {state['run_id']}) than the run dir {run_dir} "
+            f"(run id {owner}, in {Path(run_dir) / RUN_ID_FILE}): it is not adopted. Resume it from its own run dir, "
+            "or copy it into an empty dir and resume from there.")
+
+
+def run_dir_for_resume(resume: str | None, default: str) -> str:
+    """The run dir of a run (Hydra resolver `ganrun_run_dir` for hydra.run.dir).
+
+    A new run gets `default` made unique (two runs started in the same second get `..._1`). A run dir, or its
+    newest step checkpoint, continues in place. Any other checkpoint file of a run dir (an older step, best.pt
+    behind the newest step) branches into a new dir: continuing in place would prune the newer checkpoints."""
+    if resume in (None, "", "None", "null"):
+        return new_run_dir(default)
+    in_place, newest = resumed_in_place(resume)
+    if in_place is None:
+        new_dir = new_run_dir(default)
+        _note_branch(Path(str(resume)).expanduser().resolve(), newest, new_dir)
+        return new_dir
+    return str(in_place)
+
+
+_claimed: dict[str, str] = {}  # Hydra resolves hydra.run.dir several times: one answer per default per process
+
+
+def new_run_dir(default: str) -> str:
+    """`default`, or `default_N` when another run made it first (created here, atomically, so it is this run's)."""
+    if default not in _claimed:
+        Path(default).parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            candidate = default if n == 0 else f"{default}_{n}"
+            try:
+                os.mkdir(candidate)
+            except FileExistsError:
+                continue
+            _claimed[default] = candidate
+            break
+        else:
+            raise ConfigError(f"no free run dir next to {default}: give hydra.run.dir=...")
+    return _claimed[default]
+
+
+def resumed_in_place(resume: str) -> tuple[Path | None, Path | None]:
+    """(the run dir `resume=` continues in place, None) or (None, the newer checkpoint that makes it branch)."""
+    path = Path(str(resume)).expanduser().resolve()
+    if path.suffix == ".pt" or path.is_file():
+        in_run_dir = path.parent.name == CHECKPOINT_DIR
+        run_dir = path.parent.parent if in_run_dir else path.parent
+        newest = step_checkpoints(run_dir) if in_run_dir else []
+        if newest and newest[0] != path:
+            return None, newest[0]
+        path = run_dir
+    return path, None
+
+
+_branches_noted: set = set()
+
+
+def _note_branch(resumed: Path, newest: Path, new_dir: str) -> None:
+    if (resumed, new_dir) not in _branches_noted:  # Hydra resolves the run dir more than once
+        _branches_noted.add((resumed, new_dir))
+        log.warning("Resuming from %s, older than the newest checkpoint %s: the run branches into the new run dir "
+                    "%s and leaves the original run untouched.", resumed, newest.name, new_dir)
 
 
 def refuse_to_prune_newer_work(resume, run_dir) -> None:
     """`resume=OLDER_CHECKPOINT hydra.run.dir=ITS_OWN_RUN_DIR` would continue in place and prune the newer
     checkpoints: refused. (Without hydra.run.dir, an older checkpoint branches into a new dir by itself.)"""
-    from ganrun.checkpoint import CHECKPOINT_DIR, step_checkpoints
-
     if resume in (None, "", "None", "null"):
         return
     path = Path(str(resume)).expanduser().resolve()

@@ -30,17 +30,13 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-
-
 def write_images(G, args, out: Path, labels, generator, z_dim: int, device) -> None:
     """`args.num` samples in batches of `args.batch_size`: PNG files and/or one samples.npz (N, H, W, C uint8)."""
     import numpy as np
     import torch
     import torchvision
+
+    from ganrun.outputs import to_uint8
 
     chunks, written = [], 0
     while written < args.num:
@@ -92,10 +88,9 @@ def main(argv=None) -> None:
     import torch
     import torchvision
 
-    from ganrun.checkpoint import load_generator
     from ganrun.data import dataset_info
     from ganrun.models.conditioning import random_labels
-    from ganrun.outputs import output_folder
+    from ganrun.outputs import load_generator, output_folder
     from ganrun.runtime import select_device
 
     try:

@@ -102,3 +102,16 @@ class GanrunSchema:
 
 
 ConfigStore.instance().store(name="ganrun_schema", node=GanrunSchema)
+
+
+# Keys a resumed run may change on the command line (`ganrun resume=RUN key=value`): how long to train, how often
+# to log and save, how to measure, and where data and compute live. Every other key is the experiment: changing
+# it on resume is refused, naming the keys, unless resume_force=true (then the change is recorded in the run).
+# A key here covers the keys below it (`metrics` covers metrics.*).
+RESUMABLE_KEYS = (
+    "resume", "resume_force", "metrics",
+    "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
+    "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp",
+    "trainer.deterministic", "trainer.channels_last", "trainer.compile", "trainer.compile_mode",
+    "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
+)

@@ -14,16 +14,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ganrun import checkpoint, distributed
+from ganrun import checkpoint, distributed, resume
 from ganrun.data import load_dataset
-from ganrun.data.stream import absolute_path_overrides
 from ganrun.errors import TrainingInterrupted
 from ganrun.sweep.hparams import group_choices
 from ganrun.metrics import report
 from ganrun.objective import frozen
 from ganrun.reporter import Reporter, TrainResult
 from ganrun.run_state import RunState, build_run_state
-from ganrun.rundir import resume_command
+from ganrun.rundir import (claim_run_dir, refuse_another_runs_dir, refuse_foreign_checkpoint, refuse_links,
+                           resume_command)
 from ganrun.runtime import configure_determinism, interrupt_on_signals, isolated_rng, select_device, stop_on_signals
 from ganrun.validate import validate
 
@@ -31,20 +31,25 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainResult:
-    """Train the experiment `cfg` in `run_dir` (resuming when `cfg.resume` is set); see `TrainResult`."""
+    """Train the experiment `cfg` in `run_dir` (resuming when `cfg.resume` is set); see `TrainResult`. `overrides`
+    are the command line's: on resume they say which keys of the checkpoint's experiment the user changes."""
     run_dir = Path(run_dir)
-    overrides = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith("resume")]
-    validate(cfg)  # bad values are refused here, naming the key, before anything is built
+    refuse_links(run_dir)
+    resumed = forced = None
+    if not cfg.resume:
+        validate(cfg)  # bad values are refused here, naming the key, before anything is built
+        refuse_another_runs_dir(run_dir)
+    else:
+        resumed, resumed_from = checkpoint.load_newest(cfg.resume)
+        cfg, forced = resume.resumed_config(resumed["config"], cfg, overrides, str(resumed_from))
+        refuse_foreign_checkpoint(resumed, resumed_from, run_dir)
+        overrides = [*resumed.get("overrides", []), *overrides]  # what the run was started with, for HParams
+        validate(cfg)  # the checkpoint's values too, as if they had been typed
+    overrides = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(("resume", "hydra"))]
     source, info = load_dataset(cfg.dataset)  # also fixes up the dataset config (absolute root, classes)
-    overrides = absolute_path_overrides(overrides, cfg)  # replayed on resume, from any directory
     config = OmegaConf.to_container(cfg, resolve=True)
-    resumed = None
-    if cfg.resume:
-        resumed, resumed_from = checkpoint.load_for_resume(cfg.resume)
-        checkpoint.refuse_changed_experiment(resumed["config"], config, cfg.resume, cfg.resume_force)
-        checkpoint.refuse_foreign_checkpoint(resumed, resumed_from, run_dir)
-        checkpoint.refuse_changed_data(resumed.get("data_fingerprint"), info.fingerprint, cfg.resume,
-                                       cfg.resume_force)
+    if resumed is not None:
+        resume.refuse_changed_data(resumed.get("data_fingerprint"), info.fingerprint, cfg.resume, cfg.resume_force)
 
     device = distributed.device_for_rank(select_device(cfg.trainer.device))
     configure_determinism(device, cfg.trainer.deterministic)
@@ -59,9 +64,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
             evaluator = report.make_evaluator(cfg.metrics, cfg.dataset, device, cfg.trainer.num_workers)
     if resumed is not None:
         state.load_state_dict(resumed, distributed.rank())
+        state.record_forced_changes(forced)
         log.info("Resumed from %s at step %d", resumed_from, state.step)
     if distributed.is_main():
-        checkpoint.claim_run_dir(run_dir, state.run_id)
+        claim_run_dir(run_dir, state.run_id)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
     loss_name = group_choices(overrides).get("loss", type(state.objective.loss).__name__)

@@ -1,123 +1,96 @@
 """A checkpoint or run folder is data, never code.
 
-Hydra's `instantiate` imports and calls whatever dotted name a config's `_target_` holds, and Hydra runs the
-callbacks its `hydra.*` settings name. A config or override list read back from a file someone else wrote (a
-shared checkpoint, a downloaded run folder) could therefore run anything: `{_target_: os.system, ...}`. So:
+Hydra's `instantiate` imports and calls whatever dotted name a config's `_target_` holds, and OmegaConf resolves
+`${...}` interpolations (`${oc.env:SECRET}`, `${oc.create:...}`, `${oc.decode:...}`) when a value is read. A
+config read back from a file someone else wrote (a shared checkpoint, a downloaded run folder) could therefore run
+anything or leak the environment. So `check_saved_config` refuses, naming the key:
 
-- `check_targets` walks a saved config and refuses every `_target_` outside an allowlist: the targets ganrun's own
-  conf/ YAML uses, torch.optim optimizers and torch.optim.lr_scheduler schedulers (plus exact names or `prefix.`es
-  a user lists in GANRUN_TRUSTED_TARGETS for their own classes);
-- `check_saved_overrides` refuses replayed overrides that touch `hydra.*` (callbacks, launchers, search paths) or
-  carry `_target_`-style keys in their key or value;
-- `safe_name` keeps names that become file names (sweep job dirs, cache files) inside their folder.
+- any string holding `${` (nothing from a file is ever resolved) and any value that is not plain data;
+- a `_target_` of config group G that none of ganrun's shipped options of G uses (read from the packaged conf/
+  YAML, so the set grows with the menu), except exact class names a user lists in GANRUN_TRUSTED_TARGETS.
+
+`safe_name` keeps names that become file names (sweep job dirs, cache files) inside their folder.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
-import inspect
 import os
 import re
 
 from ganrun.errors import ConfigError
 
 TRUSTED_TARGETS_ENV = "GANRUN_TRUSTED_TARGETS"
-# Hydra's instantiation keys: a replayed override may not add or change any of them.
-INSTANTIATION_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
-_TARGET_LINE = re.compile(r"^\s*_target_:\s*['\"]?([\w.]+)['\"]?\s*(#.*)?$")
+PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
 @functools.lru_cache(maxsize=1)
-def conf_targets() -> frozenset[str]:
-    """Every `_target_` in ganrun's packaged conf/ YAML (the set grows with the menu, with no list to maintain)."""
-    found: set[str] = set()
+def shipped_targets() -> dict[str, frozenset[str]]:
+    """{group: every `_target_` that ganrun's shipped options place in that group}. A `# @package _global_` file
+    (experiment presets, loss=wgan_gp) places its top-level keys' targets in the groups they name."""
+    import yaml
 
-    def walk(folder):
-        for entry in folder.iterdir():
-            if entry.is_dir():
-                walk(entry)
-            elif entry.name.endswith(".yaml"):
-                for line in entry.read_text().splitlines():
-                    if match := _TARGET_LINE.match(line):
-                        found.add(match.group(1))
-
-    walk(importlib.resources.files("ganrun.conf"))
-    return frozenset(found)
-
-
-def _is_torch_optimizer_or_scheduler(target: str) -> bool:
-    import torch.optim
-    import torch.optim.lr_scheduler as schedulers
-
-    module_name, _, name = target.rpartition(".")
-    if module_name == "torch.optim":
-        obj = vars(torch.optim).get(name)
-        return inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
-    if module_name == "torch.optim.lr_scheduler":
-        obj = vars(schedulers).get(name)
-        bases = tuple(b for b in (getattr(schedulers, "LRScheduler", None), schedulers.ReduceLROnPlateau) if b)
-        return inspect.isclass(obj) and issubclass(obj, bases)
-    return False
+    found: dict[str, set[str]] = {}
+    conf = importlib.resources.files("ganrun.conf")
+    for folder in (entry for entry in conf.iterdir() if entry.is_dir() and entry.name != "hydra"):
+        for option in (f for f in folder.iterdir() if f.name.endswith(".yaml")):
+            text = option.read_text()
+            node = yaml.safe_load(text) or {}
+            placed = node if "@package _global_" in text else {folder.name: node}
+            for group, subtree in placed.items():
+                if group != "hydra":  # Hydra's own settings are never part of a saved config
+                    found.setdefault(group, set()).update(_targets_in(subtree))
+    return {group: frozenset(targets) for group, targets in found.items()}
 
 
-def _user_trusted(target: str) -> bool:
-    for entry in filter(None, (e.strip() for e in os.environ.get(TRUSTED_TARGETS_ENV, "").split(","))):
-        if target == entry or (entry.endswith(".") and target.startswith(entry)):
-            return True
-    return False
+def _targets_in(node) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["_target_"]} if isinstance(node.get("_target_"), str) else set()
+        return own.union(*(_targets_in(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_targets_in(v) for v in node))
+    return set()
 
 
-def allowed_target(target) -> bool:
-    return isinstance(target, str) and (
-        target in conf_targets() or _is_torch_optimizer_or_scheduler(target) or _user_trusted(target))
+def user_trusted() -> frozenset[str]:
+    """Exact dotted class names the user trusts (GANRUN_TRUSTED_TARGETS=a.B,c.D): never prefixes, since a
+    package prefix would also trust every module that package imports (`mymodels.torch.load`)."""
+    return frozenset(e.strip() for e in os.environ.get(TRUSTED_TARGETS_ENV, "").split(",") if e.strip())
 
 
-def check_targets(config, source: str) -> None:
-    """Raise ConfigError naming the key path and the target when `config` (dict/list/DictConfig, as saved in
-    `source`) holds a `_target_` that is not on the allowlist."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
+def allowed_target(group: str, target) -> bool:
+    return isinstance(target, str) and (target in shipped_targets().get(group, ()) or target in user_trusted())
 
-    if isinstance(config, (DictConfig, ListConfig)):
-        config = OmegaConf.to_container(config, resolve=False)
+
+def check_saved_config(config, source: str) -> None:
+    """Raise ConfigError naming the key when `config` (a plain dict read from `source`) is not plain data: an
+    interpolation, a non-plain value, or a `_target_` outside the allowlist of its group."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: the saved config is not a mapping ({type(config).__name__}).")
 
     def walk(node, path: str) -> None:
         if isinstance(node, dict):
-            if "_target_" in node and not allowed_target(node["_target_"]):
-                key = f"{path}._target_" if path else "_target_"
-                raise ConfigError(
-                    f"{source}: refusing to build {key}={node['_target_']!r}: a saved config may only name ganrun's "
-                    f"own classes and torch.optim optimizers/schedulers (a checkpoint is data, never code). If you "
-                    f"wrote this class and trust the file, add it to {TRUSTED_TARGETS_ENV}."
-                )
             for key, value in node.items():
-                walk(value, f"{path}.{key}" if path else str(key))
+                where = f"{path}.{key}" if path else str(key)
+                if not isinstance(key, str) or "${" in key:
+                    raise ConfigError(f"{source}: refusing the saved key {where!r}: keys are plain names.")
+                if key == "_target_" and not allowed_target(where.split(".")[0], value):
+                    raise ConfigError(
+                        f"{source}: refusing to build {where}={value!r}: a saved config may only name the classes of "
+                        f"ganrun's own {where.split('.')[0]} options (a checkpoint is data, never code). If you wrote "
+                        f"this class and trust the file, add its exact name to {TRUSTED_TARGETS_ENV}.")
+                walk(value, where)
         elif isinstance(node, (list, tuple)):
             for i, value in enumerate(node):
                 walk(value, f"{path}[{i}]")
+        elif not isinstance(node, PLAIN_SCALARS):
+            raise ConfigError(f"{source}: refusing the saved value of {path}: {type(node).__name__} is not plain data.")
+        elif isinstance(node, str) and "${" in node:
+            raise ConfigError(f"{source}: refusing the saved value {path}={node!r}: a saved config is resolved data; "
+                              "interpolations (${...}) from a file are never resolved.")
 
     walk(config, "")
-
-
-def check_saved_overrides(overrides, source: str) -> list[str]:
-    """The overrides saved with a run, refused (naming the override) when replaying them could run code:
-    `hydra.*` settings and group choices (callbacks, launchers, search paths), Hydra's `_target_`-style keys
-    in a key or a value, and command-line flags."""
-    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
-        raise ConfigError(f"{source}: the saved overrides are not a list of strings ({type(overrides).__name__}).")
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~").strip()
-        why = None
-        if override.startswith("-") or "=" not in override:
-            why = "it is not a key=value override"
-        elif key == "hydra" or key.startswith(("hydra.", "hydra/")):
-            why = "a saved run may not change Hydra's own settings (callbacks, launchers, search paths)"
-        elif any(k in override for k in INSTANTIATION_KEYS):
-            why = "a saved run may not choose what Hydra instantiates"
-        if why:
-            raise ConfigError(f"{source}: refusing the saved override {override!r}: {why}. "
-                              "A run folder is data, never code; pass trusted overrides on the command line yourself.")
-    return list(overrides)
 
 
 _UNSAFE_CHARS = re.compile(r"[^\w.,=+@%:\-\[\]{}()' ]")

@@ -98,11 +98,14 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
                         for o in overrides)  # folder and toy datasets: no dataset.source.root
         source = [] if own_files else [f"dataset.source.root={data_root}",
                                                             "dataset.source.download=false"]
-        cfg = compose("config", overrides=[*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source,
-                                           *overrides])
-    run_dir = Path(run_dir or tmp_path / "run")
+        given = [*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source, *overrides]
+        cfg = compose("config", overrides=given)
+    if run_dir is None:  # a fresh dir per run: ganrun refuses a new run in a dir that holds another run
+        run_dir = next(tmp_path / name for name in ("run", *(f"run_{i}" for i in range(1, 100)))
+                       if not (tmp_path / name).exists())
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return train(cfg, run_dir, list(overrides))
+    return train(cfg, run_dir, given)  # the whole command line, as Hydra's task overrides give it
 
 
 @functools.cache

@@ -140,29 +140,26 @@ def test_every_default_is_written_once_in_the_yaml():
     assert OmegaConf.missing_keys(compose_config()) == set()
 
 
-KNOWN_KEYS = Path(__file__).with_name("config_keys.json")  # the default config's keys at the last check
+RESUMABLE_CHANGES = ("trainer.steps=77", "metrics.num_samples=33", "dataset.path=/elsewhere")
 
 
-def default_config_keys() -> set[str]:
-    from ganrun.checkpoint import _flatten
+def test_every_value_derived_from_a_resumable_key_follows_it_on_resume():
+    """On a new run Hydra re-derives `scheduler.total_steps: ${trainer.steps}` and the like; on resume the saved
+    config is plain data, so `resume.DERIVED` must list every value of every shipped option that follows a key the
+    command line may change on resume (else extending a run would leave its schedule behind)."""
+    from helpers import every_shipped_config
 
-    return set(_flatten(OmegaConf.to_container(compose_config(), resolve=False)))
+    from ganrun.resume import DERIVED, flatten, resumable
 
-
-def test_a_new_config_key_says_what_older_checkpoints_did():
-    """A key added to the config is absent from every older checkpoint. Unless it is resumable (free to change on
-    resume) or VALUE_BEFORE_KEY_EXISTED says which value behaved as the older versions did, resuming an older run
-    is refused with a `~key` override that cannot restore it. Regenerate the list with
-    `python -c "import sys; sys.path.insert(0, 'tests'); import test_config as t; t.write_known_keys()"`."""
-    from ganrun.checkpoint import RESUMABLE_KEYS, VALUE_BEFORE_KEY_EXISTED
-
-    known = set(json.loads(KNOWN_KEYS.read_text()))
-    covered = lambda key: any(key == k or key.startswith(k + ".")  # noqa: E731
-                              for k in (*RESUMABLE_KEYS, *VALUE_BEFORE_KEY_EXISTED))
-    new = sorted(key for key in default_config_keys() - known if not covered(key))
-    assert not new, (f"new config keys {new}: add each to checkpoint.VALUE_BEFORE_KEY_EXISTED (the value that "
-                     "behaves as before it existed) or to RESUMABLE_KEYS, then regenerate tests/config_keys.json")
-
-
-def write_known_keys() -> None:
-    KNOWN_KEYS.write_text(json.dumps(sorted(default_config_keys()), indent=0) + "\n")
+    shipped = every_shipped_config()
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        for choice, base in shipped:
+            extra = ["dataset.path=/x"] if choice == "dataset=folder" else []
+            given = [c for c in RESUMABLE_CHANGES if c.split("=")[0] != "dataset.path" or extra]
+            changed = compose("config", overrides=[choice, *extra, *given])
+            before = flatten(OmegaConf.to_container(base, resolve=True))
+            after = flatten(OmegaConf.to_container(changed, resolve=True))
+            following = {key for key in before if before[key] != after.get(key) and not resumable(key)}
+            assert following <= set(DERIVED), (choice, following - set(DERIVED))
+            for key in {c.split("=")[0] for c in given}:
+                assert resumable(key), key

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from ganrun.diagnostics import Thresholds, TrainingDiagnostics, score_kind, write_text
+from ganrun.diagnostics import Thresholds, TrainingDiagnostics, score_kind_from_target, write_text
 from ganrun.losses import Hinge, LeastSquares, NonSaturating, Wasserstein
 
 
@@ -29,10 +29,13 @@ def feed(diagnostics: TrainingDiagnostics, sequence, every: int = 10):
 
 
 def test_score_kind_follows_the_loss():
-    assert score_kind(NonSaturating()) == "probability"
-    assert score_kind(LeastSquares()) == "least_squares"
-    assert score_kind(Hinge()) == "hinge"
-    assert score_kind(Wasserstein()) == "critic"
+    assert NonSaturating().score_kind == "probability"
+    assert LeastSquares().score_kind == "least_squares"
+    assert Hinge().score_kind == "hinge"
+    assert Wasserstein().score_kind == "critic"
+    assert score_kind_from_target("ganrun.losses.Minimax") == "probability"
+    assert score_kind_from_target("ganrun.losses.Hinge") == "hinge"
+    assert score_kind_from_target("os.system") == "critic"  # a run dir's config never imports a foreign class
 
 
 def test_a_healthy_run_raises_nothing():

@@ -89,15 +89,13 @@ def test_extending_a_decayed_run_trains_its_first_resumed_step_on_the_stretched_
     assert used == pytest.approx([lr for lr in expected for _ in ("D", "G")], rel=1e-6)
 
 
-def test_a_relative_data_path_is_saved_absolute_for_the_resume_to_replay(tmp_path, data_root, monkeypatch):
+def test_a_relative_data_path_is_saved_absolute(tmp_path, data_root, monkeypatch):
     image_folder(tmp_path)
     monkeypatch.chdir(tmp_path)
     train_in_process(tmp_path, data_root, "dataset=folder", "dataset.path=images", "dataset.source.skip_unreadable=true",
                      run_dir=tmp_path / "run")
     state = final_state(tmp_path / "run")
     assert state["config"]["dataset"]["path"] == state["config"]["dataset"]["source"]["path"] == str(tmp_path / "images")
-    assert f"dataset.path={tmp_path / 'images'}" in state["overrides"]
-    assert "dataset.source.skip_unreadable=true" in state["overrides"]
 
 
 @pytest.mark.slow

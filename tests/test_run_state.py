@@ -14,8 +14,8 @@ import torch
 from helpers import scalars, straight_and_split, train_in_process, write_mnist_like
 
 from ganrun import checkpoint
-from ganrun.cli import with_saved_overrides
 from ganrun.errors import ConfigError, TrainingDivergedError, TrainingInterrupted
+from ganrun.outputs import load_generator
 from ganrun.reporter import Reporter
 
 
@@ -137,100 +137,103 @@ def test_resume_on_changed_data_is_refused_unless_forced(tmp_path, data_root, ca
     assert result.step == 3 and "Continuing on the new data" in caplog.text
 
 
-def test_a_checkpoint_from_before_the_data_package_resumes(tmp_path, data_root):
+def edit_checkpoint(run_dir, step, edit):
+    """Rewrite a run's checkpoint as a hand-edited or crafted file would be (torch.save, plain data)."""
+    path = checkpoint.checkpoint_path(run_dir, step)
+    state = checkpoint.load(path)
+    edit(state)
+    torch.save(state, path)
+    return path
+
+
+def test_resume_continues_the_saved_experiment_whatever_the_defaults_are(tmp_path, data_root):
+    """Nothing is replayed: a plain `resume=` trains the checkpoint's values, even where today's defaults (or the
+    saved overrides) say otherwise."""
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "optimizer.d.lr=1e-3", "augment=diffaugment", steps=2, run_dir=run_dir)
+
+    def forget_the_command_line(state):
+        state["overrides"] = []  # the experiment lives in the config alone
+        state["config"]["optimizer"]["g"]["betas"] = [0.1, 0.9]  # as if a default had changed since
+    edit_checkpoint(run_dir, 2, forget_the_command_line)
+    result = train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
+    saved = final_state(run_dir)["config"]
+    assert result.step == 3 and saved["optimizer"]["d"]["lr"] == 1e-3 and saved["optimizer"]["g"]["betas"] == [0.1, 0.9]
+    assert saved["augment"]["diffaugment"]["_target_"] == "ganrun.augment.DiffAugment"
+
+
+@pytest.mark.parametrize("override, key", [("optimizer.d.lr=1e-3", "optimizer.d.lr: 0.0002 -> 0.001"),
+                                           ("loss=hinge", "loss._target_: 'ganrun.losses.NonSaturating' -> "
+                                                          "'ganrun.losses.Hinge'"),
+                                           ("regularizer=r1", "regularizer.r1._target_: '<absent>' -> 'ganrun.regularizers.R1'"),
+                                           ("model.generator.width=16", "model.generator.width: 8 -> 16")])
+def test_changing_the_experiment_on_resume_is_refused_naming_the_keys_unless_forced(tmp_path, data_root, override,
+                                                                                   key):
     run_dir = tmp_path / "run"
     train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
-    path = checkpoint.checkpoint_path(run_dir, 2)
-    state = checkpoint.load(path)
-    state["config"]["dataset"]["source"]["_target_"] = "ganrun.datasets.fashion_mnist"  # the old module path
-    torch.save(state, path)
-    assert checkpoint.load_for_resume(str(run_dir))[0]["config"]["dataset"]["source"]["_target_"] == \
-        "ganrun.data.sources.fashion_mnist"
-    assert train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+    with pytest.raises(ConfigError, match="these overrides change it") as refused:
+        train_in_process(tmp_path, data_root, f"resume={run_dir}", override, steps=3, run_dir=run_dir)
+    assert key in str(refused.value)
 
 
-def test_a_checkpoint_from_before_changed_defaults_is_told_how_to_continue_as_it_was_trained(tmp_path, data_root):
-    """Defaults change between versions; resuming an older run must not silently switch its method: the refusal
-    gives the overrides that restore it, and with them the run continues as it was trained."""
+def test_a_forced_change_is_applied_and_recorded_in_the_run(tmp_path, data_root, caplog):
     run_dir = tmp_path / "run"
-    train_in_process(tmp_path, data_root, "trainer.reuse_fakes=false", steps=2, run_dir=run_dir)
-    path = checkpoint.checkpoint_path(run_dir, 2)
-    state = checkpoint.load(path)
-    del state["config"]["trainer"]["reuse_fakes"]  # not there in older versions, which drew fresh fakes
-    state["config"]["optimizer"]["d"]["lr"] = 1e-3  # a default that changed since
-    state["config"]["optimizer"]["d"]["betas"] = [0.1, 0.9]  # a list: one shell word, as Hydra writes lists
-    state["overrides"] = []
-    torch.save(state, path)
-    with pytest.raises(ConfigError) as refused:
-        train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
-    message = str(refused.value)
-    assert "trainer.reuse_fakes: False -> True" in message and "optimizer.d.lr: 0.001 -> 0.0002" in message
-    restore = shlex.split(message.split("To continue as it was trained, add: ")[1].splitlines()[0])  # as pasted
-    assert sorted(restore) == ["optimizer.d.betas=[0.1,0.9]", "optimizer.d.lr=0.001", "trainer.reuse_fakes=false"]
-    result = train_in_process(tmp_path, data_root, f"resume={run_dir}", *restore, steps=3, run_dir=run_dir)
-    assert result.step == 3 and checkpoint.load(checkpoint.checkpoint_path(run_dir, 3))["config"]["trainer"][
-        "reuse_fakes"] is False
-
-
-def test_a_changed_group_is_restored_by_its_option_and_later_resumes_replay_it(tmp_path, data_root):
-    """When a group's classes differ (here: trained with DiffAugment, today's default has none), the refusal
-    chooses the group's option instead of naming classes: overrides with `_target_` would be refused when the
-    run replays its saved overrides, so the next plain resume would be blocked."""
-    run_dir = tmp_path / "run"
-    train_in_process(tmp_path, data_root, "augment=diffaugment", "augment.diffaugment.policy=color", steps=2,
+    train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    train_in_process(tmp_path, data_root, f"resume={run_dir}", "optimizer.d.lr=1e-3", "resume_force=true", steps=3,
                      run_dir=run_dir)
-    path = checkpoint.checkpoint_path(run_dir, 2)
-    state = checkpoint.load(path)
-    state["overrides"] = []  # as if DiffAugment had been the default then
-    torch.save(state, path)
-    with pytest.raises(ConfigError) as refused:
-        train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir)
-    restore = shlex.split(str(refused.value).split("To continue as it was trained, add: ")[1].splitlines()[0])
-    assert restore == ["augment=diffaugment", "augment.diffaugment.policy=color"]
-    assert "_target_" not in str(refused.value).split("To continue")[1]
-    train_in_process(tmp_path, data_root, f"resume={run_dir}", *restore, steps=3, run_dir=run_dir)
-    saved = checkpoint.load(checkpoint.checkpoint_path(run_dir, 3))
-    assert saved["config"]["augment"] == state["config"]["augment"]
-    replayed = with_saved_overrides([f"resume={run_dir}"])  # as the CLI replays them: the trust check passes
-    assert "augment=diffaugment" in replayed
-    assert train_in_process(tmp_path, data_root, *replayed, steps=4, run_dir=run_dir).step == 4
+    state = final_state(run_dir)
+    assert state["config"]["optimizer"]["d"]["lr"] == 1e-3
+    assert state["forced_changes"] == ["step 2: optimizer.d.lr: 0.0002 -> 0.001"]
+    assert "Resuming with a changed experiment (resume_force=true)" in caplog.text
 
 
-def test_a_group_matching_no_single_option_is_named_to_choose_by_hand():
-    saved = {"regularizer": {"r1": {"_target_": "ganrun.regularizers.R1", "weight": 10.0, "every": 1},
-                             "l2": {"_target_": "ganrun.regularizers.L2WeightPenalty", "weight": 1e-4}}}
-    current = {"regularizer": {}}
-    assert checkpoint.groups_to_choose_by_hand(saved, current) == ["regularizer"]
-    assert not any("_target_" in word for word in checkpoint.restoring_overrides(saved, current))
-    assert checkpoint.group_option("regularizer", {"r1": saved["regularizer"]["r1"]}) == "r1"
+def test_resumable_keys_change_and_derived_lengths_follow_unless_set_by_hand(tmp_path, data_root):
+    """trainer.steps may change; lengths the YAML derives from it (scheduler.total_steps) follow it, one set by hand
+    (instance-noise annealing over 1 step) stays; keys not given keep the checkpoint's values."""
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "scheduler=linear", "augment=instance_noise",
+                     "augment.instance_noise.anneal_steps=1", "trainer.sample_every=7", steps=2, run_dir=run_dir)
+    train_in_process(tmp_path, data_root, f"resume={run_dir}", "trainer.ckpt_every=5", steps=4, run_dir=run_dir)
+    config = final_state(run_dir)["config"]
+    assert config["trainer"]["steps"] == 4 and config["scheduler"]["total_steps"] == 4
+    assert config["augment"]["instance_noise"]["anneal_steps"] == 1
+    assert config["trainer"]["ckpt_every"] == 5 and config["trainer"]["sample_every"] == 7
+
+
+def test_a_key_the_checkpoint_predates_takes_todays_default_with_a_warning(tmp_path, data_root, caplog):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    edit_checkpoint(run_dir, 2, lambda state: state["config"]["trainer"].pop("reuse_fakes"))
+    assert train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+    assert "predates the keys trainer.reuse_fakes" in caplog.text
 
 
 @pytest.mark.parametrize("dataset", ["ring8", "mnist"])
-def test_a_run_on_a_dataset_without_a_newer_option_resumes(tmp_path, data_root, dataset):
-    """VALUE_BEFORE_KEY_EXISTED stands in for keys an older checkpoint lacks, not for keys a dataset never has
-    (only fashion_mnist has dataset.resize): resuming a run of this very version must not be refused."""
+def test_a_run_on_another_dataset_resumes_without_naming_it(tmp_path, data_root, dataset):
+    """The experiment comes from the checkpoint: `resume=` alone continues a run whose groups differ from today's
+    defaults (here the dataset and model)."""
     options = [f"dataset={dataset}", *(["model=mlp"] if dataset == "ring8" else [])]
     run_dir = tmp_path / "run"
     train_in_process(tmp_path, data_root, *options, steps=2, run_dir=run_dir)
-    assert "resize" not in checkpoint.load(checkpoint.checkpoint_path(run_dir, 2))["config"]["dataset"]
-    assert train_in_process(tmp_path, data_root, *options, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+    again = options if dataset == "ring8" else []  # the helper's tiny widths are DCGAN keys: an MLP has none
+    assert train_in_process(tmp_path, data_root, *again, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
+    assert final_state(run_dir)["config"]["dataset"]["name"] == dataset
 
 
-@pytest.mark.parametrize("method", [["trainer.n_critic=2"], ["trainer.g_batch_size=24"]])
-def test_an_older_run_where_reused_fakes_would_not_act_resumes_without_a_refusal(tmp_path, data_root, method):
-    """trainer.reuse_fakes acts only with n_critic=1 and g_batch_size=batch_size: an older checkpoint of any other
-    run (every WGAN-GP run) trained exactly as the new default trains it, so resuming it is no change."""
+def test_a_preset_cannot_be_applied_to_a_resumed_run(tmp_path, data_root):
     run_dir = tmp_path / "run"
-    train_in_process(tmp_path, data_root, *method, "trainer.reuse_fakes=false", steps=2, run_dir=run_dir)
-    path = checkpoint.checkpoint_path(run_dir, 2)
-    state = checkpoint.load(path)
-    del state["config"]["trainer"]["reuse_fakes"]  # written before the key existed
-    torch.save(state, path)
-    assert train_in_process(tmp_path, data_root, *method, f"resume={run_dir}", steps=3, run_dir=run_dir).step == 3
-    old_n_critic_1 = {"trainer": {"n_critic": 1, "g_batch_size": None, "batch_size": 16}}
-    new_n_critic_2 = {"trainer": {"n_critic": 2, "g_batch_size": None, "batch_size": 16, "reuse_fakes": True}}
-    assert checkpoint.config_changes(old_n_critic_1, new_n_critic_2) == [  # acts in the old run: both changes shown
-        "trainer.n_critic: 1 -> 2", "trainer.reuse_fakes: False -> True"]
+    train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    with pytest.raises(ConfigError, match="experiment=... cannot change a resumed run"):
+        train_in_process(tmp_path, data_root, f"resume={run_dir}", "experiment=dcgan", steps=3, run_dir=run_dir)
+
+
+def test_a_new_run_in_a_dir_holding_another_runs_checkpoints_is_refused(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match="holds another run"):
+        train_in_process(tmp_path, data_root, steps=2, run_dir=run_dir)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before
 
 
 @pytest.mark.parametrize("content", [{"weight": torch.zeros(2)}, torch.zeros(3), [1, 2]])
@@ -240,33 +243,10 @@ def test_resuming_a_file_that_is_no_ganrun_checkpoint_is_a_clear_error(tmp_path,
     path = tmp_path / "weights.pt"
     torch.save(content, path)
     with pytest.raises(ConfigError, match=r"none of the checkpoints could be loaded \(1 tried\)"):
-        checkpoint.load_for_resume(str(path))
-    assert f"Skipping checkpoint {path}: it is not a ganrun checkpoint" in caplog.text
+        checkpoint.load_newest(str(path))
+    assert f"{path} is not a ganrun checkpoint" in caplog.text
     with pytest.raises(ConfigError):
-        checkpoint.load_generator(str(path))
-
-
-SAVED_VALUES = {"list": [0.1, 0.9], "nested": [[1, 2], {"a": "x y"}], "comma": "color,translation", "space": "my run",
-                "quote": 'say "hi"', "apostrophe": "it's", "backslash": "C:\\data\\", "digits": "1", "number_like": "1e-3",
-                "word_like": "null", "empty": "", "shell": "$HOME `ls` *", "unicode": "grün", "none": None,
-                "float": 1e-05, "inf": float("inf"), "bool": True, "int": -3, "empty_list": []}
-
-
-def test_the_overrides_that_restore_a_checkpoint_give_its_values_back_when_pasted_into_a_shell():
-    """The refusal's overrides are pasted into a shell: shell words must survive quoting, and Hydra must read
-    each back as the checkpoint's value (a list with spaces split into two arguments; quotes vanished)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    saved = {"dataset": {"resize": "resize"}, "trainer": {"reuse_fakes": True}, "x": SAVED_VALUES}
-    current = {**saved, "x": {key: 0 for key in SAVED_VALUES}}
-    line = " ".join(checkpoint.restoring_overrides(saved, current))
-    words = shlex.split(line)
-    parser = OverridesParser.create()
-    read_back = {}
-    for word in words:
-        override = parser.parse_override(word)
-        read_back[override.key_or_group.split(".", 1)[1]] = override.value()
-    assert read_back == SAVED_VALUES
+        load_generator(str(path))
 
 
 @pytest.mark.slow  # inductor compiles G and D on CPU first (tens of seconds)

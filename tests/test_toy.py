@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers import events, train_in_process
 
-from ganrun import checkpoint
 from ganrun.data import toy
 from ganrun.errors import ConfigError
+from ganrun.outputs import load_generator
 from ganrun.metrics.report import evaluate_generator
 
 
@@ -57,7 +57,7 @@ def test_short_toy_run_computes_its_metrics_and_logs_a_scatter_plot(tmp_path, da
     final = result.final["metrics"]
     assert final["num_modes"] == 25 and 0 <= final["modes_covered"] <= 25
     # recomputed from the saved generator with the same protocol: the same numbers
-    G, cfg, _, _ = checkpoint.load_generator(tmp_path / "run")
+    G, cfg, _, _ = load_generator(tmp_path / "run")
     mixture = toy.GaussianMixture("grid", 25, 2.0, 0.05)
     again = evaluate_generator(mixture, G, cfg.model.z_dim, 500, cfg.seed)
     assert again["metrics"] == final

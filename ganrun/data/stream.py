@@ -188,30 +188,11 @@ def dataset_info(cfg, size: int = 0, fingerprint: str = "") -> DatasetInfo:
 def resolve_root(cfg) -> None:
     """Config fix-up: a relative `dataset.source.root` (or a folder dataset's `dataset.path`) means relative to
     where ganrun was started; it is stored absolute so resume and ganrun-eval find the data from anywhere."""
-    if cfg.source.get("root"):
-        cfg.source.root = os.path.abspath(os.path.expanduser(cfg.source.root))
+    for key in ("root", "path"):
+        if isinstance(cfg.source.get(key), str) and cfg.source[key]:
+            cfg.source[key] = os.path.abspath(os.path.expanduser(cfg.source[key]))
     if "path" in cfg and not OmegaConf.is_missing(cfg, "path") and isinstance(cfg.path, str):
         cfg.path = os.path.abspath(os.path.expanduser(cfg.path))
-
-
-DATA_PATH_KEYS = ("dataset.path", "dataset.source.root", "dataset.source.path")
-
-
-def absolute_path_overrides(overrides: list[str], cfg) -> list[str]:
-    """The run's overrides with its data paths as `resolve_root` made them absolute in `cfg` (the whole config):
-    `ganrun resume=RUN` replays the overrides, and a relative `dataset.path=imgs` would otherwise point elsewhere
-    from another directory."""
-    from ganrun.rundir import hydra_value
-
-    fixed = []
-    for override in overrides:
-        key = override.split("=", 1)[0]
-        if "=" in override and key.lstrip("+") in DATA_PATH_KEYS:
-            value = OmegaConf.select(cfg, key.lstrip("+"))
-            if isinstance(value, str) and os.path.isabs(value):
-                override = f"{key}={hydra_value(value)}"
-        fixed.append(override)
-    return fixed
 
 
 def fill_num_classes(cfg, source) -> None:

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ganrun import distributed
-from ganrun.checkpoint import save_atomic
+from ganrun.checkpoint import load_data, save_atomic
 from ganrun.data import build_source, decode_all
 from ganrun.errors import StorageError
 from ganrun.metrics import scores
@@ -99,7 +99,7 @@ def _load_cached(path: Path, keys=("state_dict", "num_classes", "test_accuracy")
     if not path.is_file():
         return None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_data(path)  # checksummed, bounded by the file's size, tensors only
         if not isinstance(saved, dict) or any(k not in saved for k in keys):
             raise ValueError(f"expected a dict with {', '.join(keys)}")
         return saved
