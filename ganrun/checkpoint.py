@@ -30,19 +30,29 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
 
 
 def save_atomic(state: dict, path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync it, then rename over the target.
+    """`torch.save(state)` to `path` atomically (`write_atomic`)."""
+    import torch  # here, not at the top: `ganrun --help` must not import torch
+
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`path.write_text(text)` atomically (`write_atomic`): summaries and reports are never half-written."""
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call `write(binary file)` on a temporary file in the same folder, fsync it, then rename over `path`.
 
     A crash at any moment leaves either the old file or the complete new one, never a partial file. A write that
     fails (disk full, quota, permissions) is a StorageError naming the file: torch reports these as RuntimeError.
     """
-    import torch  # here, not at the top: `ganrun --help` must not import torch
-
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

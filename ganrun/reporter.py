@@ -208,7 +208,7 @@ class Reporter:
                                               state.ema)
             summary = {"step": state.step, "final": final, "final_ema": final_ema, "best": state.best,
                        "losses": result.losses, "diagnostics": self.diagnostics.report(), "downstream": value}
-            (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            checkpoint.write_text_atomic(self.run_dir / "metrics.json", json.dumps(summary, indent=2))
             log.info("Final metrics written to %s", self.run_dir / "metrics.json")
         final_metrics = {**(final["metrics"] if final else {}), "best_FID": state.best["FID"], **result.losses,
                          **(downstream.summary_values(value) if value else {}),

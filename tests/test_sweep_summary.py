@@ -43,3 +43,20 @@ def test_differing_counts_keep_their_own_columns(tmp_path):
     header = [h.strip() for h in table.splitlines()[0].strip("|").split("|")]
     assert "FID" in header and "final_samples" in header and "best_FID@1000" in header
     assert "best_samples" not in header
+
+
+def test_a_summary_interrupted_while_written_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    write_job(tmp_path, "0_seed=0", 10.0, 5000, 9.0, 500, 1000)
+    write_summary(tmp_path)
+    before = {name: (tmp_path / name).read_text() for name in ("summary.csv", "summary.md")}
+    write_job(tmp_path, "1_seed=1", 12.0, 5000, 11.0, 500, 1000)
+
+    def killed(self, rows):
+        raise KeyboardInterrupt  # a Ctrl-C (or a kill) half-way through the rows
+    monkeypatch.setattr(csv.DictWriter, "writerows", killed)
+    try:
+        write_summary(tmp_path)
+    except KeyboardInterrupt:
+        pass
+    assert {name: (tmp_path / name).read_text() for name in before} == before
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

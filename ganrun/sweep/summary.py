@@ -13,11 +13,13 @@ during training (metrics.num_samples). The Markdown table puts a count shared by
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import yaml
 
+from ganrun.checkpoint import write_text_atomic
 from ganrun.downstream import summary_values
 
 METRIC_COLUMNS = ("FID", "KID", "IS", "precision", "recall", "classes_covered", "final_samples", "best_FID",
@@ -100,10 +102,11 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path, str] | None:
     rows.sort(key=_downstream_key if by_downstream else _sort_key)
     columns = ["job", "overrides", *METRIC_COLUMNS, "extractor", "status", "dir"]
     csv_path, md_path = Path(sweep_dir) / "summary.csv", Path(sweep_dir) / "summary.md"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({c: row.get(c) for c in columns} for row in rows)
+    csv_text = io.StringIO(newline="")
+    writer = csv.DictWriter(csv_text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({c: row.get(c) for c in columns} for row in rows)
+    write_text_atomic(csv_path, csv_text.getvalue())  # a sweep killed while writing keeps the previous summary
     shown = [c for c in columns if c != "dir" and any(row.get(c) is not None for row in rows)]
     headers = {c: c for c in shown}
     for metric, count in SAMPLE_COUNTS.items():
@@ -116,7 +119,7 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path, str] | None:
     table = "\n".join(lines) + "\n"
     order = ("downstream gain (accuracy of real+generated minus real, higher is better)" if by_downstream
              else "final FID (lower is better)")
-    md_path.write_text(f"# Sweep {sweep_dir}\n\nSorted by {order}; jobs without it last. "
+    write_text_atomic(md_path, f"# Sweep {sweep_dir}\n\nSorted by {order}; jobs without it last. "
                        "FID is the final evaluation, best_FID the best one during training; @N is the number of "
                        "generated samples each was measured on (FID falls as N grows: compare like with like).\n\n"
                        + table)
