@@ -56,6 +56,21 @@ def test_help_states_todays_defaults_and_every_command(monkeypatch, capsys):
     assert len(commands) == 5 and all(f"\n  {name} " in out for name in commands - {"ganrun"}), commands
 
 
+def option_help(help_text: str, option: str) -> str:
+    """The options-section entry of `option` in an argparse help page (up to the next option)."""
+    entry = help_text.split("\n  " + option, 1)[1]
+    return entry.split("\n  -", 1)[0]
+
+
+def test_eval_help_shows_its_sample_default(capsys):
+    from ganrun import eval_cli
+
+    with pytest.raises(SystemExit):
+        eval_cli.parse_args(["--help"])
+    default = eval_cli.parse_args(["run"]).num_samples
+    assert default == 50000 and f"default: {default}" in option_help(capsys.readouterr().out, "--num-samples")
+
+
 def test_version_is_ganruns(monkeypatch, capsys):
     out = run_main(monkeypatch, capsys, "--version")
     assert out.startswith(f"ganrun {ganrun.__version__} (torch {metadata.version('torch')},")
