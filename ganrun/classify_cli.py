@@ -7,7 +7,7 @@ CNN trained on real data, real + generated data, and generated data only (CAS, R
 
 The table is printed and written to RUN_DIR/downstream.json (downstream_real<N>.json with --real-per-class);
 the mean accuracies go to the run's TensorBoard at the checkpoint's step (downstream/*). The protocol is in
-ganrun/downstream.py and the README (Downstream value).
+ganrun/downstream.py and docs/reference.md (Downstream value).
 """
 
 from __future__ import annotations

@@ -323,7 +323,8 @@ def write_text(writer, episode: Episode, step: int) -> None:
     """The episode as TensorBoard text (tag diagnostics/<kind>)."""
     lines = [f"**{episode.kind.replace('_', ' ')}** from step {episode.first_step} (reported at step {step})", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in episode.evidence.items()]
-    lines += ["", "Remedies:"] + [f"- {r['remedy']}: `{r['override']}`" for r in episode.remedies]
+    # Markdown reads a list only after a blank line
+    lines += ["", "Remedies:", ""] + [f"- {r['remedy']}: `{r['override']}`" for r in episode.remedies]
     writer.add_text(f"diagnostics/{episode.kind}", "\n".join(lines), step)
 
 

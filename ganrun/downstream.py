@@ -202,6 +202,7 @@ def format_table(result: dict) -> str:
     lines = [f"Downstream accuracy on the real test split ({p['n_test']} images), {p['repeats']} repeat(s), "
              f"{p['steps']} classifier steps; real training images: {real}; ratio {p['ratio']:g}; "
              f"labels of generated images: {result['labels']}",
+             "",  # Markdown (TensorBoard's TEXT tab) reads a table only after a blank line
              "| training data | images | accuracy (mean ± std) |", "|---|---|---|"]
     for name in CONDITIONS:
         acc = result["accuracy"][name]

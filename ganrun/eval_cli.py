@@ -18,7 +18,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="ganrun-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a checkpoint file, or a run dir (its newest loadable checkpoint)")
-    parser.add_argument("--num-samples", type=int, default=50000)
+    parser.add_argument("--num-samples", type=int, default=50000,
+                        help="generated images to score (default: %(default)s, the standard FID protocol; FID "
+                             "rises with fewer, so compare like with like)")
     parser.add_argument("--extractor", choices=["auto", "inception", "classifier"], default=None)
     parser.add_argument("--inception-weights", default=None, help="local weights-inception-2015-12-05-6726825d.pth")
     parser.add_argument("--no-download", action="store_true", help="never try to download the Inception weights")

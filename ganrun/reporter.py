@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ganrun import checkpoint, diagnostics, distributed, downstream
 from ganrun.data import DatasetInfo
 from ganrun.errors import TrainingDivergedError
-from ganrun.sweep.hparams import run_hparams, write_hparams
+from ganrun.sweep.hparams import run_hparams, write_hparams, write_session_start
 from ganrun.metrics import report
 from ganrun.run_state import RunState
 from ganrun.runtime import isolated_rng
@@ -79,6 +79,7 @@ class Reporter:
             self.writer.add_text("config/overrides", "```\n" + "\n".join(state.overrides) + "\n```", state.step)
             self.writer.add_text("config/resolved", "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "```",
                                  state.step)
+            write_session_start(self.writer, run_hparams(cfg, state.overrides))  # HParams lists it if interrupted
         self.bar = tqdm(total=self.trainer.steps, initial=state.step, desc="ganrun", dynamic_ncols=True,
                         disable=None if self.is_main else True)
         downstream.check_config(cfg, G)  # before training, not after it

@@ -155,7 +155,10 @@ def test_thresholds_are_parameters():
     assert [e.kind for e in feed(strict, sequence)] == ["d_wins"]
 
 
+@pytest.mark.filterwarnings("ignore:html5lib's sanitizer is deprecated:DeprecationWarning")  # TensorBoard's own
 def test_episodes_go_to_tensorboard_text():
+    from tensorboard.plugin_util import markdown_to_safe_html
+
     class Writer:
         def __init__(self):
             self.texts = []
@@ -171,6 +174,10 @@ def test_episodes_go_to_tensorboard_text():
     (tag, text, step), = writer.texts
     assert tag == "diagnostics/mode_collapse" and step == 200
     assert "`loss=wgan_gp trainer.n_critic=5`" in text and "recall: 0.1" in text
+    # as TensorBoard's TEXT tab renders it (its own Markdown): every piece of evidence and every remedy a list item
+    html = markdown_to_safe_html(text)
+    assert html.count("<li>") == len(episode.evidence) + len(episode.remedies) >= 2
+    assert "<code>loss=wgan_gp trainer.n_critic=5</code></li>" in html
 
 
 def test_a_run_with_a_too_strong_d_reports_it_everywhere(tmp_path, data_root):

@@ -11,9 +11,10 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-from helpers import TINY, run_ganrun, scalars
+from helpers import TINY, events, run_ganrun, scalars
 
-from ganrun.downstream import Protocol, balanced_labels, class_subset, evaluate_downstream, format_table
+from ganrun.downstream import (CONDITIONS, Protocol, balanced_labels, class_subset, evaluate_downstream, format_table,
+                               log_to_tensorboard)
 from ganrun.errors import ConfigError
 from ganrun.sweep.summary import write_summary
 
@@ -77,6 +78,24 @@ def test_cas_is_high_for_the_right_classes_and_low_for_the_wrong_ones():
     assert wrong["gain"]["mean"] == pytest.approx(sum(gains) / 2)
     assert len(wrong["accuracy"]["real"]["runs"]) == 2 and right["labels"] == "generator"
     assert "| generated | 200 |" in format_table(right)
+
+
+@pytest.mark.filterwarnings("ignore:html5lib's sanitizer is deprecated:DeprecationWarning")  # TensorBoard's own
+def test_the_tensorboard_table_renders_as_a_table(tmp_path):
+    """What TensorBoard's TEXT tab shows: the logged string read back and rendered by its own Markdown path."""
+    from tensorboard.plugins.text.text_plugin import text_array_to_html
+    from tensorboard.util import tensor_util
+    from torch.utils.tensorboard import SummaryWriter
+
+    result = {"protocol": {"n_test": 100, "repeats": 1, "steps": 5, "real_per_class": None, "ratio": 1.0},
+              "labels": "generator", "gain": {"mean": 0.01, "std": 0.0},
+              "accuracy": {name: {"mean": 0.5, "std": 0.0} for name in CONDITIONS},
+              "training_images": {name: 10 for name in CONDITIONS}}
+    with SummaryWriter(str(tmp_path)) as writer:
+        log_to_tensorboard(writer, result, 7)
+    [event] = events(tmp_path).Tensors("downstream/table/text_summary")  # add_text's tag
+    html = text_array_to_html(tensor_util.make_ndarray(event.tensor_proto), enable_markdown=True)
+    assert "<th>training data</th>" in html and "<td>real+generated</td>" in html and "| training data |" not in html
 
 
 def test_low_data_mode_ratio_repeatability_and_the_training_rng():

@@ -1,11 +1,16 @@
 """HParams: options shown as typed, final-value cards sorted after the training curves (read back from events)."""
 
+import signal
+
+import pytest
 from helpers import events, train_in_process
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
+from ganrun.errors import TrainingInterrupted
+from ganrun.reporter import Reporter
 from ganrun.sweep.hparams import METRIC_PREFIX, group_choices
 
 
@@ -43,3 +48,28 @@ def test_hparams_show_typed_options_and_sort_after_losses(tmp_path, data_root):
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
     assert f"{METRIC_PREFIX}/loss/D" in {m.name.tag for m in experiment.metric_infos}
+
+
+def session_hparams(run_dir) -> dict:
+    """The hyperparameters TensorBoard's HParams dashboard lists for a run (its session start info)."""
+    try:
+        content = events(run_dir).PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    except KeyError:  # no hparams written
+        return {}
+    start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return {k: v.string_value or v.number_value for k, v in start.hparams.items()}
+
+
+def test_an_interrupted_run_is_in_the_hparams_dashboard(tmp_path, data_root, monkeypatch):
+    report = Reporter.report
+
+    def ctrl_c_after_the_first_step(self):
+        signal.raise_signal(signal.SIGINT)  # a real Ctrl-C, handled by the run's own signal handler
+        return report(self)
+
+    monkeypatch.setattr(Reporter, "report", ctrl_c_after_the_first_step)
+    with pytest.raises(TrainingInterrupted):
+        train_in_process(tmp_path, data_root, "loss=hinge", steps=5)
+    hparams = session_hparams(tmp_path / "run")
+    assert hparams.get("loss") == "hinge" and hparams.get("trainer.steps") == 5, hparams
+    assert "loss/D" in events(tmp_path / "run").Tags()["scalars"]  # with the curves it logged

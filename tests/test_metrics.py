@@ -128,6 +128,26 @@ def test_a_missing_configured_weights_file_is_named(tmp_path):
     assert path is None and "nope.pth does not exist" in why
 
 
+def test_evaluation_log_lines_name_their_section_once(tmp_path, caplog):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from ganrun.metrics import report
+
+    result = {"extractor": "offline_classifier", "metrics": {"FID": 3.5, "KID": 0.01},
+              "protocol": {"n_generated": 100}}
+    with SummaryWriter(str(tmp_path)) as writer, caplog.at_level(logging.INFO, logger="ganrun.metrics.report"):
+        report.log_result(writer, tmp_path, result, 10)
+        report.log_result(writer, tmp_path, result, 20, suffix="_ema", section="metrics_final")
+    during, final = [r.getMessage() for r in caplog.records]
+    assert during.startswith("step 10 metrics (offline_classifier, 100 samples): FID 3.5")
+    assert final.startswith("step 20 final metrics of EMA G (offline_classifier, 100 samples)")
+    for message in (during, final):
+        words = message.split()
+        assert all(a != b for a, b in zip(words, words[1:])), message  # no "metrics metrics"
+    assert {"metrics/FID_offline_classifier", "metrics_final/FID_offline_classifier_ema"} <= set(
+        events(tmp_path).Tags()["scalars"])  # the tags keep their sections
+
+
 @pytest.mark.slow
 def test_training_reports_metrics_keeps_the_best_checkpoint_and_writes_json(tmp_path, data_root):
     run_dir = tmp_path / "run"

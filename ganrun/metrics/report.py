@@ -14,6 +14,7 @@ from ganrun.metrics.evaluator import Evaluator, MetricsUnavailable
 from ganrun.models.conditioning import random_labels
 
 log = logging.getLogger(__name__)
+LOG_NAMES = {"metrics": "metrics", "metrics_final": "final metrics"}  # a section's TensorBoard tag -> the log's words
 
 
 def make_evaluator(metrics_cfg, dataset_cfg, device, num_workers=0) -> Evaluator | None:
@@ -65,5 +66,5 @@ def log_result(writer, run_dir: Path, result: dict, step: int, suffix: str = "",
         f.write(json.dumps({"step": step, "generator": "ema" if suffix else "raw", "section": section, **result})
                 + "\n")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if v is not None and not k.endswith("_std"))
-    log.info("step %d %s metrics%s (%s, %d samples): %s", step, section, " of EMA G" if suffix else "",
+    log.info("step %d %s%s (%s, %d samples): %s", step, LOG_NAMES.get(section, section), " of EMA G" if suffix else "",
              result["extractor"], result["protocol"]["n_generated"], shown)

@@ -5,7 +5,8 @@ hparams summaries through the run's own writer keeps one run per job, so sweeps 
 
 Group choices are shown as the user typed them (`loss=ns`, not the class `NonSaturating`): Hydra's
 `runtime.choices` when Hydra composed the run, else the group overrides, else the config's own names.
-The final metrics the dashboard needs as scalars go under METRIC_PREFIX, a group that sorts after the
+The hyperparameters are written when the run starts (an interrupted run is listed too), the final metrics at its
+end; the final metrics the dashboard needs as scalars go under METRIC_PREFIX, a group that sorts after the
 training curves (loss/, metrics/, scores/, throughput/) in TensorBoard's scalar tabs.
 """
 
@@ -60,6 +61,13 @@ def run_hparams(cfg, overrides, choices: dict | None = None) -> dict:
         if not key.startswith(("hydra.", "resume")):
             hp.setdefault(key, value)
     return {k: _scalar(v) for k, v in hp.items()}
+
+
+def write_session_start(writer, hparams: dict) -> None:
+    """The hyperparameters alone, written when the run starts: a run stopped before its end (Ctrl-C, preemption, a
+    crash) is still a row of the HParams dashboard, with the curves it logged; `write_hparams` adds the rest."""
+    _, session_start, _ = hparams_summaries(hparams, {})
+    writer.file_writer.add_summary(session_start)
 
 
 def write_hparams(writer, hparams: dict, metrics: dict, step: int) -> None:

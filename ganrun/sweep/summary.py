@@ -4,6 +4,9 @@ Jobs are ranked by downstream value (gain in test accuracy of the fixed classifi
 `metrics.downstream`) when any job has it, else by final FID. `diagnoses` lists each job's training-failure
 episodes (ganrun.diagnostics).
 
+With `ema.enabled` (the default) the EMA G's final metrics have their own columns (`FID_ema`, ...), next to raw
+G's; the ranking stays by raw G's FID.
+
 FID depends on the number of generated samples (it falls as they grow), so every FID comes with its count:
 `final_samples` for the final evaluation (metrics.final_num_samples), `best_samples` for the best evaluation
 during training (metrics.num_samples). The Markdown table puts a count shared by all jobs into the header
@@ -22,10 +25,13 @@ import yaml
 from ganrun.checkpoint import write_text_atomic
 from ganrun.downstream import summary_values
 
-METRIC_COLUMNS = ("FID", "KID", "IS", "precision", "recall", "classes_covered", "final_samples", "best_FID",
-                  "best_step", "best_samples", "accuracy_real", "accuracy_real+generated", "CAS", "downstream_gain",
-                  "diagnoses", "loss/D", "loss/G", "step")
-SAMPLE_COUNTS = {"FID": "final_samples", "best_FID": "best_samples"}
+FINAL_METRICS = ("FID", "KID", "IS", "precision", "recall", "classes_covered")
+EMA_COLUMNS = tuple(f"{name}_ema" for name in FINAL_METRICS)  # the EMA G's final evaluation (ema.enabled)
+METRIC_COLUMNS = (*FINAL_METRICS, *EMA_COLUMNS, "final_samples", "best_FID", "best_step", "best_samples",
+                  "accuracy_real", "accuracy_real+generated", "CAS", "downstream_gain", "diagnoses", "loss/D",
+                  "loss/G", "step")
+# The EMA G is scored on as many samples as raw G in the final evaluation.
+SAMPLE_COUNTS = {"FID": "final_samples", "FID_ema": "final_samples", "best_FID": "best_samples"}
 FAILED_FILE = "failed.txt"  # a sweep job that stopped with an error writes it there (ganrun.cli)
 
 
@@ -51,7 +57,9 @@ def job_row(job_dir: Path) -> dict:
         report = json.loads(report_file.read_text())
         final = (report.get("final") or {}).get("metrics", {})
         extractor = (report.get("final") or {}).get("extractor")
-        row.update({k: final.get(k) for k in ("FID", "KID", "IS", "precision", "recall", "classes_covered")})
+        final_ema = (report.get("final_ema") or {}).get("metrics", {})
+        row.update({k: final.get(k) for k in FINAL_METRICS})
+        row.update({f"{k}_ema": final_ema.get(k) for k in FINAL_METRICS})
         row["final_samples"] = (report.get("final") or {}).get("protocol", {}).get("n_generated")
         best = report["best"]
         row.update({"best_FID": best["FID"], "best_step": best["step"], "step": report["step"],
@@ -109,11 +117,13 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path, str] | None:
     write_text_atomic(csv_path, csv_text.getvalue())  # a sweep killed while writing keeps the previous summary
     shown = [c for c in columns if c != "dir" and any(row.get(c) is not None for row in rows)]
     headers = {c: c for c in shown}
+    shared = set()
     for metric, count in SAMPLE_COUNTS.items():
         counts = {row.get(count) for row in rows if row.get(metric) is not None}
         if len(counts) == 1 and None not in counts and count in shown:  # one count for all: into the header
             headers[metric] = f"{metric}@{counts.pop()}"
-            shown.remove(count)
+            shared.add(count)
+    shown = [c for c in shown if c not in shared]
     lines = ["| " + " | ".join(headers[c] for c in shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in shown) + " |" for row in rows]
     table = "\n".join(lines) + "\n"
