@@ -55,3 +55,28 @@ def syncs_per_step(monkeypatch, tmp_path, data_root, *overrides, steps=4) -> dic
 def test_plain_steps_make_no_host_sync(monkeypatch, tmp_path, data_root, overrides):
     per_step = syncs_per_step(monkeypatch, tmp_path, data_root, *overrides)
     assert {step: calls for step, calls in per_step.items() if step < 4 and calls} == {}
+
+
+def test_ranks_agree_on_stopping_only_every_n_steps(monkeypatch):
+    import torch.distributed as dist
+
+    from ganrun import distributed
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        with HostSyncCounter() as syncs:
+            assert distributed.stop_requested(True, step=3, every=50) is False  # not a step where ranks agree
+            plain = list(syncs.calls)
+            assert distributed.stop_requested(True, step=50, every=50) is True
+        assert plain == [] and [c.call for c in syncs.calls] == ["item"]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_process_group_is_gloo_for_cpu_tensors_even_on_a_gpu_host(monkeypatch):
+    from ganrun import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.backend() == "gloo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert distributed.backend() == "cpu:gloo,cuda:nccl"  # trainer.device=cpu under torchrun on a GPU host
