@@ -25,7 +25,7 @@ from ganrun.errors import TrainingDivergedError
 from ganrun.models import check_shapes
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
-from ganrun.regularizers import check_data, combine, warn_penalty_on_batchnorm
+from ganrun.regularizers import check_data, combine, refuse_cuda_graphs_with_penalties, warn_penalty_on_batchnorm
 from ganrun.runtime import rng_state, set_rng_state
 from ganrun.window import LogWindow
 
@@ -162,6 +162,7 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     regularizers = combine(loss.regularizers, build(cfg.regularizer) or {})  # one of each kind
     check_data(regularizers, info.sample_shape)
     warn_penalty_on_batchnorm(regularizers, D)
+    refuse_cuda_graphs_with_penalties(regularizers, trainer)
     terms = {**regularizers, **conditioning_terms(D, cfg.model.get("acgan_weight", 1.0))}
     opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")
     opt_d = build_optimizer(cfg.optimizer.d, D.parameters(), "optimizer.d")
