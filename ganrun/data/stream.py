@@ -338,21 +338,23 @@ class BatchStream:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.size, generator=generator)
 
-    def _index_batches(self, epoch: int, batch: int):
+    def _index_batches(self, epoch: int, batch: int, device: torch.device | None = None):
+        """The index batches from (epoch, batch) on, sliced from a permutation copied to a CUDA `device` once per
+        epoch from pinned memory (a copy from pageable memory would wait for the GPU, once per batch before)."""
         while True:
             perm = self._permutation(epoch)
+            if device is not None and device.type == "cuda":
+                perm = perm.pin_memory().to(device, non_blocking=True)
             for b in range(batch, self.batches_per_epoch):
                 start = (b * self.world_size + self.rank) * self.batch_size
                 yield perm[start : start + self.batch_size]
             epoch, batch = epoch + 1, 0
 
     def _start(self):
-        index_batches = self._index_batches(self.epoch, self.batch)
         if self.in_memory:
-            return (
-                (self.images[idx], self.labels[idx])
-                for idx in (i.to(self.device, non_blocking=True) for i in index_batches)
-            )
+            return ((self.images[idx], self.labels[idx])
+                    for idx in self._index_batches(self.epoch, self.batch, self.device))
+        index_batches = self._index_batches(self.epoch, self.batch)
         loader = DataLoader(
             self.dataset,
             batch_sampler=index_batches,
