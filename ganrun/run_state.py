@@ -26,7 +26,7 @@ from ganrun.models import check_shapes
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
 from ganrun.regularizers import check_data, combine, refuse_cuda_graphs_with_penalties, warn_penalty_on_batchnorm
-from ganrun.runtime import rng_state, set_rng_state
+from ganrun.runtime import amp_dtype, rng_state, set_rng_state
 from ganrun.window import LogWindow
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class RunState:
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.objective.load_state_dict(state.get("objective", {}))
-        set_rng_state(state["rng"][rank])
+        set_rng_state(state["rng"][rank], self.fixed_noise.device)
         device = self.fixed_noise.device
         self.fixed_noise, self.step = state["fixed_noise"].to(device), int(state["step"])
         self.best = state.get("best", self.best)
@@ -115,7 +115,7 @@ class RunState:
         non-finite weights, so the last checkpoint on disk is always a good one."""
         distributed.sync_module(self.G)  # BatchNorm statistics differ per rank: keep rank 0's everywhere
         distributed.sync_module(self.D)
-        rng_per_rank = distributed.gather_objects(rng_state())
+        rng_per_rank = distributed.gather_objects(rng_state(self.fixed_noise.device))
         if not distributed.is_main():
             return
         for name, model in (("generator", self.G), ("discriminator", self.D)):
@@ -173,7 +173,8 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     stream = make_stream(source, info, cfg, device, rank, world)
     num_fixed = max(trainer.num_samples, 2000) if info.points else trainer.num_samples  # scatter plots need more
     fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp) and device.type == "cuda")
+    dtype = amp_dtype(device, trainer.amp)
+    autocast = torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast, reuse_fakes(trainer))
     if trainer.compile:  # in place: parameter names (and so checkpoints) stay those of the plain modules
         G.compile(mode=trainer.compile_mode)

@@ -1,0 +1,66 @@
+"""CUDA code paths a CPU can check (issue 20): RNG state of the training device only, the cuBLAS setting of
+deterministic runs, the amp choice. torch.cuda is stood in for where its calls would need a GPU."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import torch
+
+from ganrun import runtime
+from ganrun.errors import ConfigError
+
+
+@pytest.fixture
+def fake_cuda_rng(monkeypatch):
+    """torch.cuda's RNG calls recorded instead of made: {"get": [devices], "set": [(state, device)]}."""
+    calls = {"get": [], "set": []}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: calls["get"].append(device) or torch.tensor([7]))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls["set"].append((state, device)))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved every GPU's state"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("restored every GPU's state"))
+    return calls
+
+
+def test_only_the_training_devices_rng_state_is_saved_and_restored(fake_cuda_rng):
+    device = torch.device("cuda", 1)
+    state = runtime.rng_state(device)
+    assert fake_cuda_rng["get"] == [device] and torch.equal(state["cuda"], torch.tensor([7]))
+    runtime.set_rng_state(state, device)
+    assert fake_cuda_rng["set"] == [(state["cuda"], device)]
+    assert "cuda" not in runtime.rng_state(torch.device("cpu"))
+
+
+def test_an_older_checkpoint_with_more_gpus_than_now_resumes_without_index_error(fake_cuda_rng, caplog):
+    two_gpus = {"torch": torch.get_rng_state(), "cuda": [torch.tensor([1]), torch.tensor([2])]}
+    runtime.set_rng_state(two_gpus, torch.device("cuda", 0))
+    assert fake_cuda_rng["set"] == [(two_gpus["cuda"][0], torch.device("cuda", 0))]
+    with caplog.at_level(logging.WARNING):
+        runtime.set_rng_state({**two_gpus, "cuda": two_gpus["cuda"][:1]}, torch.device("cuda", 1))
+    assert "no CUDA RNG state for cuda:1" in caplog.text
+
+
+def test_deterministic_cuda_runs_set_the_cublas_workspace(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    try:
+        runtime.configure_determinism(torch.device("cuda"), True)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and torch.are_deterministic_algorithms_enabled()
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own choice is kept
+        runtime.configure_determinism(torch.device("cuda"), True)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_amp_is_bfloat16_where_the_gpu_has_it_and_refused_where_it_does_not(monkeypatch):
+    assert runtime.amp_dtype(torch.device("cuda"), False) is None
+    assert runtime.amp_dtype(torch.device("cpu"), True) is None  # float32 on the CPU, logged
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    with pytest.raises(ConfigError, match="trainer.amp=true trains in bfloat16, which Tesla V100 lacks"):
+        runtime.amp_dtype(torch.device("cuda"), True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert runtime.amp_dtype(torch.device("cuda"), True) is torch.bfloat16
