@@ -66,13 +66,16 @@ TINY = [
 ]
 
 
+def cpu_env(**extra: str) -> dict:
+    """This process's environment for a subprocess, with GPUs hidden: tests pin the CPU unless marked gpu."""
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", **extra}
+
+
 def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_path=None):
     """Run the installed `ganrun` console script the way a user would; `extra_path` goes on PYTHONPATH."""
-    env = {**os.environ, "GANRUN_DATA": str(data_root), "HYDRA_FULL_ERROR": "0",
-           "GANRUN_CACHE": str(Path(cwd) / "ganrun-cache")}
+    env = cpu_env(GANRUN_DATA=str(data_root), HYDRA_FULL_ERROR="0", GANRUN_CACHE=str(Path(cwd) / "ganrun-cache"))
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
-    env.pop("CUDA_VISIBLE_DEVICES", None)
     command = shutil.which("ganrun") or str(Path(sys.executable).with_name("ganrun"))
     proc = subprocess.run(
         [command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
@@ -99,7 +102,7 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
         source = [] if own_files else [f"dataset.source.root={data_root}",
                                                             "dataset.source.download=false"]
         cfg = compose("config", overrides=[*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source,
-                                           *overrides])
+                                           "trainer.device=cpu", *overrides])  # the CPU unless a test says cuda
     run_dir = Path(run_dir or tmp_path / "run")
     run_dir.mkdir(parents=True, exist_ok=True)
     return train(cfg, run_dir, list(overrides))
