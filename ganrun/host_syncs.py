@@ -11,8 +11,10 @@ on the CPU when training on CUDA (unless capturable/fused), so that never syncs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -83,3 +85,55 @@ class HostSyncCounter:
 
     def at(self, label) -> list[HostSync]:
         return [c for c in self.calls if c.label == label]
+
+
+@contextlib.contextmanager
+def per_training_step():
+    """Count the syncing calls of every `ganrun.train.train` run inside the block, by generator step: label k
+    covers step k's D and G steps and EMA update, and the report and stop check of step k - 1. On CUDA, the
+    syncs torch itself reports (`torch.cuda.set_sync_debug_mode`) are counted too, as "cuda sync"."""
+    import ganrun.train
+    from ganrun.run_state import RunState
+
+    counter = HostSyncCounter()
+    advance, train_steps = RunState.advance, ganrun.train.train_steps
+
+    def counted_advance(state):
+        advance(state)
+        counter.label = state.step + 1
+
+    def counted_train_steps(state, *args):
+        counter.label = state.step + 1
+        with counter, _cuda_sync_reports(counter):
+            train_steps(state, *args)
+
+    RunState.advance, ganrun.train.train_steps = counted_advance, counted_train_steps
+    try:
+        yield counter
+    finally:
+        RunState.advance, ganrun.train.train_steps = advance, train_steps
+
+
+@contextlib.contextmanager
+def _cuda_sync_reports(counter: HostSyncCounter):
+    if not torch.cuda.is_available():
+        yield
+        return
+    mode = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        show = warnings.showwarning
+
+        def record(message, category, filename, lineno, file=None, line=None):
+            if "synchronizing CUDA operation" in str(message):
+                counter.calls.append(HostSync("cuda sync", f"{filename}:{lineno}", counter.label))
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode(mode)
+            warnings.showwarning = show

@@ -7,9 +7,7 @@ import pytest
 import torch
 from helpers import train_in_process
 
-import ganrun.train
-from ganrun.host_syncs import HostSyncCounter
-from ganrun.run_state import RunState
+from ganrun.host_syncs import HostSyncCounter, per_training_step
 
 
 def test_the_counter_sees_each_kind_of_syncing_call():
@@ -28,32 +26,18 @@ def test_the_counter_sees_each_kind_of_syncing_call():
     assert torch.Tensor.item is not None and "item" not in torch.Tensor.__dict__  # restored
 
 
-def syncs_per_step(monkeypatch, tmp_path, data_root, *overrides, steps=4) -> dict:
-    """{step: [syncing calls]} of a run whose only log/checkpoint step is the last: label k covers step k's
-    D and G steps, its EMA update, and the report and stop check of step k - 1."""
-    counter = HostSyncCounter()
-    advance, train_steps = RunState.advance, ganrun.train.train_steps
-
-    def counted_advance(state):
-        advance(state)
-        counter.label = state.step + 1
-
-    def counted_train_steps(state, *args):
-        counter.label = state.step + 1
-        with counter:
-            train_steps(state, *args)
-
-    monkeypatch.setattr(RunState, "advance", counted_advance)
-    monkeypatch.setattr(ganrun.train, "train_steps", counted_train_steps)
-    train_in_process(tmp_path, data_root, *overrides, f"trainer.log_every={steps}", "trainer.sample_every=1000",
-                     "trainer.ckpt_every=1000", "trainer.device=cpu", steps=steps)
+def syncs_per_step(tmp_path, data_root, *overrides, steps=4) -> dict:
+    """{step: [syncing calls]} of a run whose only log/checkpoint step is the last (see per_training_step)."""
+    with per_training_step() as counter:
+        train_in_process(tmp_path, data_root, *overrides, f"trainer.log_every={steps}", "trainer.sample_every=1000",
+                         "trainer.ckpt_every=1000", "trainer.device=cpu", steps=steps)
     return {step: [f"{c.call} at {c.where}" for c in counter.at(step)] for step in range(1, steps + 1)}
 
 
 @pytest.mark.parametrize("overrides", [[], ["model.conditioning=projection", "trainer.reuse_fakes=false"]],
                          ids=["default", "projection_fresh_fakes"])
-def test_plain_steps_make_no_host_sync(monkeypatch, tmp_path, data_root, overrides):
-    per_step = syncs_per_step(monkeypatch, tmp_path, data_root, *overrides)
+def test_plain_steps_make_no_host_sync(tmp_path, data_root, overrides):
+    per_step = syncs_per_step(tmp_path, data_root, *overrides)
     assert {step: calls for step, calls in per_step.items() if step < 4 and calls} == {}
 
 
