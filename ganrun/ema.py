@@ -36,6 +36,21 @@ def _batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """A SyncBatchNorm (trainer.sync_bn) of the averaged G made local: rank 0 alone samples from it and recomputes
+    its standing statistics in train mode, where a synchronised BatchNorm would wait for the other ranks forever."""
+
+    def _check_input_dim(self, input):
+        pass
+
+
+def _local_batch_norms(module: nn.Module) -> nn.Module:
+    for m in module.modules():
+        if isinstance(m, nn.SyncBatchNorm):
+            m.__class__ = _LocalBatchNorm  # same parameters and buffers, F.batch_norm on this rank's batch
+    return module
+
+
 class GeneratorEMA:
     def __init__(self, G: nn.Module, z_dim: int, decay: float = 0.999, start_step: int = 0, rampup: bool = False,
                  bn: str = "standing", bn_batches: int = 16, bn_batch_size: int = 64, seed: int = 0):
@@ -47,7 +62,7 @@ class GeneratorEMA:
         self.bn, self.bn_batches, self.bn_batch_size = bn, int(bn_batches), int(bn_batch_size)
         self.z_dim, self.seed = z_dim, seed
         self.beta = 0.0
-        self.average = copy.deepcopy(G).requires_grad_(False)  # the averaged G
+        self.average = _local_batch_norms(copy.deepcopy(G)).requires_grad_(False)  # the averaged G
         self.updates = 0  # a host-side count: the first update copies G
 
     @classmethod

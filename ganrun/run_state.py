@@ -21,7 +21,7 @@ from ganrun.config import build, build_optimizer, reuse_fakes
 from ganrun.data import DatasetInfo, make_stream
 from ganrun.diagnostics import TrainingDiagnostics
 from ganrun.ema import GeneratorEMA
-from ganrun.errors import TrainingDivergedError
+from ganrun.errors import StorageError, TrainingDivergedError
 from ganrun.models import check_shapes
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
@@ -112,20 +112,28 @@ class RunState:
 
     def save(self, path: Path, run_dir: Path, keep: int) -> None:
         """Write the checkpoint atomically (rank 0) and keep the newest `keep` step checkpoints. Refuses to save
-        non-finite weights, so the last checkpoint on disk is always a good one."""
+        non-finite weights, so the last checkpoint on disk is always a good one. Under torchrun every rank raises
+        what stops the run (the weights are the same on all; a failed write is rank 0's, shared), instead of the
+        others waiting for rank 0 until the timeout."""
         distributed.sync_module(self.G)  # BatchNorm statistics differ per rank: keep rank 0's everywhere
         distributed.sync_module(self.D)
         rng_per_rank = distributed.gather_objects(rng_state(self.fixed_noise.device))
-        if not distributed.is_main():
-            return
         for name, model in (("generator", self.G), ("discriminator", self.D)):
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise TrainingDivergedError(
                     f"the {name}'s weights became non-finite by step {self.step}. Training stopped; "
                     + checkpoint.last_good_note(run_dir)
                 )
-        checkpoint.save_atomic(self.state_dict(rng_per_rank), path)
-        checkpoint.prune(run_dir, keep)
+        error = None
+        if distributed.is_main():
+            try:
+                checkpoint.save_atomic(self.state_dict(rng_per_rank), path)
+                checkpoint.prune(run_dir, keep)
+            except StorageError as exc:
+                error = exc
+        error = distributed.broadcast_object(error)
+        if error is not None:
+            raise error
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict | None, name: str) -> None:

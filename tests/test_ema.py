@@ -1,5 +1,7 @@
 """EMA of G: the update rule, start step and ramp-up, BatchNorm handling, and learning-rate schedules."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -126,3 +128,17 @@ def test_state_dict_resumes_the_average_exactly_and_keeps_averaged_models_layout
     nudge_and_update(resumed, 3)
     for a, b in zip(straight.average.parameters(), resumed.average.parameters()):
         assert torch.equal(a, b)
+
+
+def test_the_averaged_copy_of_a_sync_batchnorm_generator_normalises_locally():
+    """trainer.sync_bn: rank 0 alone samples the EMA G (standing statistics in train mode); a SyncBatchNorm there
+    would wait for the other ranks until the NCCL timeout."""
+    torch.manual_seed(0)
+    plain = dcgan.Generator(z_dim=8, resolution=28, channels=1, width=8)
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(plain))
+    ema = GeneratorEMA(synced, 8, bn="standing", bn_batches=2, bn_batch_size=8)
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in ema.average.modules())
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())  # G itself keeps its SyncBatchNorm
+    reference = GeneratorEMA(plain, 8, bn="standing", bn_batches=2, bn_batch_size=8)
+    z = torch.randn(4, 8)
+    assert torch.allclose(ema.generator()(z), reference.generator()(z), atol=1e-6)

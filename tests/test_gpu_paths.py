@@ -64,3 +64,35 @@ def test_amp_is_bfloat16_where_the_gpu_has_it_and_refused_where_it_does_not(monk
         runtime.amp_dtype(torch.device("cuda"), True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert runtime.amp_dtype(torch.device("cuda"), True) is torch.bfloat16
+
+
+def rank1_state():
+    """A run state as rank 1 of a torchrun job sees it at a checkpoint step (only what `save` touches)."""
+    from ganrun.models import mlp
+    from ganrun.run_state import RunState
+
+    G, D = mlp.Generator(z_dim=2, resolution=2, channels=1, hidden=[3]), torch.nn.Linear(4, 1)
+    return RunState(G, D, None, None, [], None, None, None, torch.zeros(1, 2), {}, step=7)
+
+
+def test_every_rank_stops_on_non_finite_weights_not_rank_0_alone(monkeypatch, tmp_path):
+    from ganrun import distributed
+    from ganrun.errors import TrainingDivergedError
+
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    state = rank1_state()
+    with torch.no_grad():
+        state.D.weight[0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match="discriminator's weights became non-finite by step 7"):
+        state.save(tmp_path / "step.pt", tmp_path, keep=3)
+
+
+def test_every_rank_raises_rank_0s_failed_checkpoint_write(monkeypatch, tmp_path):
+    from ganrun import distributed
+    from ganrun.errors import StorageError
+
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    monkeypatch.setattr(distributed, "broadcast_object", lambda obj: StorageError("cannot write step.pt: disk full"))
+    with pytest.raises(StorageError, match="disk full"):
+        rank1_state().save(tmp_path / "step.pt", tmp_path, keep=3)
+    assert not (tmp_path / "step.pt").exists()
