@@ -26,6 +26,8 @@ def select_device(requested: str, option: str = "trainer.device=") -> torch.devi
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"{option}{requested} but no CUDA device is available; use {option}auto.")
+        if device.index is not None:  # cuda:1: what torch puts on "cuda" (its caches, libraries' tensors) goes there
+            torch.cuda.set_device(device)
         log.info("Using %s (%s)", device, torch.cuda.get_device_name(device))
     else:
         log.info("Using %s%s", device, "" if torch.cuda.is_available() else " (no CUDA device found)")

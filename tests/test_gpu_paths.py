@@ -96,3 +96,36 @@ def test_every_rank_raises_rank_0s_failed_checkpoint_write(monkeypatch, tmp_path
     with pytest.raises(StorageError, match="disk full"):
         rank1_state().save(tmp_path / "step.pt", tmp_path, keep=3)
     assert not (tmp_path / "step.pt").exists()
+
+
+def test_a_single_process_on_cuda_1_makes_it_the_current_device(monkeypatch):
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "GPU")
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert runtime.select_device("cuda:1") == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
+    runtime.select_device("cuda")  # no index: the current device stays
+    assert chosen == [torch.device("cuda", 1)]
+
+
+def test_channels_last_runs_get_channels_last_batches(tmp_path):
+    from helpers import write_mnist_like
+
+    from ganrun.data import sources
+    from ganrun.data.stream import BatchStream
+
+    write_mnist_like(tmp_path / "FashionMNIST" / "raw", n=16)
+    dataset = sources.fashion_mnist(str(tmp_path), download=False)
+    plain = next(BatchStream(dataset, 28, 3, batch_size=4, seed=0, device="cpu"))[0]  # 3 channels: with 1, the
+    batch = next(BatchStream(dataset, 28, 3, batch_size=4, seed=0, device="cpu",  # formats coincide
+                             memory_format=torch.channels_last))[0]
+    assert batch.is_contiguous(memory_format=torch.channels_last) and torch.equal(batch, plain)
+    assert not plain.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_in_memory_auto_takes_at_most_a_quarter_of_the_gpus_free_memory(monkeypatch):
+    from ganrun.data.stream import IN_MEMORY_LIMIT_BYTES, in_memory_limit
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 1024**3, 80 * 1024**3))
+    assert in_memory_limit(torch.device("cuda", 0)) == 512 * 1024**2
+    assert in_memory_limit(torch.device("cpu")) == IN_MEMORY_LIMIT_BYTES == 4 * 1024**3
