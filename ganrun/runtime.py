@@ -48,6 +48,21 @@ def configure_determinism(device: torch.device, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = not deterministic
 
 
+@contextlib.contextmanager
+def warn_only_determinism():
+    """Inside the block a deterministic run (trainer.deterministic) warns instead of failing on an op without a
+    deterministic kernel: the fixed classifiers (offline metrics, downstream) use AdaptiveAvgPool2d, whose CUDA
+    backward has none, and they are not part of the training numbers."""
+    if not torch.are_deterministic_algorithms_enabled() or torch.is_deterministic_algorithms_warn_only_enabled():
+        yield
+        return
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(True)
+
+
 def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """The autocast dtype of trainer.amp: bfloat16 on a CUDA GPU that has it natively (Ampere and newer), None
     when off. Older GPUs are refused (float16 would need a GradScaler and scaled penalties); on other devices

@@ -129,3 +129,22 @@ def test_in_memory_auto_takes_at_most_a_quarter_of_the_gpus_free_memory(monkeypa
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 1024**3, 80 * 1024**3))
     assert in_memory_limit(torch.device("cuda", 0)) == 512 * 1024**2
     assert in_memory_limit(torch.device("cpu")) == IN_MEMORY_LIMIT_BYTES == 4 * 1024**3
+
+
+def test_the_fixed_classifiers_train_warn_only_in_deterministic_runs(monkeypatch):
+    """AdaptiveAvgPool2d's CUDA backward has no deterministic kernel: trainer.deterministic=true on a GPU would
+    otherwise die in the offline classifier's training."""
+    from ganrun.metrics import classifier
+
+    seen = []
+    forward = classifier.SmallClassifier.forward
+    monkeypatch.setattr(classifier.SmallClassifier, "forward", lambda self, x: seen.append(
+        torch.is_deterministic_algorithms_warn_only_enabled()) or forward(self, x))
+    images, labels = torch.randint(0, 256, (8, 1, 8, 8), dtype=torch.uint8), torch.arange(8) % 2
+    torch.use_deterministic_algorithms(True)
+    try:
+        classifier.train_classifier(images, labels, images, labels, 2, "cpu", batch_size=4)
+        assert seen and all(seen)
+        assert torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
