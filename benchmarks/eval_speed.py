@@ -2,9 +2,13 @@
 statistics cache, and report the offline classifier's test accuracy.
 
     python benchmarks/eval_speed.py [--num-samples 10000] [--checkpoint RUN_DIR] [--cache-dir DIR]
+    python benchmarks/eval_speed.py --random-features [--dim 2048] [--num-samples 10000] [--device cuda]
 
 Uses Fashion-MNIST (apt-get install dataset-fashion-mnist). The classifier is trained once into the cache
 (minutes on a CPU) before timing; "without cache" deletes only the real statistics.
+
+`--random-features` times only the score maths (statistics, FID, KID with the default 100 subsets of 1000,
+precision/recall) on random features of Inception's 2048 dimensions: no data, no network.
 """
 
 from __future__ import annotations
@@ -24,12 +28,47 @@ from ganrun.metrics.evaluator import Evaluator
 from ganrun.metrics.report import evaluate_generator
 
 
+def time_scores(num_samples: int, dim: int, device: str) -> dict:
+    """Seconds of each score on `num_samples` random `dim`-d real and generated features on `device`."""
+    from ganrun.metrics import scores
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(num_samples, dim, generator=generator).to(device)
+    fake = (torch.randn(num_samples, dim, generator=generator) * 1.1 + 0.1).to(device)
+    timings = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        value = fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        timings[name] = time.perf_counter() - start
+        return value
+
+    real_stats = timed("statistics (real)", lambda: scores.feature_statistics(real))
+    fake_stats = timed("statistics (generated)", lambda: scores.feature_statistics(fake))
+    timed("FID", lambda: scores.frechet_distance(*real_stats, *fake_stats))
+    timed("KID (100 subsets of 1000)", lambda: scores.kernel_inception_distance(real, fake, 100, 1000))
+    timed("precision/recall (k=3)", lambda: scores.precision_recall(real, fake, k=3))
+    return timings
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--num-samples", type=int, default=10000)
     parser.add_argument("--checkpoint", default=None, help="score this run's generator (default: untrained DCGAN)")
     parser.add_argument("--cache-dir", default=str(Path("~/.cache/ganrun").expanduser()))
+    parser.add_argument("--random-features", action="store_true", help="time the score maths alone (see above)")
+    parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    if args.random_features:
+        timings = time_scores(args.num_samples, args.dim, args.device)
+        print(f"torch threads: {torch.get_num_threads()}, device: {args.device}, {args.num_samples} real and "
+              f"{args.num_samples} generated random {args.dim}-d features")
+        for name, seconds in {**timings, "total": sum(timings.values())}.items():
+            print(f"{name:28s}: {seconds:7.2f} s")
+        return
     with initialize_config_module("ganrun.conf", version_base="1.3"):
         cfg = compose("config", overrides=["metrics.extractor=classifier", f"metrics.cache_dir={args.cache_dir}"])
     if args.checkpoint:

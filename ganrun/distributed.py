@@ -2,14 +2,16 @@
 
 Every rank holds full copies of G and D, trains on its own shard of each global batch, and averages the
 gradients of each backward pass with one all-reduce per network before the optimizer step (as
-StyleGAN2-ADA does), which keeps ranks bit-identical. The DistributedDataParallel wrapper is not used: it
-does not support the `torch.autograd.grad(create_graph=True)` that gradient penalties (WGAN-GP, R1) need, nor
-several D forwards per backward. Rank 0 alone logs and writes checkpoints. Outside torchrun, every helper is a
-no-op, so single-process runs carry no distributed overhead.
+StyleGAN2-ADA does), which keeps ranks bit-identical. The DistributedDataParallel wrapper is not used: its
+reducer fires once per backward, while a D step here may run several D forwards (real, fakes, penalty points)
+and lazy penalties change the graph from step to step; averaging by hand after each backward is simpler and
+exact. Rank 0 alone logs and writes checkpoints. Outside torchrun, every helper is a no-op, so single-process
+runs carry no distributed overhead.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import logging
@@ -43,14 +45,21 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def backend() -> str:
+    """gloo for CPU tensors always (a trainer.device=cpu run on a GPU host), NCCL for CUDA ones when present."""
+    return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+
+
 def init_from_env() -> None:
-    """Join the process group torchrun describes in the environment (NCCL with CUDA, else gloo)."""
+    """Join the process group torchrun describes in the environment; leave it when the process exits."""
     if enabled() or not launched_by_torchrun():
         return
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    device_id = None
+    if torch.cuda.is_available():
+        device_id = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device_id)
+    dist.init_process_group(backend(), timeout=datetime.timedelta(minutes=30), device_id=device_id)
+    atexit.register(lambda: dist.destroy_process_group() if enabled() else None)
 
 
 def device_for_rank(device: torch.device) -> torch.device:
@@ -61,7 +70,7 @@ def device_for_rank(device: torch.device) -> torch.device:
 
 def _comm_device() -> torch.device:
     """NCCL moves CUDA tensors only; gloo CPU ones."""
-    if dist.get_backend() == "nccl":
+    if dist.get_backend() == "nccl":  # a group set up elsewhere with NCCL alone
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
@@ -135,6 +144,15 @@ def sync_module(module: torch.nn.Module) -> None:
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor, src=0)
+
+
+def stop_requested(flag: bool, step: int, every: int) -> bool:
+    """Whether to stop after `step`, given this rank's `flag` (a signal arrived). One process answers at once;
+    under torchrun the ranks agree only once every `every` steps (an all-reduce the host waits for), so the step
+    between stays free of host syncs and a signal takes effect at the next such step."""
+    if not enabled():
+        return flag
+    return any_rank(flag) if step % every == 0 else False
 
 
 def any_rank(flag: bool) -> bool:

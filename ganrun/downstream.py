@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ganrun.errors import ConfigError
 from ganrun.metrics.classifier import SmallClassifier, to_model_input
+from ganrun.runtime import warn_only_determinism
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def balanced_labels(n: int, num_classes: int, generator: torch.Generator) -> tor
     return (torch.arange(n) % num_classes)[torch.randperm(n, generator=generator)]
 
 
+@warn_only_determinism()
 def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, protocol: Protocol, seed: int,
         device) -> SmallClassifier:
     """Train the fixed classifier on uint8 images for `protocol.steps` steps; batches drawn with replacement."""

@@ -1,6 +1,8 @@
-"""Exponential moving average of G's weights (torch.optim.swa_utils.AveragedModel), for samples and metrics.
+"""Exponential moving average of G's weights, for samples and metrics.
 
-theta_ema <- beta * theta_ema + (1 - beta) * theta after every G step. Before `start_step` the average just
+theta_ema <- beta * theta_ema + (1 - beta) * theta after every G step, as one `torch._foreach_lerp_` on the
+device (stylegan2-ada's `p_ema.copy_(p.lerp(p_ema, beta))`): no host sync, where torch's AveragedModel copies
+its CPU update counter to the device once per parameter. The first update copies G. Before `start_step` the average just
 follows G (beta = 0); with `rampup` beta = min(decay, (1 + t) / (10 + t)), t = steps since the start (the
 num_updates rule of TensorFlow's ExponentialMovingAverage), so early averages are not dominated by the init.
 
@@ -9,10 +11,12 @@ BatchNorm needs care: running statistics collected under G's changing weights do
 - `standing`: before every use, recompute the statistics with `bn_batches` batches through the averaged G
   (cumulative average, fixed noise, training RNG untouched);
 - `batch`: the averaged G normalises with each batch's own statistics (no running statistics kept);
-- `averaged`: average the running statistics like the weights (AveragedModel's use_buffers);
+- `averaged`: average the (floating) running statistics like the weights (AveragedModel's use_buffers);
 - `raw`: use raw G's current running statistics (AveragedModel's default).
 The last two are there to compare against; the samples of `standing` and `batch` come from a copy, so the
 average itself is never disturbed.
+
+The state dict keeps AveragedModel's layout (`module.<name>` and `n_averaged`), so older checkpoints load.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import copy
 
 import torch
 import torch.nn as nn
-from torch.optim.swa_utils import AveragedModel
 
 from ganrun.errors import ConfigError
 from ganrun.models.conditioning import random_labels
@@ -31,6 +34,21 @@ BN_MODES = ("standing", "batch", "averaged", "raw")
 
 def _batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """A SyncBatchNorm (trainer.sync_bn) of the averaged G made local: rank 0 alone samples from it and recomputes
+    its standing statistics in train mode, where a synchronised BatchNorm would wait for the other ranks forever."""
+
+    def _check_input_dim(self, input):
+        pass
+
+
+def _local_batch_norms(module: nn.Module) -> nn.Module:
+    for m in module.modules():
+        if isinstance(m, nn.SyncBatchNorm):
+            m.__class__ = _LocalBatchNorm  # same parameters and buffers, F.batch_norm on this rank's batch
+    return module
 
 
 class GeneratorEMA:
@@ -44,17 +62,14 @@ class GeneratorEMA:
         self.bn, self.bn_batches, self.bn_batch_size = bn, int(bn_batches), int(bn_batch_size)
         self.z_dim, self.seed = z_dim, seed
         self.beta = 0.0
-        self.model = AveragedModel(G, avg_fn=self._average, use_buffers=bn == "averaged")
-        self.model.requires_grad_(False)
+        self.average = _local_batch_norms(copy.deepcopy(G)).requires_grad_(False)  # the averaged G
+        self.updates = 0  # a host-side count: the first update copies G
 
     @classmethod
     def from_config(cls, G: nn.Module, cfg) -> GeneratorEMA:
         """The EMA a run's config describes (its `ema` section; `enabled` is the caller's business)."""
         settings = {k: v for k, v in cfg.ema.items() if k != "enabled"}
         return cls(G, cfg.model.z_dim, **settings, seed=cfg.seed)
-
-    def _average(self, averaged: torch.Tensor, current: torch.Tensor, num_averaged) -> torch.Tensor:
-        return averaged + (current - averaged) * (1.0 - self.beta)
 
     def beta_at(self, step: int) -> float:
         """The decay used for the update after generator step `step` (1-based)."""
@@ -65,15 +80,34 @@ class GeneratorEMA:
             return min(self.decay, (1.0 + t) / (10.0 + t))
         return self.decay
 
+    def _averaged_and_copied(self, G: nn.Module):
+        """(averaged pairs, copied pairs) of (EMA tensor, G tensor): parameters are averaged, and floating
+        buffers too with bn=averaged; the other buffers (num_batches_tracked, all of them otherwise) follow G."""
+        params = list(zip(self.average.parameters(), G.parameters(), strict=True))
+        buffers = list(zip(self.average.buffers(), G.buffers(), strict=True))
+        if self.bn != "averaged":
+            return params, buffers
+        return (params + [(a, b) for a, b in buffers if a.is_floating_point()],
+                [(a, b) for a, b in buffers if not a.is_floating_point()])
+
     @torch.no_grad()
     def update(self, G: nn.Module, step: int) -> None:
         self.beta = self.beta_at(step)
-        self.model.update_parameters(G)
+        averaged, copied = self._averaged_and_copied(G)
+        if self.updates == 0 or self.beta == 0.0:
+            copied = averaged + copied
+        elif averaged:
+            ema, current = zip(*averaged)
+            torch._foreach_lerp_(list(ema), list(current), 1.0 - self.beta)
+        if copied:
+            ema, current = zip(*copied)
+            torch._foreach_copy_(list(ema), list(current))
+        self.updates += 1
 
     @torch.no_grad()
     def generator(self) -> nn.Module:
         """The averaged G, ready to sample in eval mode (standing statistics recomputed when chosen)."""
-        G = self.model.module
+        G = self.average
         if self.bn in ("averaged", "raw") or not _batch_norms(G):
             return G.eval()
         G = copy.deepcopy(G)
@@ -94,7 +128,10 @@ class GeneratorEMA:
         return G.eval()
 
     def state_dict(self) -> dict:
-        return self.model.state_dict()
+        state = {f"module.{name}": tensor for name, tensor in self.average.state_dict().items()}
+        return {**state, "n_averaged": torch.tensor(self.updates)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state)
+        self.average.load_state_dict({name.removeprefix("module."): tensor for name, tensor in state.items()
+                                      if name != "n_averaged"})
+        self.updates = int(state["n_averaged"])

@@ -53,8 +53,11 @@ class GANObjective:
         self.conditional = bool(getattr(G, "num_classes", 0))
 
     def critic(self, labels: torch.Tensor | None):
-        """x -> D's adversarial output with the labels bound (what penalties differentiate)."""
-        return lambda x: split_output(self.D(x, labels))[0]
+        """x -> D's adversarial output with the labels bound (what penalties differentiate). It runs D's eager
+        forward even when D is compiled: aot_autograd cannot differentiate a compiled graph twice, as input-gradient
+        penalties (create_graph=True) do; the plain D outputs of the losses still run compiled."""
+        forward = eager(self.D)
+        return lambda x: split_output(forward(x, labels))[0]
 
     def d_loss(self, real: torch.Tensor, labels: torch.Tensor | None, step: int, d_step: int) -> DiscriminatorStep:
         """D's loss on a real batch and as many fresh fakes (sharing the real labels); `d_step` counts D steps
@@ -116,6 +119,13 @@ class GANObjective:
         for kind, objs in parts.items():
             for name, saved in state.get(kind, {}).items():
                 objs[name].load_state_dict(saved)
+
+
+def eager(module: nn.Module):
+    """`module` called without torch.compile: in-place `module.compile()` keeps the eager call as `_call_impl`,
+    `torch.compile(module)` the module as `_orig_mod`."""
+    module = getattr(module, "_orig_mod", module)
+    return module._call_impl if getattr(module, "_compiled_call_impl", None) is not None else module
 
 
 @contextlib.contextmanager

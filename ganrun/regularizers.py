@@ -107,6 +107,20 @@ def warn_penalty_on_batchnorm(regularizers: dict, discriminator: nn.Module) -> l
     return names
 
 
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs
+
+
+def refuse_cuda_graphs_with_penalties(regularizers: dict, trainer) -> None:
+    """Input-gradient penalties run D eagerly beside its compiled forward (GANObjective.critic); with CUDA graphs
+    the compiled outputs live in a replayed memory pool that the interleaved eager passes are not sound against
+    (untested on a GPU): refuse that combination before training."""
+    names = [name for name, reg in regularizers.items() if getattr(reg, "input_gradient", False) and reg.weight]
+    if names and trainer.compile and trainer.compile_mode in CUDA_GRAPH_MODES:
+        raise ConfigError(f"trainer.compile_mode={trainer.compile_mode} replays CUDA graphs, which ganrun does not "
+                          f"support with the input-gradient penalty {', '.join(names)}: use "
+                          "trainer.compile_mode=default (or max-autotune-no-cudagraphs).")
+
+
 def input_gradient_norm(critic, x: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm of d critic(x) / dx, differentiable (create_graph) so it can be penalised."""
     x = x.detach().requires_grad_(True)

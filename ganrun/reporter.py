@@ -84,6 +84,8 @@ class Reporter:
                         disable=None if self.is_main else True)
         downstream.check_config(cfg, G)  # before training, not after it
         self.diagnostics = state.diagnostics  # reads the logged curves for failure modes; resumed with the run
+        self.last_evaluation = None  # (step, num_samples, results) of the latest evaluation
+        state.window.restart_clock()  # the first window's img/s: set-up (and steps before a resume) left out
 
     # --- per step -------------------------------------------------------------------------------------------
     def is_log_step(self, step: int) -> bool:
@@ -104,13 +106,15 @@ class Reporter:
         """After a step: scalars, samples and evaluation when due. True when the evaluation set a new best FID."""
         state = self.state
         state.window.steps += 1
+        state.window.timed_steps += 1
         self.bar.update(1)
         if state.step % self.trainer.log_every == 0:
             self._flush_window()
-        if state.step % self.trainer.sample_every == 0:
-            self.log_samples()
-        if self.evaluator is not None and self.metrics.every > 0 and state.step % self.metrics.every == 0:
-            return state.improves_best(self.evaluate(self.metrics.num_samples)[""]["metrics"].get("FID"))
+        with state.window.clock_paused():  # not training time: the img/s of the next window leaves it out
+            if state.step % self.trainer.sample_every == 0:
+                self.log_samples()
+            if self.evaluator is not None and self.metrics.every > 0 and state.step % self.metrics.every == 0:
+                return state.improves_best(self.evaluate(self.metrics.num_samples)[""]["metrics"].get("FID"))
         return False
 
     def check_finite(self) -> dict[str, float]:
@@ -131,7 +135,7 @@ class Reporter:
         state, window = self.state, self.state.window
         values = self.check_finite()
         values.update({name: norm.item() for name, norm in self.grad_norms.items()})
-        images = window.steps * self.trainer.n_critic * self.trainer.batch_size * self.world
+        images = window.timed_steps * self.trainer.n_critic * self.trainer.batch_size * self.world
         values["throughput/images_per_sec"] = images / window.elapsed()
         values["lr/G"], values["lr/D"] = state.opt_g.param_groups[0]["lr"], state.opt_d.param_groups[0]["lr"]
         for name, value in values.items():
@@ -175,18 +179,23 @@ class Reporter:
             torchvision.utils.save_image(grid, self.run_dir / "samples" / f"step_{step:08d}{suffix}.png")
 
     def evaluate(self, num_samples: int, section: str = "metrics") -> dict:
-        """Score raw (and EMA) G on `num_samples` samples; on a forked RNG, so training numbers do not move."""
+        """Score raw (and EMA) G on `num_samples` samples; on a forked RNG, so training numbers do not move.
+        The same G on as many samples (the final report right after the last periodic evaluation) is not scored
+        twice: the results are the same, only logged again under `section`."""
         distributed.sync_module(self.state.G)
-        results = {}
+        done = self.last_evaluation
+        same = done is not None and done[:2] == (self.state.step, num_samples)
+        results = dict(done[2]) if same else {}
         seed = self.cfg.seed + 1000 * distributed.rank()
         device = next(self.state.G.parameters()).device
-        for suffix, generator in self.generators():
+        for suffix, generator in ([] if same else self.generators()):
             with isolated_rng(device):
-                result = report.evaluate_generator(self.evaluator, generator, self.cfg.model.z_dim, num_samples, seed)
-            if self.is_main:
-                report.log_result(self.writer, self.run_dir, result, self.state.step, suffix, section)
-            results[suffix] = result
+                results[suffix] = report.evaluate_generator(self.evaluator, generator, self.cfg.model.z_dim,
+                                                            num_samples, seed)
+        self.last_evaluation = (self.state.step, num_samples, results)
         if self.is_main:
+            for suffix, result in results.items():
+                report.log_result(self.writer, self.run_dir, result, self.state.step, suffix, section)
             self._write_diagnoses(self.diagnostics.observe_evaluation(self.state.step, results[""]["metrics"]))
         return results
 

@@ -21,12 +21,12 @@ from ganrun.config import build, build_optimizer, reuse_fakes
 from ganrun.data import DatasetInfo, make_stream
 from ganrun.diagnostics import TrainingDiagnostics
 from ganrun.ema import GeneratorEMA
-from ganrun.errors import TrainingDivergedError
+from ganrun.errors import StorageError, TrainingDivergedError
 from ganrun.models import check_shapes
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
-from ganrun.regularizers import check_data, combine, warn_penalty_on_batchnorm
-from ganrun.runtime import rng_state, set_rng_state
+from ganrun.regularizers import check_data, combine, refuse_cuda_graphs_with_penalties, warn_penalty_on_batchnorm
+from ganrun.runtime import amp_dtype, rng_state, set_rng_state
 from ganrun.window import LogWindow
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class RunState:
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.objective.load_state_dict(state.get("objective", {}))
-        set_rng_state(state["rng"][rank])
+        set_rng_state(state["rng"][rank], self.fixed_noise.device)
         device = self.fixed_noise.device
         self.fixed_noise, self.step = state["fixed_noise"].to(device), int(state["step"])
         self.best = state.get("best", self.best)
@@ -116,20 +116,28 @@ class RunState:
 
     def save(self, path: Path, run_dir: Path, keep: int) -> None:
         """Write the checkpoint atomically (rank 0) and keep the newest `keep` step checkpoints. Refuses to save
-        non-finite weights, so the last checkpoint on disk is always a good one."""
+        non-finite weights, so the last checkpoint on disk is always a good one. Under torchrun every rank raises
+        what stops the run (the weights are the same on all; a failed write is rank 0's, shared), instead of the
+        others waiting for rank 0 until the timeout."""
         distributed.sync_module(self.G)  # BatchNorm statistics differ per rank: keep rank 0's everywhere
         distributed.sync_module(self.D)
-        rng_per_rank = distributed.gather_objects(rng_state())
-        if not distributed.is_main():
-            return
+        rng_per_rank = distributed.gather_objects(rng_state(self.fixed_noise.device))
         for name, model in (("generator", self.G), ("discriminator", self.D)):
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise TrainingDivergedError(
                     f"the {name}'s weights became non-finite by step {self.step}. Training stopped; "
                     + checkpoint.last_good_note(run_dir)
                 )
-        checkpoint.save_atomic(self.state_dict(rng_per_rank), path)
-        checkpoint.prune(run_dir, keep)
+        error = None
+        if distributed.is_main():
+            try:
+                checkpoint.save_atomic(self.state_dict(rng_per_rank), path)
+                checkpoint.prune(run_dir, keep)
+            except StorageError as exc:
+                error = exc
+        error = distributed.broadcast_object(error)
+        if error is not None:
+            raise error
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict | None, name: str) -> None:
@@ -166,6 +174,7 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     regularizers = combine(loss.regularizers, build(cfg.regularizer) or {})  # one of each kind
     check_data(regularizers, info.sample_shape)
     warn_penalty_on_batchnorm(regularizers, D)
+    refuse_cuda_graphs_with_penalties(regularizers, trainer)
     terms = {**regularizers, **conditioning_terms(D, cfg.model.get("acgan_weight", 1.0))}
     opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")
     opt_d = build_optimizer(cfg.optimizer.d, D.parameters(), "optimizer.d")
@@ -176,7 +185,8 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     stream = make_stream(source, info, cfg, device, rank, world)
     num_fixed = max(trainer.num_samples, 2000) if info.points else trainer.num_samples  # scatter plots need more
     fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp) and device.type == "cuda")
+    dtype = amp_dtype(device, trainer.amp)
+    autocast = torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast, reuse_fakes(trainer))
     if trainer.compile:  # in place: parameter names (and so checkpoints) stay those of the plain modules
         G.compile(mode=trainer.compile_mode)

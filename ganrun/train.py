@@ -126,7 +126,7 @@ def train_steps(state: RunState, reporter: Reporter, trainer, run_dir: Path) -> 
                 state.save(run_dir / checkpoint.CHECKPOINT_DIR / checkpoint.BEST_FILE, run_dir, trainer.keep_ckpts)
 
             # Checkpoint: every ckpt_every steps, at the end, and when a signal asks to stop.
-            interrupted = distributed.any_rank(bool(signals))
+            interrupted = distributed.stop_requested(bool(signals), state.step, trainer.log_every)
             if state.step % trainer.ckpt_every == 0 or state.step == trainer.steps or interrupted:
                 reporter.check_finite()  # never checkpoint a diverged model
                 state.save(checkpoint.checkpoint_path(run_dir, state.step), run_dir, trainer.keep_ckpts)

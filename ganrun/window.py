@@ -1,7 +1,9 @@
-"""Per-step scalars summed on the device between log steps, so training never waits for a GPU sync."""
+"""Per-step scalars summed on the device between log steps, so training never waits for a GPU sync, and the
+training time of the window's steps for its img/s."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -16,7 +18,20 @@ class LogWindow:
     def reset(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.steps = 0
-        self.start = time.perf_counter()
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        """Time from now on: set-up, or the steps a resumed window holds from before, are not in `elapsed`."""
+        self.timed_steps, self.seconds, self.start = 0, 0.0, time.perf_counter()
+
+    @contextlib.contextmanager
+    def clock_paused(self):
+        """Work inside the block (samples, evaluations) is not training time."""
+        self.seconds += time.perf_counter() - self.start
+        try:
+            yield
+        finally:
+            self.start = time.perf_counter()
 
     def add(self, name: str, value: torch.Tensor) -> None:
         value = value.detach().float()
@@ -36,4 +51,5 @@ class LogWindow:
         self.steps = int(state["steps"])
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        """Seconds of training in the `timed_steps` since the clock started."""
+        return self.seconds + time.perf_counter() - self.start

@@ -23,3 +23,15 @@ def clear_hydra():
     GlobalHydra.instance().clear()
     yield
     GlobalHydra.instance().clear()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run on CUDA when one is present and are skipped otherwise."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -66,13 +66,16 @@ TINY = [
 ]
 
 
+def cpu_env(**extra: str) -> dict:
+    """This process's environment for a subprocess, with GPUs hidden: tests pin the CPU unless marked gpu."""
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", **extra}
+
+
 def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_path=None):
     """Run the installed `ganrun` console script the way a user would; `extra_path` goes on PYTHONPATH."""
-    env = {**os.environ, "GANRUN_DATA": str(data_root), "HYDRA_FULL_ERROR": "0",
-           "GANRUN_CACHE": str(Path(cwd) / "ganrun-cache")}
+    env = cpu_env(GANRUN_DATA=str(data_root), HYDRA_FULL_ERROR="0", GANRUN_CACHE=str(Path(cwd) / "ganrun-cache"))
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
-    env.pop("CUDA_VISIBLE_DEVICES", None)
     command = shutil.which("ganrun") or str(Path(sys.executable).with_name("ganrun"))
     proc = subprocess.run(
         [command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
@@ -98,7 +101,8 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
                         for o in overrides)  # folder and toy datasets: no dataset.source.root
         source = [] if own_files else [f"dataset.source.root={data_root}",
                                                             "dataset.source.download=false"]
-        given = [*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source, *overrides]
+        given = [*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source, "trainer.device=cpu",
+                 *overrides]  # the CPU unless a test says cuda
         cfg = compose("config", overrides=given)
     if run_dir is None:  # a fresh dir per run: ganrun refuses a new run in a dir that holds another run
         run_dir = next(tmp_path / name for name in ("run", *(f"run_{i}" for i in range(1, 100)))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, events, run_ganrun, scalars
+from helpers import TINY, cpu_env, events, run_ganrun, scalars
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from ganrun import checkpoint
@@ -95,7 +95,7 @@ def test_conditional_ema_run_logs_class_rows_and_both_generators(tmp_path, data_
     assert summary["final"]["metrics"]["FID"] > 0 and summary["final_ema"]["metrics"]["FID"] > 0
     out = tmp_path / "samples"
     proc = subprocess.run([shutil.which("ganrun-sample"), str(run_dir), "--ema", "--label", "3", "--num", "4",
-                       "--out", str(out)], capture_output=True, text=True)
+                       "--out", str(out)], capture_output=True, text=True, env=cpu_env())
     assert proc.returncode == 0, proc.stderr
     assert len(list(out.glob("*.png"))) == 4
 

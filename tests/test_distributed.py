@@ -1,12 +1,11 @@
 """torchrun with 2 CPU processes (gloo): one run, sharded data, rank-0 logging, identical weights, resume."""
 
-import os
 import re
 import subprocess
 import sys
 
 import pytest
-from helpers import TINY
+from helpers import TINY, cpu_env
 
 from ganrun import checkpoint
 
@@ -14,7 +13,7 @@ pytestmark = pytest.mark.slow  # subprocess runs of the real commands
 
 
 def torchrun(args, data_root, cwd):
-    env = {**os.environ, "GANRUN_DATA": str(data_root), "GANRUN_CACHE": str(cwd / "cache"), "OMP_NUM_THREADS": "1"}
+    env = cpu_env(GANRUN_DATA=str(data_root), GANRUN_CACHE=str(cwd / "cache"), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "ganrun", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     output = proc.stdout + proc.stderr

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
-from helpers import TINY, events, run_ganrun, scalars
+from helpers import TINY, cpu_env, events, run_ganrun, scalars
 
 from ganrun.downstream import (CONDITIONS, Protocol, balanced_labels, class_subset, evaluate_downstream, format_table,
                                log_to_tensorboard)
@@ -156,7 +156,7 @@ def test_ganrun_classify_end_to_end(tmp_path, data_root):
                data_root, tmp_path)
     command = [sys.executable, "-m", "ganrun.classify_cli", str(conditional), "--steps", "5", "--repeats", "2",
                "--num-generated", "64", "--real-per-class", "3", "--ratio", "2", "--device", "cpu"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cpu_env())
     assert proc.returncode == 0, proc.stderr
     assert "| real | 30 |" in proc.stdout and "| real+generated | 90 |" in proc.stdout
     result = json.loads((conditional / "downstream_real3.json").read_text())
@@ -168,7 +168,7 @@ def test_ganrun_classify_end_to_end(tmp_path, data_root):
     unconditional = tmp_path / "plain"
     run_ganrun([*TINY, "trainer.steps=2", f"hydra.run.dir={unconditional}"], data_root, tmp_path)
     proc = subprocess.run([sys.executable, "-m", "ganrun.classify_cli", str(unconditional)], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=cpu_env())
     assert proc.returncode == 1 and "unconditional" in proc.stderr and "--label-by-classifier" in proc.stderr
 
 

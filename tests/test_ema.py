@@ -1,5 +1,7 @@
 """EMA of G: the update rule, start step and ramp-up, BatchNorm handling, and learning-rate schedules."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -12,19 +14,19 @@ from ganrun.schedules import warmup_then_decay
 def test_update_rule_is_an_exponential_moving_average():
     G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
     ema = GeneratorEMA(G, 4, decay=0.9)
-    before = [p.detach().clone() for p in ema.model.module.parameters()]
+    before = [p.detach().clone() for p in ema.average.parameters()]
     with torch.no_grad():
         for p in G.parameters():
             p.add_(1.0)
     ema.update(G, step=1)  # first update: the average starts as a copy
     ema.update(G, step=2)
-    for old, averaged, current in zip(before, ema.model.module.parameters(), G.parameters()):
+    for old, averaged, current in zip(before, ema.average.parameters(), G.parameters()):
         assert torch.allclose(averaged, current)  # the copy of step 1, then 0.9 * it + 0.1 * the same weights
     with torch.no_grad():
         for p in G.parameters():
             p.add_(1.0)
     ema.update(G, step=3)
-    for averaged, current in zip(ema.model.module.parameters(), G.parameters()):
+    for averaged, current in zip(ema.average.parameters(), G.parameters()):
         assert torch.allclose(averaged, 0.9 * (current - 1.0) + 0.1 * current)
 
 
@@ -57,7 +59,7 @@ def test_standing_statistics_fit_the_averaged_weights():
     hook.remove()
     batch_means = torch.stack([c.mean(dim=(0, 2, 3)) for c in captured]).mean(0)
     assert torch.allclose(first_bn.running_mean, batch_means, atol=1e-5)
-    raw_bn = [m for m in ema.model.module.modules() if isinstance(m, nn.BatchNorm2d)][0]
+    raw_bn = [m for m in ema.average.modules() if isinstance(m, nn.BatchNorm2d)][0]
     assert not torch.allclose(raw_bn.running_mean, first_bn.running_mean)  # the average itself untouched
 
 
@@ -84,3 +86,59 @@ def test_warmup_then_decay_schedules(decay, expected):
         optimizer.step()
         scheduler.step()
     assert seen == pytest.approx(expected)
+
+
+def test_averaged_bn_mode_averages_floating_buffers_and_copies_the_counter():
+    G = dcgan.Generator(z_dim=8, resolution=28, channels=1, width=8)
+    ema = GeneratorEMA(G, 8, decay=0.75, bn="averaged")
+    G(torch.randn(16, 8))  # moves G's running statistics and counters
+    ema.update(G, 1)  # copy
+    first = {name: b.clone() for name, b in G.named_buffers()}
+    G(torch.randn(16, 8))
+    ema.update(G, 2)
+    for name, b in ema.average.named_buffers():
+        current = dict(G.named_buffers())[name]
+        if b.is_floating_point():
+            assert torch.allclose(b, 0.75 * first[name] + 0.25 * current, atol=1e-6), name
+        else:
+            assert torch.equal(b, current), name  # num_batches_tracked follows G
+
+
+def test_state_dict_resumes_the_average_exactly_and_keeps_averaged_models_layout():
+    torch.manual_seed(0)
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+
+    def nudge_and_update(ema, step):
+        with torch.no_grad():
+            for p in G.parameters():
+                p.add_(0.1 * step)
+        ema.update(G, step)
+
+    straight = GeneratorEMA(G, 4, decay=0.9, rampup=True)
+    for step in (1, 2):
+        nudge_and_update(straight, step)
+    saved = straight.state_dict()
+    assert "n_averaged" in saved and all(k.startswith("module.") for k in saved if k != "n_averaged")
+    resumed = GeneratorEMA(mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3]), 4, decay=0.9, rampup=True)
+    resumed.load_state_dict({k: v.clone() for k, v in saved.items()})
+    assert resumed.updates == 2  # not 0: a resumed average is not restarted as a copy
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    nudge_and_update(straight, 3)
+    G.load_state_dict(before)  # the resumed EMA sees the same G
+    nudge_and_update(resumed, 3)
+    for a, b in zip(straight.average.parameters(), resumed.average.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_the_averaged_copy_of_a_sync_batchnorm_generator_normalises_locally():
+    """trainer.sync_bn: rank 0 alone samples the EMA G (standing statistics in train mode); a SyncBatchNorm there
+    would wait for the other ranks until the NCCL timeout."""
+    torch.manual_seed(0)
+    plain = dcgan.Generator(z_dim=8, resolution=28, channels=1, width=8)
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(plain))
+    ema = GeneratorEMA(synced, 8, bn="standing", bn_batches=2, bn_batch_size=8)
+    assert not any(isinstance(m, nn.SyncBatchNorm) for m in ema.average.modules())
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in synced.modules())  # G itself keeps its SyncBatchNorm
+    reference = GeneratorEMA(plain, 8, bn="standing", bn_batches=2, bn_batch_size=8)
+    z = torch.randn(4, 8)
+    assert torch.allclose(ema.generator()(z), reference.generator()(z), atol=1e-6)

@@ -1,7 +1,6 @@
 """Faults injected for real: SIGKILL at arbitrary moments, SIGTERM/SIGINT, truncated checkpoints, NaN losses,
 corrupt images and bad values. Each test asserts the promised message, exit code and files on disk."""
 
-import os
 import random
 import shutil
 import signal
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, run_ganrun, scalars, write_png
+from helpers import TINY, cpu_env, run_ganrun, scalars, write_png
 
 from ganrun import checkpoint
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.slow  # subprocess runs of the real commands
 
 
 def start_ganrun(args, data_root, cwd):
-    env = {**os.environ, "GANRUN_DATA": str(data_root)}
+    env = cpu_env(GANRUN_DATA=str(data_root))
     return subprocess.Popen([shutil.which("ganrun"), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

@@ -227,3 +227,24 @@ def test_inception_extractor_on_a_weights_file_of_the_real_architecture(tmp_path
     overshoot[:, :, :4] = 1.02
     clamped = overshoot.clamp(-1, 1)
     assert torch.equal(extractor(overshoot)[0], extractor(clamped)[0])
+
+
+def test_statistics_cast_at_most_a_chunk_of_rows_to_float64(monkeypatch):
+    """Memory stays bounded for 50k x 2048 features: never the whole set copied into float64 at once."""
+    rows = []
+    double = torch.Tensor.double
+    monkeypatch.setattr(torch.Tensor, "double", lambda t: rows.append(len(t)) or double(t))
+    x = torch.randn(1000, 8)
+    mu, sigma = scores.feature_statistics(x, chunk=128)
+    monkeypatch.undo()
+    assert max(rows) <= 128
+    assert torch.allclose(sigma, torch.from_numpy(np.cov(x.double().numpy(), rowvar=False)), rtol=1e-10)
+
+
+def test_extractor_features_stay_float32_where_they_were_computed():
+    from ganrun.metrics.classifier import SmallClassifier
+
+    extractor = extractors.ClassifierExtractor(SmallClassifier(1, 10), {}, "cpu")
+    features, probabilities = extractor(torch.rand(4, 1, 28, 28) * 2 - 1)
+    assert features.dtype == torch.float32 and probabilities.dtype == torch.float64  # no float64 copy of features
+    assert features.device == probabilities.device == torch.device("cpu")  # the extractor's device

@@ -245,7 +245,8 @@ def make_stream(source, info: DatasetInfo, cfg, device, rank: int = 0, world: in
     if info.points:
         return source.stream(trainer.batch_size, device)
     return BatchStream(source, cfg.dataset.resolution, cfg.dataset.channels, trainer.batch_size, cfg.seed, device,
-                       cfg.dataset.in_memory, trainer.num_workers, rank, world)
+                       cfg.dataset.in_memory, trainer.num_workers, rank, world,
+                       torch.channels_last if trainer.channels_last else torch.contiguous_format)
 
 
 FULL_CONTENT_HASH_BYTES = 1024**3
@@ -284,12 +285,21 @@ def fingerprint(source, cfg) -> str:
     return digest.hexdigest()[:16]
 
 
+def in_memory_limit(device: torch.device) -> int:
+    """The most bytes `in_memory: auto` holds: 4 GiB, and on a GPU at most a quarter of its free memory (every
+    rank holds its own copy, next to the networks and their activations)."""
+    if device.type == "cuda":
+        return min(IN_MEMORY_LIMIT_BYTES, torch.cuda.mem_get_info(device)[0] // 4)
+    return IN_MEMORY_LIMIT_BYTES
+
+
 class BatchStream:
     """Endless shuffled batches of (images in [-1, 1], labels) on `device`, with a resumable position."""
 
     def __init__(self, source, resolution, channels, batch_size, seed, device, in_memory="auto", num_workers=2,
-                 rank=0, world_size=1):
+                 rank=0, world_size=1, memory_format=torch.contiguous_format):
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
+        self.memory_format = memory_format  # channels_last networks get channels_last batches
         self.rank, self.world_size = rank, world_size
         self.size = len(source)
         if batch_size * world_size > self.size:
@@ -303,7 +313,7 @@ class BatchStream:
         self.epoch, self.batch = 0, 0
         nbytes = self.size * channels * resolution * resolution
         if in_memory == "auto":
-            in_memory = nbytes <= IN_MEMORY_LIMIT_BYTES
+            in_memory = nbytes <= in_memory_limit(self.device)
         self.in_memory = bool(in_memory)
         if self.in_memory:
             images, labels = decode_all(source, resolution, channels, num_workers)
@@ -319,21 +329,23 @@ class BatchStream:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.size, generator=generator)
 
-    def _index_batches(self, epoch: int, batch: int):
+    def _index_batches(self, epoch: int, batch: int, device: torch.device | None = None):
+        """The index batches from (epoch, batch) on, sliced from a permutation copied to a CUDA `device` once per
+        epoch from pinned memory (a copy from pageable memory would wait for the GPU, once per batch before)."""
         while True:
             perm = self._permutation(epoch)
+            if device is not None and device.type == "cuda":
+                perm = perm.pin_memory().to(device, non_blocking=True)
             for b in range(batch, self.batches_per_epoch):
                 start = (b * self.world_size + self.rank) * self.batch_size
                 yield perm[start : start + self.batch_size]
             epoch, batch = epoch + 1, 0
 
     def _start(self):
-        index_batches = self._index_batches(self.epoch, self.batch)
         if self.in_memory:
-            return (
-                (self.images[idx], self.labels[idx])
-                for idx in (i.to(self.device, non_blocking=True) for i in index_batches)
-            )
+            return ((self.images[idx], self.labels[idx])
+                    for idx in self._index_batches(self.epoch, self.batch, self.device))
+        index_batches = self._index_batches(self.epoch, self.batch)
         loader = DataLoader(
             self.dataset,
             batch_sampler=index_batches,
@@ -356,7 +368,8 @@ class BatchStream:
         self.batch += 1
         if self.batch == self.batches_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
-        images = images.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        images = images.to(self.device, non_blocking=True)
+        images = images.to(torch.float32, memory_format=self.memory_format).div_(127.5).sub_(1.0)
         return images, labels.to(self.device, non_blocking=True)
 
     def state_dict(self) -> dict:

@@ -14,6 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ganrun.runtime import warn_only_determinism
+
 log = logging.getLogger(__name__)
 
 FEATURE_DIM = 128
@@ -43,6 +45,7 @@ def to_model_input(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().div(127.5).sub(1.0)
 
 
+@warn_only_determinism()
 def train_classifier(images, labels, test_images, test_labels, num_classes, device, epochs=1, batch_size=128,
                      lr=4e-3, schedule="onecycle", seed=0) -> tuple[SmallClassifier, float]:
     """Train on uint8 images (N, C, H, W) with integer labels; returns the model and its test accuracy.

@@ -126,8 +126,9 @@ class Evaluator:
         self.data_hash = _tensor_hash(*train_split, *test_split)
         self.extractor = self._extractor(train_split, test_split)
         real_images, real_labels = train_split if metrics_cfg.real_split == "train" else test_split
-        self.real = self._real_statistics(real_images)
-        self.real_histogram = torch.bincount(real_labels, minlength=int(real_labels.max()) + 1)
+        self.real = {k: v.to(self.device) if torch.is_tensor(v) else v
+                     for k, v in self._real_statistics(real_images).items()}  # scored on the device
+        self.real_histogram = torch.bincount(real_labels, minlength=int(real_labels.max()) + 1).to(self.device)
 
     # -- feature extractor -------------------------------------------------------------------------------
     def _extractor(self, train_split, test_split):
@@ -207,7 +208,8 @@ class Evaluator:
         batches = (images[order[i : i + batch]].float().div(127.5).sub(1.0) for i in range(0, n_real, batch))
         features, _ = self._features(batches, n_real, f"Real-data statistics ({n_real} images, cached)")
         mu, sigma = scores.feature_statistics(features)
-        stats = {"mu": mu, "sigma": sigma, "n": n_real, "features": features[: self.cfg.num_real_kept].float()}
+        stats = {"mu": mu.cpu(), "sigma": sigma.cpu(), "n": n_real,
+                 "features": features[: self.cfg.num_real_kept].float().cpu()}
         _save_cache(stats, path)
         self.stats_computed += 1
         log.info("Real-data statistics of %d images computed and cached in %s", n_real, path)

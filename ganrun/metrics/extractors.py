@@ -1,7 +1,8 @@
 """Feature extractors for the metrics: standard Inception (torchmetrics / torch-fidelity) or ganrun's classifier.
 
-Each maps generated or real images in [-1, 1] to (features, class probabilities) and describes itself in a
-`protocol` dict that goes with every reported number.
+Each maps generated or real images in [-1, 1] to (float32 features, float64 class probabilities), both left on
+the evaluation device where the scores are computed, and describes itself in a `protocol` dict that goes with
+every reported number.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class InceptionExtractor:
             x = x.expand(-1, 3, -1, -1)
         features = self.net(x.to(self.device))  # torchmetrics returns the first requested feature only
         logits = features @ self.net.fc.weight.T  # torch-fidelity's "logits_unbiased", which its IS uses
-        return features.double().cpu(), F.softmax(logits.double(), dim=1).cpu()
+        return features.float(), F.softmax(logits.double(), dim=1)
 
 
 class ClassifierExtractor:
@@ -152,7 +153,7 @@ class ClassifierExtractor:
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images.clamp(-1, 1).to(self.device)
         features = self.model.features(x)
-        return features.double().cpu(), F.softmax(self.model.head(features).double(), dim=1).cpu()
+        return features.float(), F.softmax(self.model.head(features).double(), dim=1)
 
     def predict_uint8(self, images_u8: torch.Tensor) -> torch.Tensor:
         return self(to_model_input(images_u8))[1].argmax(1)

@@ -1,6 +1,8 @@
 """Scores computed on feature vectors, independent of which network produced the features.
 
-All statistics are accumulated in float64: FID subtracts large, nearly equal numbers.
+They run where the features are (the evaluation device), reading one number back per score at the end.
+Statistics and KID's kernels are computed in float64 (FID subtracts large, nearly equal numbers), a chunk of rows
+at a time, so 50k features of 2048 dimensions are never copied whole into float64.
 """
 
 from __future__ import annotations
@@ -11,23 +13,33 @@ import numpy as np
 import torch
 
 
-def feature_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (unbiased) covariance of (N, d) features, in float64."""
-    x = features.double()
-    mu = x.mean(dim=0)
-    centred = x - mu
-    return mu, centred.T @ centred / (x.shape[0] - 1)
+def feature_statistics(features: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) covariance of (N, d) features, in float64, on their device: two passes over chunks
+    of rows (the mean, then the centred products), the float64 copy never more than `chunk` rows."""
+    n, d = features.shape
+    mu = torch.zeros(d, dtype=torch.float64, device=features.device)
+    for i in range(0, n, chunk):
+        mu += features[i : i + chunk].double().sum(dim=0)
+    mu /= n
+    sigma = torch.zeros(d, d, dtype=torch.float64, device=features.device)
+    for i in range(0, n, chunk):
+        centred = features[i : i + chunk].double() - mu
+        sigma.addmm_(centred.T, centred)
+    return mu, sigma / (n - 1)
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) (Heusel et al. 2017).
 
-    tr((S1 S2)^(1/2)) is the sum of the square roots of the eigenvalues of S1 S2, which are real and
-    non-negative for covariance matrices (up to round-off, hence the clamp).
+    tr((S1 S2)^(1/2)) is the sum of the square roots of the eigenvalues of S1 S2, which are those of the
+    symmetric S1^(1/2) S2 S1^(1/2): two symmetric eigendecompositions (eigh, fast on CPU and GPU) instead of a
+    general one (eigvals: 116 s at 2048-d on 2 CPU cores, docs/benchmarks-gpu.md). Eigenvalues of covariances
+    are non-negative up to round-off, hence the clamps.
     """
     mu1, mu2, sigma1, sigma2 = (t.double() for t in (mu1, mu2, sigma1, sigma2))
-    eigenvalues = torch.linalg.eigvals(sigma1 @ sigma2)
-    sqrt_trace = eigenvalues.real.clamp(min=0).sqrt().sum()
+    w, v = torch.linalg.eigh(sigma1)
+    root1 = (v * w.clamp(min=0).sqrt()) @ v.T
+    sqrt_trace = torch.linalg.eigvalsh(root1 @ sigma2 @ root1).clamp(min=0).sqrt().sum()
     value = ((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * sqrt_trace).item()
     if value != value or value in (float("inf"), float("-inf")):
         warnings.warn("FID is not finite: the feature covariance is degenerate (too few samples or NaN features).")
@@ -51,17 +63,19 @@ def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: i
     """KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3, mean and
     (population, ddof=0) std over `subsets` random subsets. Subsets are drawn as torch-fidelity draws them
     (numpy RandomState(seed).choice without replacement, real then fake), so with its rng_seed the numbers match."""
-    real, fake = real.double(), fake.double()
     m = kid_subset_size(subset_size, len(real), len(fake))
     d = real.shape[1]
     rng = np.random.RandomState(seed)
-    values = []
-    for _ in range(subsets):
-        x = real[torch.from_numpy(rng.choice(len(real), m, replace=False))]
-        y = fake[torch.from_numpy(rng.choice(len(fake), m, replace=False))]
+    indices = [(rng.choice(len(real), m, replace=False), rng.choice(len(fake), m, replace=False))
+               for _ in range(subsets)]
+    values = torch.empty(subsets, dtype=torch.float64, device=real.device)
+    for i, (real_index, fake_index) in enumerate(indices):
+        x = real[torch.from_numpy(real_index).to(real.device)].double()  # float64 subsets only
+        y = fake[torch.from_numpy(fake_index).to(fake.device)].double()
         k_xx, k_yy, k_xy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
         off_diagonal = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
-        values.append((off_diagonal - 2 * k_xy.mean()).item())
+        values[i] = off_diagonal - 2 * k_xy.mean()
+    values = values.cpu().numpy()  # the one read-back
     return float(np.mean(values)), float(np.std(values))
 
 
@@ -73,11 +87,12 @@ def _kth_neighbour_radii(points: torch.Tensor, k: int, chunk: int = 2048) -> tor
     return torch.cat(radii)
 
 
-def _fraction_inside(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 2048) -> float:
-    inside = 0
+def _fraction_inside(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor,
+                     chunk: int = 2048) -> torch.Tensor:
+    inside = torch.zeros((), dtype=torch.long, device=queries.device)
     for start in range(0, len(queries), chunk):
         distances = torch.cdist(queries[start : start + chunk], centres)
-        inside += (distances <= radii.unsqueeze(0)).any(dim=1).sum().item()
+        inside += (distances <= radii.unsqueeze(0)).any(dim=1).sum()
     return inside / len(queries)
 
 
@@ -90,6 +105,7 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     real, fake = real.float(), fake.float()
     precision = _fraction_inside(fake, real, _kth_neighbour_radii(real, k))
     recall = _fraction_inside(real, fake, _kth_neighbour_radii(fake, k))
+    precision, recall = torch.stack([precision, recall]).tolist()
     return precision, recall
 
 
@@ -104,7 +120,8 @@ def inception_score(probabilities: torch.Tensor, splits: int = 10) -> tuple[floa
     for i in range(splits):
         part = p[i * n // splits : (i + 1) * n // splits]
         marginal = part.mean(dim=0, keepdim=True)
-        scores.append((part * (part.log() - marginal.log())).sum(dim=1).mean().exp().item())
+        scores.append((part * (part.log() - marginal.log())).sum(dim=1).mean().exp())
+    scores = torch.stack(scores).cpu().numpy()
     return float(np.mean(scores)), float(np.std(scores))
 
 

@@ -40,11 +40,11 @@ def _classes(conditioning: str, num_classes) -> int:
 
 
 def random_labels(G: nn.Module, n: int, device, generator: torch.Generator | None = None):
-    """Uniformly drawn class labels for a conditional G, None for an unconditional one."""
+    """Uniformly drawn class labels for a conditional G, None for an unconditional one; drawn on `device` (with
+    `generator`, which must live there), not drawn on the CPU and copied: that copy waits for the GPU."""
     if not getattr(G, "num_classes", 0):
         return None
-    return torch.randint(G.num_classes, (n,), generator=generator, device=generator.device if generator else None
-                         ).to(device)
+    return torch.randint(G.num_classes, (n,), generator=generator, device=device)
 
 
 def split_output(output) -> tuple:
