@@ -1,16 +1,10 @@
-"""Turning config nodes into objects, and checks on config values that Hydra's types cannot express."""
+"""Turning config nodes into objects (the values were checked before, by ganrun.validate)."""
 
 from __future__ import annotations
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
-
 from ganrun.errors import ConfigError
-
-
-POSITIVE_TRAINER_KEYS = ("steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every",
-                         "keep_ckpts", "num_samples")
 
 
 def build(node, **kwargs):
@@ -23,10 +17,8 @@ def build(node, **kwargs):
 
 
 def build_optimizer(node, params, key: str):
-    """An optimizer from a `_partial_` config; torch's own checks (negative lr, betas) become ConfigErrors."""
-    lr = node.get("lr")
-    if isinstance(lr, (int, float)) and lr <= 0:
-        raise ConfigError(f"{key}.lr={lr} must be positive.")
+    """An optimizer from a `_partial_` config; torch's own checks (of optimizers ganrun has no schema for) become
+    ConfigErrors."""
     try:
         return build(node, _convert_="all")(params)
     except (ValueError, TypeError) as exc:
@@ -43,15 +35,3 @@ def fakes_reusable(n_critic, g_batch_size, batch_size) -> bool:
     (elsewhere trainer.reuse_fakes has no effect: G's step draws fresh fakes whatever its value)."""
     return n_critic == 1 and g_batch_size in (None, batch_size)
 
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-
-
-def check_trainer(trainer: DictConfig) -> None:
-    if trainer.get("compile_mode") not in COMPILE_MODES:
-        raise ConfigError(f"trainer.compile_mode={trainer.get('compile_mode')!r} is not one of torch.compile's modes: "
-                          f"{', '.join(COMPILE_MODES)} (reduce-overhead replays CUDA graphs).")
-    for key in POSITIVE_TRAINER_KEYS + (("g_batch_size",) if trainer.get("g_batch_size") is not None else ()):
-        value = trainer[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"trainer.{key}={value!r} must be a positive integer.")

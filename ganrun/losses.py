@@ -10,8 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ganrun.errors import ConfigError
-
 
 class GANLoss:
     # Relativistic losses compare fakes with reals in G's objective too: the loop then passes D(x) to g_loss.
@@ -49,9 +47,6 @@ class _SigmoidCrossEntropy(GANLoss):
     def __init__(self, regularizers: dict | None = None, real_label: float = 1.0, fake_label: float = 0.0,
                  flip_prob: float = 0.0):
         super().__init__(regularizers)
-        if not (0.0 <= fake_label <= 1.0 and 0.0 <= real_label <= 1.0 and 0.0 <= flip_prob <= 1.0):
-            raise ConfigError(f"loss.real_label={real_label}, fake_label={fake_label} and flip_prob={flip_prob} "
-                             "must lie in [0, 1].")
         self.real_label, self.fake_label, self.flip_prob = float(real_label), float(fake_label), float(flip_prob)
 
     def d_targets(self, logits: torch.Tensor, real: bool) -> torch.Tensor:

@@ -43,9 +43,7 @@ class Regularizer:
     # so the penalised norms are not those of the per-sample critic (Gulrajani et al. 2017, section 4).
     input_gradient = False
 
-    def __init__(self, weight: float = 1.0, every: int = 1):
-        if every < 1:
-            raise ValueError(f"every={every} must be >= 1")
+    def __init__(self, weight: float = 1.0, every: int = 1):  # ranges: ganrun.schema
         self.weight, self.every = float(weight), int(every)
 
     def penalty(self, critic, real: torch.Tensor, fake: torch.Tensor, discriminator: nn.Module):

@@ -12,10 +12,6 @@ from functools import partial
 
 from torch.optim import lr_scheduler
 
-from ganrun.errors import ConfigError
-
-DECAYS = ("constant", "linear", "cosine")
-
 
 def lr_factor(step: int, decay: str, warmup_steps: int, total_steps: int, final_factor: float,
               warmup_start_factor: float) -> float:
@@ -33,11 +29,8 @@ def lr_factor(step: int, decay: str, warmup_steps: int, total_steps: int, final_
 def warmup_then_decay(optimizer, decay: str = "constant", warmup_steps: int = 0, total_steps: int = 1,
                       final_factor: float = 0.0, warmup_start_factor: float = 0.01):
     """lr ramps linearly from `warmup_start_factor * lr` to lr over `warmup_steps`, then stays (constant) or
-    decays to `final_factor * lr` at `total_steps` (linear, or cosine as in Loshchilov & Hutter 2017)."""
-    if decay not in DECAYS:
-        raise ConfigError(f"scheduler.decay={decay!r} is not one of {', '.join(DECAYS)}.")
-    if warmup_steps < 0 or (warmup_steps and warmup_steps >= total_steps):
-        raise ConfigError(f"scheduler.warmup_steps={warmup_steps} must be >= 0 and below trainer.steps={total_steps}.")
+    decays to `final_factor * lr` at `total_steps` (linear, or cosine as in Loshchilov & Hutter 2017).
+    The values were checked by ganrun.validate (choices and ranges in ganrun.schema)."""
     factor = partial(lr_factor, decay=decay, warmup_steps=warmup_steps, total_steps=total_steps,
                      final_factor=final_factor, warmup_start_factor=warmup_start_factor)
     return lr_scheduler.LambdaLR(optimizer, factor)

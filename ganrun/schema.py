@@ -1,73 +1,175 @@
-"""Typed schema for the top level and the trainer: Hydra rejects wrong types and unknown keys at composition.
+"""Every config fact but its value, in one place: the type, the choices and the range of every key of every group.
 
-Types only: every value, with the comment that explains it, is written once, in conf/config.yaml (MISSING here).
+Values, with the comments that explain them, are written once, in conf/ (MISSING here). Hydra types the top level
+and the trainer, metrics and EMA sections when it composes (`GanrunSchema`); `ganrun.validate.validate` types every
+group's node too (`ExperimentSchema`: the group slots typed, options that carry a `_target_` typed by
+`TARGET_SCHEMAS`), then checks each field's `spec` (range, choices, finiteness of every float).
 
-Group options (dataset, model, loss, ...) stay free-form YAML: their `_target_` signatures check them when
-they are instantiated.
+Choices are Enums, checked by value: the composed config keeps plain strings, because a checkpoint saves it as
+plain data (loaded with weights_only) and the code compares it with strings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from enum import Enum, StrEnum
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+def spec(*, ge=None, gt=None, le=None, lt=None, choices=None, pattern=None, nonempty=None, length=None, each=None,
+         items=None) -> Any:
+    """A field without a default (its value lives in conf/) and the rules `validate` checks on its value:
+    ge/gt/le/lt bounds, `choices` (an Enum or a tuple), a regular expression `pattern`, `nonempty` strings, a list's
+    `length`, `each` (a spec dict for every list element), `items` (choices of each item of a comma-separated string).
+    Float values must also be finite, always."""
+    rules = {k: v for k, v in locals().items() if v is not None}
+    return field(default=MISSING, metadata=rules)
+
+
+PROBABILITY = dict(ge=0.0, le=1.0)
+
+
+# ---- choices
+class Norm(StrEnum):
+    batch = "batch"
+    instance = "instance"
+    layer = "layer"
+    none = "none"
+
+
+class FlatNorm(StrEnum):  # norms of flat features (MLP): no instance norm
+    batch = "batch"
+    layer = "layer"
+    none = "none"
+
+
+class WeightParam(StrEnum):
+    none = "none"
+    spectral = "spectral"
+    weight = "weight"
+
+
+class Conditioning(StrEnum):
+    none = "none"
+    concat = "concat"
+    projection = "projection"
+    acgan = "acgan"
+
+
+class GeneratorOutput(StrEnum):
+    tanh = "tanh"
+    linear = "linear"
+
+
+class Resize(StrEnum):
+    resize = "resize"
+    pad = "pad"
+
+
+class Layout(StrEnum):
+    ring = "ring"
+    grid = "grid"
+
+
+class Decay(StrEnum):
+    constant = "constant"
+    linear = "linear"
+    cosine = "cosine"
+
+
+class DiffAugmentOp(StrEnum):
+    color = "color"
+    translation = "translation"
+    cutout = "cutout"
+
+
+class EmaBn(StrEnum):
+    standing = "standing"
+    batch = "batch"
+    averaged = "averaged"
+    raw = "raw"
+
+
+class Extractor(StrEnum):
+    auto = "auto"
+    inception = "inception"
+    classifier = "classifier"
+
+
+class RealSplit(StrEnum):
+    train = "train"
+    test = "test"
+
+
+class DownstreamGenerator(StrEnum):
+    raw = "raw"
+    ema = "ema"
+
+
+CompileMode = StrEnum("CompileMode", [(m, m) for m in  # torch.compile's modes
+                                      ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")])
+
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+
+
+# ---- the typed top level (Hydra checks types and unknown keys when it composes)
 @dataclass
 class TrainerSchema:
-    steps: int = MISSING
-    batch_size: int = MISSING
-    g_batch_size: Optional[int] = MISSING
-    n_critic: int = MISSING
-    device: str = MISSING
+    steps: int = spec(ge=1)
+    batch_size: int = spec(ge=1)
+    g_batch_size: Optional[int] = spec(ge=1)
+    n_critic: int = spec(ge=1)
+    device: str = spec(pattern=DEVICE_PATTERN)
     amp: bool = MISSING
     reuse_fakes: bool = MISSING
     channels_last: bool = MISSING
     compile: bool = MISSING
-    compile_mode: str = MISSING
+    compile_mode: str = spec(choices=CompileMode)
     deterministic: bool = MISSING
-    log_every: int = MISSING
-    sample_every: int = MISSING
-    ckpt_every: int = MISSING
-    keep_ckpts: int = MISSING
-    num_samples: int = MISSING
-    num_workers: int = MISSING
+    log_every: int = spec(ge=1)
+    sample_every: int = spec(ge=1)
+    ckpt_every: int = spec(ge=1)
+    keep_ckpts: int = spec(ge=1)
+    num_samples: int = spec(ge=1)
+    num_workers: int = spec(ge=0)
     sync_bn: bool = MISSING
 
 
 @dataclass
 class DownstreamSchema:
     enabled: bool = MISSING
-    steps: int = MISSING
-    real_per_class: Optional[int] = MISSING
-    ratio: float = MISSING
-    num_generated: Optional[int] = MISSING
-    repeats: int = MISSING
-    seed: int = MISSING
+    steps: int = spec(ge=1)
+    real_per_class: Optional[int] = spec(ge=1)
+    ratio: float = spec(ge=0.0)
+    num_generated: Optional[int] = spec(ge=1)
+    repeats: int = spec(ge=1)
+    seed: int = spec(ge=0)
     label_by_classifier: bool = MISSING
-    generator: str = MISSING
+    generator: str = spec(choices=DownstreamGenerator)
 
 
 @dataclass
 class MetricsSchema:
-    every: int = MISSING
-    num_samples: int = MISSING
-    final_num_samples: int = MISSING
-    extractor: str = MISSING
-    inception_weights: Optional[str] = MISSING
+    # FID needs a covariance (>= 2 samples); KID subsets of >= 2; the k-NN manifolds k + 1 points (validate.py)
+    every: int = spec(ge=0)
+    num_samples: int = spec(ge=2)
+    final_num_samples: int = spec(ge=0)  # 0 or >= 2 (validate.py)
+    extractor: str = spec(choices=Extractor)
+    inception_weights: Optional[str] = spec(nonempty=True)
     download: bool = MISSING
-    real_split: str = MISSING
-    num_real: int = MISSING
-    num_real_kept: int = MISSING
-    batch_size: int = MISSING
-    kid_subsets: int = MISSING
-    kid_subset_size: int = MISSING
-    pr_k: int = MISSING
-    pr_samples: int = MISSING
-    classifier_epochs: int = MISSING
-    cache_dir: str = MISSING
+    real_split: str = spec(choices=RealSplit)
+    num_real: int = spec(ge=2)
+    num_real_kept: int = spec(ge=2)
+    batch_size: int = spec(ge=1)
+    kid_subsets: int = spec(ge=1)
+    kid_subset_size: int = spec(ge=2)
+    pr_k: int = spec(ge=1)
+    pr_samples: int = spec(ge=2)
+    classifier_epochs: int = spec(ge=1)
+    cache_dir: str = spec(nonempty=True)
     downstream: DownstreamSchema = field(default_factory=DownstreamSchema)
 
 
@@ -75,12 +177,12 @@ class MetricsSchema:
 class EmaSchema:
     """Exponential moving average of G (ganrun/ema.py)."""
     enabled: bool = MISSING
-    decay: float = MISSING
-    start_step: int = MISSING
+    decay: float = spec(ge=0.0, lt=1.0)
+    start_step: int = spec(ge=0)
     rampup: bool = MISSING
-    bn: str = MISSING
-    bn_batches: int = MISSING
-    bn_batch_size: int = MISSING
+    bn: str = spec(choices=EmaBn)
+    bn_batches: int = spec(ge=1)
+    bn_batch_size: int = spec(ge=1)
 
 
 @dataclass
@@ -92,8 +194,8 @@ class GanrunSchema:
     optimizer: Any = None
     scheduler: Any = None
     augment: Any = None
-    seed: int = MISSING
-    resume: Optional[str] = MISSING
+    seed: int = spec(ge=0, le=2**63 - 1)  # torch.manual_seed's range
+    resume: Optional[str] = spec(nonempty=True)
     resume_force: bool = MISSING
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     metrics: MetricsSchema = field(default_factory=MetricsSchema)
@@ -102,6 +204,248 @@ class GanrunSchema:
 
 
 ConfigStore.instance().store(name="ganrun_schema", node=GanrunSchema)
+
+
+# ---- the groups (typed by validate(); conf/GROUP/*.yaml hold the values)
+@dataclass
+class DatasetSchema:
+    name: str = spec(nonempty=True)
+    path: Optional[str] = spec(nonempty=True)  # dataset=folder
+    resolution: Optional[int] = spec(ge=4)  # null: from the first image of a folder (images) or none (toy points)
+    resize: Optional[str] = spec(choices=Resize)
+    channels: Optional[int] = spec(choices=(1, 3))
+    num_classes: Optional[int] = spec(ge=1)
+    in_memory: Any = spec(choices=(True, False, "auto"))
+    shape: Optional[List[int]] = spec(each=dict(ge=1))  # toy points
+    generator_output: Optional[str] = spec(choices=GeneratorOutput)
+    source: Any = None  # typed by its _target_
+
+
+@dataclass
+class TorchvisionSourceSchema:
+    _target_: str = MISSING
+    root: str = spec(nonempty=True)
+    train: bool = MISSING
+    download: bool = MISSING
+
+
+@dataclass
+class FolderSourceSchema:
+    _target_: str = MISSING
+    path: str = spec(nonempty=True)
+    skip_unreadable: bool = MISSING
+
+
+@dataclass
+class GaussianMixtureSchema:
+    _target_: str = MISSING
+    layout: str = spec(choices=Layout)
+    num_modes: int = spec(ge=1)
+    scale: float = spec(gt=0.0)
+    std: float = spec(gt=0.0)
+    num_eval_samples: int = spec(ge=1)
+    min_per_mode: int = spec(ge=1)
+
+
+@dataclass
+class ModelSchema:
+    name: str = spec(nonempty=True)
+    z_dim: int = spec(ge=1)
+    conditioning: str = spec(choices=Conditioning)
+    num_classes: Optional[int] = spec(ge=1)
+    acgan_weight: float = spec(ge=0.0)
+    generator: Any = None  # typed by its _target_
+    discriminator: Any = None
+
+
+@dataclass
+class ConvDiscriminatorSchema:
+    _target_: str = MISSING
+    resolution: Optional[int] = spec(ge=4)
+    channels: Optional[int] = spec(choices=(1, 3))
+    width: Optional[int] = spec(ge=1)  # null: the architecture's own (ResNet)
+    norm: str = spec(choices=Norm)
+    weight_param: str = spec(choices=WeightParam)
+    conditioning: str = spec(choices=Conditioning)
+    num_classes: Optional[int] = spec(ge=1)
+
+
+@dataclass
+class ConvGeneratorSchema(ConvDiscriminatorSchema):
+    z_dim: int = spec(ge=1)
+
+
+@dataclass
+class MlpDiscriminatorSchema:
+    _target_: str = MISSING
+    resolution: Optional[int] = spec(ge=1)
+    channels: Optional[int] = spec(choices=(1, 3))
+    hidden: List[int] = spec(length=(1, None), each=dict(ge=1))
+    norm: str = spec(choices=FlatNorm)
+    weight_param: str = spec(choices=WeightParam)
+    shape: Optional[List[int]] = spec(each=dict(ge=1))
+    conditioning: str = spec(choices=Conditioning)
+    num_classes: Optional[int] = spec(ge=1)
+
+
+@dataclass
+class MlpGeneratorSchema(MlpDiscriminatorSchema):
+    z_dim: int = spec(ge=1)
+    output: str = spec(choices=GeneratorOutput)
+
+
+@dataclass
+class LossSchema:
+    _target_: str = MISSING
+    regularizers: Optional[Dict[str, Any]] = None  # each typed by its _target_
+
+
+@dataclass
+class SigmoidLossSchema(LossSchema):
+    real_label: float = spec(**PROBABILITY)
+    fake_label: float = spec(**PROBABILITY)
+    flip_prob: float = spec(**PROBABILITY)
+
+
+@dataclass
+class PenaltySchema:
+    _target_: str = MISSING
+    weight: float = spec(ge=0.0)  # a negative weight rewards what the penalty is there to prevent
+    every: int = spec(ge=1)  # lazy: on one D step in `every`
+
+
+@dataclass
+class GradientPenaltySchema(PenaltySchema):
+    center: float = spec(ge=0.0)  # a norm
+    one_sided: bool = MISSING
+
+
+@dataclass
+class DraganSchema(PenaltySchema):
+    spread: float = spec(ge=0.0)
+
+
+@dataclass
+class ConsistencySchema(PenaltySchema):
+    real_weight: float = spec(ge=0.0)
+    fake_weight: float = spec(ge=0.0)
+    flip_prob: float = spec(**PROBABILITY)
+    translation: float = spec(ge=0.0, le=0.5)  # a fraction of the size, either way
+
+
+@dataclass
+class WeightClippingSchema:
+    _target_: str = MISSING
+    clip_value: float = spec(gt=0.0)  # 0 zeroes every weight; a negative bound inverts the clamp
+
+
+@dataclass
+class OptimizersSchema:
+    g: Any = None  # typed by its _target_
+    d: Any = None
+
+
+@dataclass
+class OptimizerSchema:
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    lr: float = spec(gt=0.0)
+    weight_decay: float = spec(ge=0.0)
+    eps: float = spec(gt=0.0)
+
+
+@dataclass
+class AdamSchema(OptimizerSchema):
+    betas: List[float] = spec(length=(2, 2), each=dict(ge=0.0, lt=1.0))
+    amsgrad: bool = MISSING
+
+
+@dataclass
+class RMSpropSchema(OptimizerSchema):
+    alpha: float = spec(ge=0.0, le=1.0)
+    momentum: float = spec(ge=0.0)
+    centered: bool = MISSING
+
+
+@dataclass
+class SGDSchema(OptimizerSchema):
+    momentum: float = spec(ge=0.0)
+    dampening: float = spec(ge=0.0, le=1.0)
+    nesterov: bool = MISSING
+
+
+@dataclass
+class WarmupThenDecaySchema:
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    decay: str = spec(choices=Decay)
+    warmup_steps: int = spec(ge=0)  # below total_steps (validate.py)
+    total_steps: int = spec(ge=1)
+    final_factor: float = spec(ge=0.0)  # a negative factor is a negative learning rate: gradient ascent
+    warmup_start_factor: float = spec(ge=0.0)
+
+
+@dataclass
+class DiffAugmentSchema:
+    _target_: str = MISSING
+    policy: str = spec(items=DiffAugmentOp)
+
+
+@dataclass
+class InstanceNoiseSchema:
+    _target_: str = MISSING
+    std: float = spec(ge=0.0)
+    anneal_steps: int = spec(ge=0)  # 0: constant
+
+
+@dataclass
+class ExperimentSchema(GanrunSchema):
+    """The whole config as `validate` types it: GanrunSchema with the group slots typed."""
+    dataset: DatasetSchema = field(default_factory=DatasetSchema)
+    model: ModelSchema = field(default_factory=ModelSchema)
+    loss: Any = None  # typed by its _target_
+    regularizer: Optional[Dict[str, Any]] = None  # name -> a regularizer, typed by its _target_
+    optimizer: OptimizersSchema = field(default_factory=OptimizersSchema)
+    scheduler: Any = None  # typed by its _target_
+    augment: Optional[Dict[str, Any]] = None  # name -> a transform, typed by its _target_
+
+
+GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment")  # conf/GROUP/
+
+# The schema of each `_target_` ganrun ships. A target not listed here (a user's own class) is checked by its
+# signature when it is instantiated.
+TARGET_SCHEMAS = {
+    **dict.fromkeys(["ganrun.data.sources.fashion_mnist", "ganrun.data.sources.mnist", "ganrun.data.sources.cifar10"],
+                    TorchvisionSourceSchema),
+    "ganrun.data.sources.image_folder": FolderSourceSchema,
+    "ganrun.data.toy.GaussianMixture": GaussianMixtureSchema,
+    **dict.fromkeys(["ganrun.models.dcgan.Generator", "ganrun.models.resnet.Generator"], ConvGeneratorSchema),
+    **dict.fromkeys(["ganrun.models.dcgan.Discriminator", "ganrun.models.resnet.Discriminator"],
+                    ConvDiscriminatorSchema),
+    "ganrun.models.mlp.Generator": MlpGeneratorSchema,
+    "ganrun.models.mlp.Discriminator": MlpDiscriminatorSchema,
+    **dict.fromkeys(["ganrun.losses.NonSaturating", "ganrun.losses.Minimax"], SigmoidLossSchema),
+    **dict.fromkeys(["ganrun.losses." + name for name in ("Wasserstein", "Hinge", "LeastSquares", "RelativisticAverageBCE",
+                                                          "RelativisticAverageLS", "RelativisticAverageHinge")],
+                    LossSchema),
+    **dict.fromkeys(["ganrun.regularizers.R1", "ganrun.regularizers.R2", "ganrun.regularizers.L2WeightPenalty"],
+                    PenaltySchema),
+    "ganrun.regularizers.GradientPenalty": GradientPenaltySchema,
+    "ganrun.regularizers.DRAGAN": DraganSchema,
+    "ganrun.regularizers.BalancedConsistency": ConsistencySchema,
+    "ganrun.regularizers.WeightClipping": WeightClippingSchema,
+    "torch.optim.Adam": AdamSchema,
+    "torch.optim.RMSprop": RMSpropSchema,
+    "torch.optim.SGD": SGDSchema,
+    "ganrun.schedules.warmup_then_decay": WarmupThenDecaySchema,
+    "ganrun.augment.DiffAugment": DiffAugmentSchema,
+    "ganrun.augment.InstanceNoise": InstanceNoiseSchema,
+}
+
+
+def choice_values(choices) -> tuple:
+    """The allowed values of a `choices` rule: an Enum's values, or the tuple itself."""
+    return tuple(m.value for m in choices) if isinstance(choices, type) and issubclass(choices, Enum) else choices
 
 
 # Keys a resumed run may change on the command line (`ganrun resume=RUN key=value`): how long to train, how often

@@ -1,148 +1,168 @@
-"""One check of the composed config before anything is built: `validate(cfg)`.
+"""One check of a config before anything is built: `validate(cfg)`, on the composed config (ganrun) or on the config
+saved in a checkpoint (the companion commands).
 
-Hydra's schema types the top level, but keys added with `+` slip past it, and many values are well-typed yet
-meaningless (a split that does not exist, a negative learning-rate factor, one generated sample for a
-covariance). Each is refused here with a ConfigError naming the key, instead of a silent wrong run, a NaN in
-metrics.json, a raw traceback or a crash mid-run.
+It types the whole config by ganrun.schema (unknown keys, wrong types), checks every field's rules there (ranges,
+choices, finite floats), then the rules that join several fields (below). Each bad value is refused with one
+ConfigError line naming the key, instead of a silent wrong run, a NaN, a traceback or a crash mid-run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import typing
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from ganrun.config import check_trainer
 from ganrun.errors import ConfigError
-from ganrun.schema import EmaSchema, GanrunSchema, MetricsSchema, TrainerSchema
-
-REAL_SPLITS = ("train", "test")
-EXTRACTORS = ("auto", "inception", "classifier")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+from ganrun.schema import GROUPS, TARGET_SCHEMAS, ExperimentSchema, choice_values
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig | dict) -> None:
     """Refuse a bad config before training, naming the key. Call it on the composed config first thing."""
-    _known_keys(cfg)
-    check_trainer(cfg.trainer)
-    _device(cfg.trainer.device)
-    _dataset(cfg.dataset)
-    _model(cfg.model)
-    _scheduler(cfg.get("scheduler"))
-    _metrics(cfg.metrics)
-    _ema(cfg.ema)
+    if isinstance(cfg, DictConfig):
+        try:
+            plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{exc.full_key or 'the config'}: {str(exc).splitlines()[0]}") from exc
+    else:
+        plain = cfg
+    plain = {k: v for k, v in plain.items() if k != "hydra"}  # present with compose(return_hydra_config=True)
+    check_node(plain, ExperimentSchema, "")
+    _final_samples(plain["metrics"])
+    _precision_recall_neighbours(plain["metrics"])
+    _warmup_within_the_run(plain.get("scheduler"))
+    _toy_layout(plain["dataset"].get("source"))
 
 
-def _schema_keys(schema) -> set[str]:
-    return {f.name for f in dataclasses.fields(schema)}
+# ---- every field by its schema
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
+               dict: "a mapping"}
 
 
-def _known_keys(cfg: DictConfig) -> None:
-    """Keys added with `+` to the typed sections (a typo such as `+trainer.stepz=...` would do nothing)."""
-    sections = {"": GanrunSchema, "trainer.": TrainerSchema, "metrics.": MetricsSchema, "ema.": EmaSchema}
-    extra = {"hydra"}  # present when the config comes from Hydra's compose with return_hydra_config
-    for prefix, schema in sections.items():
-        node = cfg if not prefix else cfg.get(prefix.rstrip("."))
-        if not isinstance(node, DictConfig):
+def check_node(node, schema, key: str) -> None:
+    """Type `node` (a plain dict) by the dataclass `schema`, check every field's rules, then the nested nodes."""
+    if not isinstance(node, dict):
+        raise ConfigError(f"{key or 'the config'}={node!r} must be a mapping with the keys of {schema.__name__}.")
+    hints = typing.get_type_hints(schema)
+    shallow = {k: v for k, v in node.items() if not dataclasses.is_dataclass(hints.get(k))}  # nested: checked below
+    try:
+        OmegaConf.merge(OmegaConf.structured(schema), shallow)
+    except ConfigKeyError as exc:
+        unknown = f"{key}.{exc.full_key}" if key else exc.full_key
+        fields = ", ".join(f.name for f in dataclasses.fields(schema))
+        raise ConfigError(f"unknown key {unknown}: {key or 'the top level'} has {fields}.") from exc
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_type_error(exc, node, schema, key)) from exc
+    # the top level's own keys first: a group value interpolating one of them (${trainer.steps}) names it
+    for f in sorted(dataclasses.fields(schema), key=lambda f: not key and f.name in GROUPS):
+        if f.name not in node or node[f.name] is None or node[f.name] == "???":
             continue
-        unknown = sorted(set(node.keys()) - _schema_keys(schema) - (extra if not prefix else set()))
+        name, value = f"{key}.{f.name}" if key else f.name, node[f.name]
+        check_value(name, value, f.metadata)
+        if dataclasses.is_dataclass(hints[f.name]):
+            check_node(value, hints[f.name], name)
+        elif isinstance(value, dict) and "_target_" in value:
+            _check_target(value, name)
+        elif isinstance(value, dict) and _is_named_mapping(hints[f.name]):  # regularizers, augmentations
+            for option, sub in value.items():
+                if not (isinstance(sub, dict) and "_target_" in sub):
+                    raise ConfigError(f"{name}.{option}={sub!r} is not an option of {name} (a node with a _target_).")
+                _check_target(sub, f"{name}.{option}")
+
+
+def _is_named_mapping(hint) -> bool:
+    return any(typing.get_origin(a) is dict for a in (hint, *typing.get_args(hint)))
+
+
+def _check_target(node: dict, key: str) -> None:
+    schema = TARGET_SCHEMAS.get(node["_target_"])
+    if schema is not None:
+        check_node(node, schema, key)
+
+
+def _type_error(exc: OmegaConfBaseException, node: dict, schema, key: str) -> str:
+    path = str(exc.full_key or "")
+    field_name = re.split(r"[.\[]", path)[0]
+    value = node.get(field_name, "?")
+    hint = typing.get_type_hints(schema).get(field_name)
+    base = next((t for t in (bool, int, float, str, list, dict) if t in (hint, *typing.get_args(hint))
+                 or typing.get_origin(hint) is t or any(typing.get_origin(a) is t for a in typing.get_args(hint))),
+                None)
+    wanted = f"must be {_TYPE_WORDS[base]}" if base else "has the wrong type"
+    if base is list:
+        item = next(iter(typing.get_args(next((a for a in (hint, *typing.get_args(hint))
+                                                if typing.get_origin(a) is list), hint))), None)
+        wanted += f" of {_TYPE_WORDS.get(item, 'values').split(' ', 1)[-1]}s" if item in _TYPE_WORDS else ""
+    return f"{key + '.' if key else ''}{field_name}={value!r} {wanted}."
+
+
+def check_value(name: str, value, rules: dict) -> None:
+    """One value against its field's rules (ganrun.schema.spec); floats are always checked to be finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value} must be a finite number.")
+    if isinstance(value, list):
+        low, high = rules.get("length", (None, None))
+        if (low is not None and len(value) < low) or (high is not None and len(value) > high):
+            size = f"{low}" if low == high else f"at least {low}" if high is None else f"{low} to {high}"
+            raise ConfigError(f"{name}={value!r} must have {size} element{'s' if low != 1 or high else ''}.")
+        for i, item in enumerate(value):
+            check_value(f"{name}[{i}]", item, rules.get("each", {}))
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    for rule, holds, words in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
+                               ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
+        if rule in rules and number and not holds(value, rules[rule]):
+            raise ConfigError(f"{name}={value} must be {words} {rules[rule]}.")
+    if "choices" in rules and value not in choice_values(rules["choices"]):
+        raise ConfigError(f"{name}={value!r} is not one of {_listed(choice_values(rules['choices']))}.")
+    if "items" in rules:
+        allowed = choice_values(rules["items"])
+        unknown = [item for item in (i.strip() for i in str(value).split(",")) if item and item not in allowed]
         if unknown:
-            raise ConfigError(
-                f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(prefix + k for k in unknown)}: "
-                f"{(prefix.rstrip('.') or 'the top level')} has {', '.join(sorted(_schema_keys(schema)))}."
-            )
+            raise ConfigError(f"{name}={value!r}: unknown {', '.join(unknown)}; choose from {_listed(allowed)}.")
+    if "pattern" in rules and not re.fullmatch(rules["pattern"], str(value)):
+        raise ConfigError(f"{name}={value!r} does not match {rules['pattern']}.")
+    if rules.get("nonempty") and isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{name} is empty: give a value (an empty string is not the current directory).")
 
 
-def _int_at_least(node, key: str, minimum: int, name: str) -> None:
-    value = node.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name}.{key}={value!r} must be an integer >= {minimum}.")
+def _listed(values) -> str:
+    return " | ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
 
 
-def _number_at_least(node, key: str, minimum: float, name: str) -> None:
-    value = node.get(key)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name}.{key}={value!r} must be a number >= {minimum}.")
-
-
-def _device(device) -> None:
-    if not isinstance(device, str) or not _DEVICE.match(device):
-        raise ConfigError(f"trainer.device={device!r} is not a device ganrun trains on: auto | cpu | cuda | cuda:N | mps.")
-
-
-def _dataset(dataset) -> None:
-    if dataset.get("shape"):  # toy 2-D points
-        return
-    # null: taken from the first image of a folder when the data is loaded (ganrun.data.fill_image_shape)
-    if dataset.get("channels") not in (1, 3, None):
-        raise ConfigError(f"dataset.channels={dataset.get('channels')!r}: only 1 (grayscale) and 3 (RGB) are supported.")
-    if dataset.get("resolution") is not None:
-        _int_at_least(dataset, "resolution", 4, "dataset")
-
-
-def _model(model) -> None:
-    _int_at_least(model, "z_dim", 1, "model")
-    for part in ("generator", "discriminator"):
-        node = model.get(part)
-        if not isinstance(node, DictConfig):
-            continue
-        if node.get("width") is not None:
-            _int_at_least(node, "width", 1, f"model.{part}")
-        hidden = node.get("hidden")
-        if hidden is not None and (not OmegaConf.is_list(hidden) or not hidden
-                                   or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden)):
-            raise ConfigError(f"model.{part}.hidden={OmegaConf.to_container(hidden) if OmegaConf.is_config(hidden) else hidden!r} "
-                              "must be a non-empty list of positive integers.")
-
-
-def _scheduler(scheduler) -> None:
-    if not isinstance(scheduler, DictConfig):
-        return
-    for key in ("final_factor", "warmup_start_factor"):
-        if key in scheduler:  # a negative factor is a negative learning rate: gradient ascent
-            _number_at_least(scheduler, key, 0.0, "scheduler")
-    if "warmup_steps" in scheduler:
-        _int_at_least(scheduler, "warmup_steps", 0, "scheduler")
-
-
-def _metrics(metrics) -> None:
-    if metrics.real_split not in REAL_SPLITS:
-        raise ConfigError(f"metrics.real_split={metrics.real_split!r} is not one of {', '.join(REAL_SPLITS)}.")
-    if metrics.extractor not in EXTRACTORS:
-        raise ConfigError(f"metrics.extractor={metrics.extractor!r} is not one of {', '.join(EXTRACTORS)}.")
-    _int_at_least(metrics, "every", 0, "metrics")
-    _int_at_least(metrics, "final_num_samples", 0, "metrics")
-    evaluating = metrics.every > 0 or metrics.final_num_samples > 0
-    if not evaluating:
-        return
-    # FID needs a covariance (>= 2 samples); KID needs subsets of >= 2; the k-NN manifolds need k+1 points.
-    if metrics.every > 0:
-        _int_at_least(metrics, "num_samples", 2, "metrics")
-    if metrics.final_num_samples == 1:
+# ---- rules that join several fields
+def _final_samples(metrics: dict) -> None:
+    if metrics["final_num_samples"] == 1:
         raise ConfigError("metrics.final_num_samples=1 must be 0 (no final report) or >= 2.")
-    for key, minimum in (("num_real", 2), ("num_real_kept", 2), ("batch_size", 1), ("kid_subsets", 1),
-                         ("kid_subset_size", 2), ("pr_k", 1), ("pr_samples", 2), ("classifier_epochs", 1)):
-        _int_at_least(metrics, key, minimum, "metrics")
-    # precision/recall use min(pr_samples, num_real_kept, generated) points per side: k must stay below it.
-    sides = {"metrics.pr_samples": metrics.pr_samples, "metrics.num_real_kept": metrics.num_real_kept,
-             "metrics.num_real": metrics.num_real}
-    if metrics.every > 0:
-        sides["metrics.num_samples"] = metrics.num_samples
-    if metrics.final_num_samples > 0:
-        sides["metrics.final_num_samples"] = metrics.final_num_samples
+
+
+def _precision_recall_neighbours(metrics: dict) -> None:
+    """precision/recall use min(pr_samples, num_real_kept, generated) points per side: k must stay below it."""
+    if metrics["every"] == 0 and metrics["final_num_samples"] == 0:
+        return
+    sides = {f"metrics.{k}": metrics[k] for k in ("pr_samples", "num_real_kept", "num_real")}
+    if metrics["every"] > 0:
+        sides["metrics.num_samples"] = metrics["num_samples"]
+    if metrics["final_num_samples"] > 0:
+        sides["metrics.final_num_samples"] = metrics["final_num_samples"]
     smallest = min(sides, key=sides.get)
-    if metrics.pr_k >= sides[smallest]:
-        raise ConfigError(f"metrics.pr_k={metrics.pr_k} must be below {smallest}={sides[smallest]} (the k-NN radius "
+    if metrics["pr_k"] >= sides[smallest]:
+        raise ConfigError(f"metrics.pr_k={metrics['pr_k']} must be below {smallest}={sides[smallest]} (the k-NN radius "
                           "of precision/recall needs k + 1 points).")
 
 
-def _ema(ema) -> None:
-    if not ema.enabled:
-        return
-    _number_at_least(ema, "decay", 0.0, "ema")
-    if ema.decay >= 1.0:
-        raise ConfigError(f"ema.decay={ema.decay} must be in [0, 1).")
-    _int_at_least(ema, "start_step", 0, "ema")
-    _int_at_least(ema, "bn_batches", 1, "ema")
-    _int_at_least(ema, "bn_batch_size", 1, "ema")
+def _warmup_within_the_run(scheduler) -> None:
+    if isinstance(scheduler, dict) and scheduler.get("warmup_steps") and "total_steps" in scheduler:
+        if scheduler["warmup_steps"] >= scheduler["total_steps"]:
+            raise ConfigError(f"scheduler.warmup_steps={scheduler['warmup_steps']} must be below "
+                              f"trainer.steps={scheduler['total_steps']} (scheduler.total_steps).")
+
+
+def _toy_layout(source) -> None:
+    if isinstance(source, dict) and source.get("layout") == "grid" and math.isqrt(source["num_modes"]) ** 2 != \
+            source["num_modes"]:
+        raise ConfigError(f"dataset.source.num_modes={source['num_modes']} must be a square number with "
+                          "dataset.source.layout=grid.")

@@ -1,6 +1,7 @@
 """Config composition with Hydra's compose API: every group option builds, bad options are refused."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from omegaconf import OmegaConf
 
 import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import losses, regularizers
-from ganrun.config import build, build_optimizer, check_trainer
+from ganrun.config import build, build_optimizer
+from ganrun.validate import validate
 from ganrun.errors import ConfigError
 
 CONF = Path(__file__).parents[1] / "conf"
@@ -92,23 +94,27 @@ def test_unknown_group_option_lists_the_choices():
 
 
 def test_bad_model_option_is_a_config_error_naming_it():
-    cfg = compose_config("model.discriminator.norm=group")
-    with pytest.raises(ConfigError, match="norm='group'"):
-        build(cfg.model.discriminator)
+    with pytest.raises(ConfigError, match="model.discriminator.norm='group' is not one of batch | instance"):
+        validate(compose_config("model.discriminator.norm=group"))
 
 
 @pytest.mark.parametrize("key", ["steps", "batch_size", "n_critic"])
 @pytest.mark.parametrize("value", [0, -3])
 def test_non_positive_trainer_values_are_refused(key, value):
     with pytest.raises(ConfigError, match=f"trainer.{key}={value}"):
-        check_trainer(compose_config(f"trainer.{key}={value}").trainer)
+        validate(compose_config(f"trainer.{key}={value}"))
 
 
-@pytest.mark.parametrize("override,message", [("optimizer.d.lr=-1e-4", "optimizer.d.lr=-0.0001 must be positive"),
-                                              ("optimizer.d.betas=[0.5,1.5]", "optimizer.d: Invalid beta")])
+@pytest.mark.parametrize("override,message", [("optimizer.d.lr=-1e-4", "optimizer.d.lr=-0.0001 must be > 0"),
+                                              ("optimizer.d.betas=[0.5,1.5]", "optimizer.d.betas[1]=1.5 must be < 1")])
 def test_invalid_optimizer_settings_are_config_errors(override, message):
-    cfg = compose_config(override)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(compose_config(override))
+
+
+def test_torch_refusing_an_optimizer_without_a_schema_is_a_config_error():
+    cfg = compose_config("optimizer.d._target_=torch.optim.AdamW", "optimizer.d.betas=[0.5,1.5]")
+    with pytest.raises(ConfigError, match="optimizer.d: Invalid beta"):
         build_optimizer(cfg.optimizer.d, [torch.nn.Parameter(torch.zeros(1))], "optimizer.d")
 
 

@@ -24,7 +24,8 @@ def folder_cfg(path, *overrides):
 ])
 def test_shape_inferred_from_the_first_image(tmp_path, caplog, size, mode, resolution, channels):
     write_png(tmp_path / "images" / "000.png", size=size, mode=mode)
-    write_png(tmp_path / "images" / "001.png", size=(64, 64), mode="RGB", seed=1)  # not the first: ignored
+    write_png(tmp_path / "images" / "001.png", size=(64, 64), mode="RGB", seed=1)  # not the first: ignored (a
+    # tie of modes also goes to the first image)
     cfg = folder_cfg(tmp_path / "images")
     with caplog.at_level(logging.INFO, logger="ganrun"):
         load_dataset(cfg)

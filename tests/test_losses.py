@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from ganrun import losses
-from ganrun.errors import ConfigError
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-3.0, 0.0, 1.5])
@@ -117,8 +116,3 @@ def test_label_flipping_swaps_that_fraction_of_targets():
     flipped_fake = torch.isclose(fake_targets, torch.tensor(0.9))
     assert (fake_targets[~flipped_fake] == 0.0).all()
     assert flipped_fake.float().mean().item() == pytest.approx(0.2, abs=0.005)
-
-
-def test_label_settings_are_checked():
-    with pytest.raises(ConfigError, match="flip_prob=1.5"):
-        losses.NonSaturating(flip_prob=1.5)

@@ -42,8 +42,6 @@ def test_dcgan_init_follows_radford():
 def test_norm_choice(norm, layer):
     D = dcgan.Discriminator(resolution=32, channels=3, width=8, norm=norm)
     assert any(isinstance(m, layer) for m in D.modules())
-    with pytest.raises(ConfigError, match="norm='group'"):
-        dcgan.Discriminator(resolution=32, norm="group")
 
 
 @pytest.mark.parametrize("kind", ["spectral", "weight"])
@@ -124,8 +122,6 @@ def test_projection_discriminator_adds_the_class_embedding_inner_product():
 def test_conditioning_needs_labels():
     with pytest.raises(ConfigError, match="needs a labelled dataset"):
         dcgan.Discriminator(resolution=28, channels=1, conditioning="projection", num_classes=None)
-    with pytest.raises(ConfigError, match="model.conditioning='film'"):
-        dcgan.Generator(resolution=28, conditioning="film", num_classes=10)
 
 
 def test_default_experiment_is_a_32_px_dcgan_from_4x4_on_padded_fashion_mnist():

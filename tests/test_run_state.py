@@ -123,7 +123,7 @@ def test_g_batch_size_sets_the_fakes_per_generator_step(tmp_path, data_root, mon
     monkeypatch.setattr(GANObjective, "g_loss", lambda self, n, *a: sizes.append(n) or g_loss(self, n, *a))
     train_in_process(tmp_path, data_root, "trainer.g_batch_size=24", steps=2)
     assert sizes == [24, 24]
-    with pytest.raises(ConfigError, match="trainer.g_batch_size=0 must be a positive integer"):
+    with pytest.raises(ConfigError, match="trainer.g_batch_size=0 must be >= 1"):
         train_in_process(tmp_path, data_root, "trainer.g_batch_size=0", steps=2)
 
 

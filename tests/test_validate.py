@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import TINY, every_shipped_config, run_ganrun, train_in_process
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import checkpoint
@@ -24,28 +25,39 @@ def composed(*overrides):
     (["+seedz=1"], "unknown key seedz"),
     (["+metrics.evry=5"], "unknown key metrics.evry"),
     (["+ema.decy=0.9"], "unknown key ema.decy"),
-    (["metrics.real_split=trian"], "metrics.real_split='trian' is not one of train, test"),
-    (["scheduler=linear", "scheduler.final_factor=-1"], "scheduler.final_factor=-1 must be a number >= 0"),
-    (["scheduler=cosine", "scheduler.warmup_steps=-3"], "scheduler.warmup_steps=-3 must be an integer >= 0"),
-    (["metrics.kid_subsets=0"], "metrics.kid_subsets=0 must be an integer >= 1"),
-    (["trainer.compile_mode=cudagraphs"], "trainer.compile_mode='cudagraphs' is not one of torch.compile's modes"),
-    (["metrics.kid_subset_size=1"], "metrics.kid_subset_size=1 must be an integer >= 2"),
-    (["model.z_dim=0"], "model.z_dim=0 must be an integer >= 1"),
-    (["model.z_dim=abc"], "model.z_dim='abc' must be an integer >= 1"),
-    (["model.generator.width=0"], "model.generator.width=0 must be an integer >= 1"),
-    (["model.discriminator.width=-8"], "model.discriminator.width=-8 must be an integer >= 1"),
-    (["model=mlp", "model.generator.hidden=[0]"], "model.generator.hidden=[0] must be a non-empty list"),
-    (["dataset.channels=2"], "dataset.channels=2: only 1 (grayscale) and 3 (RGB)"),
-    (["trainer.device=tpu"], "trainer.device='tpu' is not a device"),
-    (["metrics.pr_k=0"], "metrics.pr_k=0 must be an integer >= 1"),
+    (["metrics.real_split=trian"], "metrics.real_split='trian' is not one of train | test"),
+    (["scheduler=linear", "scheduler.final_factor=-1"], "scheduler.final_factor=-1 must be >= 0"),
+    (["scheduler=cosine", "scheduler.warmup_steps=-3"], "scheduler.warmup_steps=-3 must be >= 0"),
+    (["scheduler=cosine", "scheduler.warmup_steps=5000"], "scheduler.warmup_steps=5000 must be below trainer.steps"),
+    (["metrics.kid_subsets=0"], "metrics.kid_subsets=0 must be >= 1"),
+    (["trainer.compile_mode=cudagraphs"], "trainer.compile_mode='cudagraphs' is not one of default | reduce-overhead"),
+    (["metrics.kid_subset_size=1"], "metrics.kid_subset_size=1 must be >= 2"),
+    (["model.z_dim=0"], "model.z_dim=0 must be >= 1"),
+    (["model.z_dim=abc"], "model.z_dim='abc' must be an integer"),
+    (["model.generator.width=0"], "model.generator.width=0 must be >= 1"),
+    (["model.discriminator.width=-8"], "model.discriminator.width=-8 must be >= 1"),
+    (["model=mlp", "model.generator.hidden=[0]"], "model.generator.hidden[0]=0 must be >= 1"),
+    (["model=mlp", "model.generator.hidden=[]"], "model.generator.hidden=[] must have at least 1 element"),
+    (["dataset.channels=2"], "dataset.channels=2 is not one of 1 | 3"),
+    (["trainer.device=tpu"], "trainer.device='tpu' does not match"),
+    (["metrics.pr_k=0"], "metrics.pr_k=0 must be >= 1"),
     (["metrics.pr_k=20000"], "metrics.pr_k=20000 must be below metrics.pr_samples=10000"),
-    (["metrics.batch_size=0"], "metrics.batch_size=0 must be an integer >= 1"),
-    (["metrics.num_real=0"], "metrics.num_real=0 must be an integer >= 2"),
-    (["metrics.num_samples=1"], "metrics.num_samples=1 must be an integer >= 2"),
+    (["metrics.batch_size=0"], "metrics.batch_size=0 must be >= 1"),
+    (["metrics.num_real=0"], "metrics.num_real=0 must be >= 2"),
+    (["metrics.num_samples=1"], "metrics.num_samples=1 must be >= 2"),
     (["metrics.final_num_samples=1"], "metrics.final_num_samples=1 must be 0"),
     (["metrics.extractor=incepton"], "metrics.extractor='incepton' is not one of"),
-    (["trainer.steps=0"], "trainer.steps=0 must be a positive integer"),
-    (["ema.enabled=true", "ema.decay=1.5"], "ema.decay=1.5 must be in [0, 1)"),
+    (["trainer.steps=0"], "trainer.steps=0 must be >= 1"),
+    (["ema.enabled=true", "ema.decay=1.5"], "ema.decay=1.5 must be < 1"),
+    (["dataset=grid25", "model=mlp", "dataset.source.num_modes=24"], "dataset.source.num_modes=24 must be a square"),
+    (["loss=ns", "loss.flip_prob=1.5"], "loss.flip_prob=1.5 must be <= 1"),
+    (["model.discriminator.weight_param=spectrl"], "model.discriminator.weight_param='spectrl' is not one of"),
+    (["model=mlp", "model.generator.norm=instance"], "model.generator.norm='instance' is not one of batch | layer"),
+    (["model.conditioning=film"], "model.conditioning='film' is not one of none | concat"),
+    (["augment=diffaugment", "augment.diffaugment.policy='color,rotate'"], "augment.diffaugment.policy='color,rotate': "
+                                                                          "unknown rotate"),
+    (["augment=instance_noise", "augment.instance_noise.std=-1"], "augment.instance_noise.std=-1 must be >= 0"),
+    (["dataset.resize=crop"], "dataset.resize='crop' is not one of resize | pad"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as refused:
@@ -53,8 +65,66 @@ def test_bad_values_are_refused_naming_the_key(overrides, message):
     assert message in str(refused.value)
 
 
-def test_metrics_settings_are_not_checked_when_metrics_are_off():
-    validate(composed("metrics.every=0", "metrics.final_num_samples=0", "metrics.num_samples=1", "metrics.pr_k=0"))
+# The values of issue 19's list ("Bad values still reach training"), each refused before anything is built.
+ISSUE_19 = [
+    *[([f"regularizer={r}", f"regularizer.{r}.weight=-10"], f"regularizer.{r}.weight=-10 must be >= 0")
+      for r in ("r1", "r2", "gp", "dragan", "l2")],
+    (["regularizer=bcr", "regularizer.bcr.weight=-1"], "regularizer.bcr.weight=-1 must be >= 0"),
+    (["regularizer=clip", "regularizer.clip.clip_value=-0.01"], "regularizer.clip.clip_value=-0.01 must be > 0"),
+    (["regularizer=clip", "regularizer.clip.clip_value=0"], "regularizer.clip.clip_value=0 must be > 0"),
+    (["loss=wgan", "loss.regularizers.clip.clip_value=0"], "loss.regularizers.clip.clip_value=0 must be > 0"),
+    (["model.acgan_weight=-1"], "model.acgan_weight=-1 must be >= 0"),
+    (["regularizer=dragan", "regularizer.dragan.spread=-1"], "regularizer.dragan.spread=-1 must be >= 0"),
+    (["regularizer=bcr", "regularizer.bcr.flip_prob=2"], "regularizer.bcr.flip_prob=2 must be <= 1"),
+    (["optimizer.g.lr=nan"], "optimizer.g.lr=nan must be a finite number"),
+    (["optimizer.d.lr=inf"], "optimizer.d.lr=inf must be a finite number"),
+    (["augment=instance_noise", "augment.instance_noise.std=nan"], "augment.instance_noise.std=nan must be a finite"),
+    (["scheduler=linear", "scheduler.final_factor=inf"], "scheduler.final_factor=inf must be a finite number"),
+    (["regularizer=r1", "regularizer.r1.weight=nan"], "regularizer.r1.weight=nan must be a finite number"),
+    (["loss=wgan_gp", "loss.regularizers.gp.weight=inf"], "loss.regularizers.gp.weight=inf must be a finite"),
+    (["regularizer=gp", "regularizer.gp.center=nan"], "regularizer.gp.center=nan must be a finite number"),
+    (["dataset=ring8", "model=mlp", "dataset.source.std=nan"], "dataset.source.std=nan must be a finite number"),
+    (["dataset=ring8", "model=mlp", "dataset.source.scale=inf"], "dataset.source.scale=inf must be a finite"),
+    (["model.acgan_weight=nan"], "model.acgan_weight=nan must be a finite number"),
+    (["model.acgan_weight=-inf"], "model.acgan_weight=-inf must be a finite number"),
+    (["+dataset.resolutoin=64"], "unknown key dataset.resolutoin"),
+    (["+model.zdim=16"], "unknown key model.zdim"),
+    (["regularizer=r1", "regularizer.r1.every=1.5"], "regularizer.r1.every=1.5 must be an integer"),
+    (["dataset=ring8", "model=mlp", "dataset.source.layout=hexagon"], "dataset.source.layout='hexagon' is not one "
+                                                                      "of ring | grid"),
+    (["optimizer.g.lr=abc"], "optimizer.g.lr='abc' must be a number"),
+    (["optimizer.g.betas=[0.5]"], "optimizer.g.betas=[0.5] must have 2 elements"),
+    (["seed=99999999999999999999"], "seed=99999999999999999999 must be <= 9223372036854775807"),
+    (["+scheduler.warmup=5"], "unknown key scheduler.warmup"),
+    (["trainer.num_workers=-1"], "trainer.num_workers=-1 must be >= 0"),
+    (["metrics.downstream.ratio=nan"], "metrics.downstream.ratio=nan must be a finite number"),
+    (["dataset=folder", "dataset.path=''"], "dataset.path is empty"),
+    (["metrics.cache_dir="], "metrics.cache_dir is empty"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", ISSUE_19, ids=[" ".join(o) for o, _ in ISSUE_19])
+def test_every_bad_value_of_issue_19_is_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as refused:
+        validate(composed(*overrides))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_checkpoints_saved_config_is_validated_by_the_same_code():
+    saved = OmegaConf.to_container(composed(), resolve=True)
+    validate(OmegaConf.create(saved))
+    validate(saved)
+    saved["ema"]["decay"] = float("nan")  # what a YAML .nan reads as
+    with pytest.raises(ConfigError, match="ema.decay=nan must be a finite number"):
+        validate(saved)
+    saved["ema"]["decay"] = 0.999
+    saved["metrics"]["real_split"] = "trian"
+    with pytest.raises(ConfigError, match="metrics.real_split='trian' is not one of train | test"):
+        validate(OmegaConf.create(saved))
+
+
+def test_precision_recall_sizes_are_not_compared_when_metrics_are_off():
+    validate(composed("metrics.every=0", "metrics.final_num_samples=0", "metrics.pr_k=20000"))
 
 
 def test_every_config_ganrun_ships_is_valid():
@@ -92,9 +162,9 @@ def test_disk_full_during_training_is_a_message_not_a_traceback(tmp_path, data_r
 
 @pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
-    (["metrics.every=1", "metrics.num_samples=1"], "metrics.num_samples=1 must be an integer >= 2"),
+    (["metrics.every=1", "metrics.num_samples=1"], "metrics.num_samples=1 must be >= 2"),
     (["+trainer.stepz=3"], "unknown key trainer.stepz"),
-    (["trainer.device=tpu"], "trainer.device='tpu' is not a device"),
+    (["trainer.device=tpu"], "trainer.device='tpu' does not match"),
 ])
 def test_the_cli_refuses_before_training_without_a_traceback(tmp_path, data_root, args, message):
     run_dir = tmp_path / "run"

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torchvision
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import extract_archive
 
@@ -287,7 +287,8 @@ def _drop_unreadable(dataset, path: str, skip: bool) -> None:
 
 
 def _open_image(path: str) -> Image.Image:
+    """The image as it is meant to be seen: the EXIF orientation of camera files applied (else read sideways)."""
     with open(path, "rb") as f:
         img = Image.open(f)
         img.load()
-        return img
+        return ImageOps.exif_transpose(img)

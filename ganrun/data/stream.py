@@ -32,24 +32,39 @@ log = logging.getLogger(__name__)
 IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
 
 
-HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def to_mode(img, mode: str):
-    """`img` in mode L or RGB. 16-bit (and 32-bit integer) grayscale is scaled to 8 bits (v / 257, so 65535 ->
-    255), not clipped: PIL's own convert("L") saturates every value above 255, turning a 16-bit image white."""
+    """`img` in mode L or RGB. High-bit-depth grayscale is scaled by its range, not clipped (PIL's own convert("L")
+    saturates every value above 255: a 16-bit image turns white, a [0, 1] float one black); `eight_bits`."""
     if img.mode in HIGH_BIT_DEPTH_MODES:
-        values = np.asarray(img, dtype=np.float64)
-        if img.mode != "I" or values.max(initial=0) > 255:  # "I" holding 8-bit values stays as it is
-            values = values / 257.0
-        img = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(eight_bits(np.asarray(img, dtype=np.float64), img.mode), "L")
     return img.convert(mode)
+
+
+def eight_bits(values: np.ndarray, mode: str) -> np.ndarray:
+    """Grayscale values scaled to 0..255 by the range of their kind: 16-bit integers by 65535; 32-bit integers
+    ("I", which also holds 8- and 16-bit PNGs) by the smallest of 255, 65535 and 2**31 - 1 that holds the maximum;
+    floats ("F") in [0, 1] by 1, in [0, 255] as they are. Anything else (negative, NaN, floats beyond 255) has no
+    range to read it by and is refused (ValueError: TransformedDataset names the file)."""
+    if not np.isfinite(values).all() or values.min(initial=0) < 0:
+        raise ValueError(f"mode {mode} image with values in [{values.min()}, {values.max()}]: negative or "
+                         "non-finite values have no 0..255 reading; convert the image first.")
+    top = values.max(initial=0)
+    if mode == "F":
+        if top > 255:
+            raise ValueError(f"float image with values up to {top}: neither [0, 1] nor [0, 255]; convert it first.")
+        full = 1.0 if top <= 1.0 else 255.0
+    elif mode == "I":
+        full = next(r for r in (255.0, 65535.0, 2.0**31 - 1) if top <= r)
+    else:
+        full = 65535.0
+    return np.clip(np.rint(values * (255.0 / full)), 0, 255).astype(np.uint8)
 
 
 def image_transform(resolution: int, channels: int) -> T.Compose:
     """PIL image of any mode/size -> uint8 tensor (channels, resolution, resolution): resize, centre crop."""
-    if channels not in (1, 3):
-        raise ConfigError(f"dataset.channels={channels}: only 1 (grayscale) and 3 (RGB) are supported.")
     mode = "L" if channels == 1 else "RGB"
     return T.Compose(
         [
@@ -73,9 +88,9 @@ class TransformedDataset(Dataset):
     def __getitem__(self, index):
         try:
             img, label = self.source[index]
+            return self.transform(img), int(label)
         except Exception as exc:
             raise ConfigError(f"cannot read image {_sample_name(self.source, index)}: {exc}") from exc
-        return self.transform(img), int(label)
 
 
 def _sample_name(source, index) -> str:
@@ -111,7 +126,6 @@ def _to_gray(images: torch.Tensor) -> torch.Tensor:
     return T.functional.rgb_to_grayscale(images)
 
 
-RESIZE_MODES = ("resize", "pad")
 
 
 def _pad_offsets(height: int, width: int, resolution: int, name: str) -> tuple[int, int]:
@@ -154,9 +168,7 @@ class PaddedSource(Dataset):
 
 def build_source(cfg, **overrides):
     """The configured dataset source, padded to `cfg.resolution` when `cfg.resize` is pad."""
-    mode = cfg.get("resize", "resize")
-    if mode not in RESIZE_MODES:
-        raise ConfigError(f"dataset.resize={mode!r} is not one of {', '.join(RESIZE_MODES)}.")
+    mode = cfg.get("resize", "resize")  # the choices: ganrun.schema
     source = build(cfg.source, **overrides)
     return PaddedSource(source, cfg.resolution) if mode == "pad" else source
 
@@ -202,12 +214,13 @@ def fill_num_classes(cfg, source) -> None:
         cfg.num_classes = len(classes)
 
 
-GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")  # PIL modes with one colour channel
+GRAYSCALE_MODES = ("1", "L", "LA", "La", "P;L", *HIGH_BIT_DEPTH_MODES)  # PIL modes with one colour channel
 
 
 def fill_image_shape(cfg, source) -> None:
-    """Config fix-up for image folders: `dataset.resolution` / `dataset.channels` left null are taken from the
-    first image (its shorter side; 1 channel for grayscale modes, else 3), and what was chosen is logged either
+    """Config fix-up for image folders: `dataset.resolution` left null is taken from the first image (its shorter
+    side), `dataset.channels` from the mode most images have (1 for grayscale modes, else 3; a tie goes to the
+    first image's), with a warning naming the count when the folder mixes them. What was chosen is logged either
     way, so a 28 px grayscale folder is neither upsampled to 64 px RGB nor converted silently."""
     if not hasattr(source, "samples") or "resolution" not in cfg or "channels" not in cfg:
         return
@@ -218,13 +231,29 @@ def fill_image_shape(cfg, source) -> None:
         cfg.resolution = min(size)
         inferred.append("resolution")
     if cfg.channels is None:
-        cfg.channels = 1 if mode in GRAYSCALE_MODES else 3
+        cfg.channels = majority_channels(source, 1 if mode in GRAYSCALE_MODES else 3)
         inferred.append("channels")
     how = (f"{' and '.join(inferred)} inferred from the first image" if inferred
            else "as configured; the first image is")
     log.info("Images: %d px, %d channel(s) (dataset.resolution, dataset.channels %s %s: %dx%d, mode %s); "
              "others are converted, resized and centre-cropped to it", cfg.resolution, cfg.channels, how, name,
              size[0], size[1], mode)
+
+
+def majority_channels(source, first: int) -> int:
+    """1 or 3: the channel count of most images of an image folder (their headers only are read)."""
+    gray = 0
+    for index in range(len(source)):
+        with Image.open(_sample_name(source, index)) as img:
+            gray += img.mode in GRAYSCALE_MODES
+    colour = len(source) - gray
+    channels = first if gray == colour else 1 if gray > colour else 3
+    if gray and colour:
+        log.warning("The folder mixes %d grayscale and %d colour images: all are converted to %s (%s), "
+                    "dataset.channels=%d. Set dataset.channels to choose.", gray, colour,
+                    "grayscale" if channels == 1 else "RGB", "the majority" if gray != colour else "a tie: the "
+                    "first image's mode", channels)
+    return channels
 
 
 def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:

@@ -9,11 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganrun.errors import ConfigError
 from ganrun.models.conditioning import ConditionalDiscriminator, ConditionalGenerator
 from ganrun.models.layers import norm_layer, parametrize_weights
 
-OUTPUTS = ("tanh", "linear")
 
 
 def _sample_shape(shape, channels, resolution) -> tuple:
@@ -33,8 +31,6 @@ class Generator(ConditionalGenerator):
                  weight_param="none", conditioning="none", num_classes=None, shape=None, output="tanh"):
         super().__init__(z_dim, conditioning, num_classes)
         self.shape = _sample_shape(shape, channels, resolution)
-        if output not in OUTPUTS:
-            raise ConfigError(f"model.generator.output={output!r} is not one of {', '.join(OUTPUTS)}.")
         hidden = list(hidden)
         self.net = nn.Sequential(
             *_stack([self.input_dim, *hidden], norm, nn.ReLU),
