@@ -1,0 +1,50 @@
+"""More probes of a received checkpoint or run folder (issue 18), each with a tiny crafted file made here."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from helpers import train_in_process
+
+from ganrun import checkpoint
+from ganrun.errors import ConfigError
+from ganrun.rundir import refuse_links
+
+
+def test_an_overlapping_view_cannot_make_a_small_file_allocate_much(tmp_path):
+    """An expanded (stride-0) tensor is stored as its one-element storage: a file of a few hundred bytes would hand
+    out a tensor of 2**30 elements, which the first `.to(dtype)` or `.clone()` (optimizer state) allocates."""
+    path = tmp_path / "step_00000001.pt"
+    state = {"format": checkpoint.CHECKPOINT_FORMAT, "run_id": "sender", "config": {},
+             "opt_g": {"state": {0: {"exp_avg": torch.zeros(1, dtype=torch.float64).expand(2 ** 30)}}}}
+    torch.save(state, path)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(ConfigError, match="more"):
+        checkpoint.load(path)
+
+
+def test_a_hard_linked_file_in_a_run_dir_is_refused_naming_it(tmp_path):
+    """config.yaml, run_id, the lock file and ganrun.log are written in place: through a hard link to a file
+    outside the run (or to a `cp -al` snapshot) a resume would overwrite that file too."""
+    outside = tmp_path / "bashrc"
+    outside.write_text("mine\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    os.link(outside, run_dir / "config.yaml")
+    with pytest.raises(ConfigError, match="config.yaml"):
+        refuse_links(run_dir)
+
+
+def test_a_forced_lr_change_on_resume_is_the_lr_trained_with(tmp_path, data_root):
+    """resume_force=true optimizer.g.lr=X records the change; the optimizer and scheduler states of the checkpoint
+    must not put the old lr back (nor may a crafted optimizer state set an lr the saved config does not say)."""
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "optimizer.g.lr=0.001", steps=1, run_dir=run_dir)
+    train_in_process(tmp_path, data_root, f"resume={run_dir}", "resume_force=true", "optimizer.g.lr=0.0005",
+                     steps=2, run_dir=run_dir)
+    state = checkpoint.load(checkpoint.checkpoint_path(run_dir, 2))
+    assert state["config"]["optimizer"]["g"]["lr"] == pytest.approx(0.0005)
+    assert [g["lr"] for g in state["opt_g"]["param_groups"]] == [pytest.approx(0.0005)]
+    assert state["schedulers"][0]["base_lrs"] == [pytest.approx(0.0005)]
