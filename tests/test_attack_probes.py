@@ -48,3 +48,31 @@ def test_a_forced_lr_change_on_resume_is_the_lr_trained_with(tmp_path, data_root
     assert state["config"]["optimizer"]["g"]["lr"] == pytest.approx(0.0005)
     assert [g["lr"] for g in state["opt_g"]["param_groups"]] == [pytest.approx(0.0005)]
     assert state["schedulers"][0]["base_lrs"] == [pytest.approx(0.0005)]
+
+
+def test_a_companion_command_never_copies_a_dataset_into_a_root_the_checkpoint_names(tmp_path, monkeypatch):
+    """download=false is not enough: Fashion-MNIST found in Debian's package is copied (55 MB) into the root, and
+    the root of a received checkpoint is the sender's choice."""
+    from helpers import write_mnist_like
+
+    from ganrun.data import sources
+    from ganrun.data.stream import load_dataset
+    from ganrun.outputs import load_generator
+
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(write_mnist_like(tmp_path / "debian", gz=True)))
+    monkeypatch.setenv("GANRUN_CACHE", str(tmp_path / "cache"))
+    victim = tmp_path / "victim"
+    config = {"model": {"generator": {"_target_": "ganrun.models.dcgan.Generator", "z_dim": 8, "resolution": 32,
+                                      "channels": 1, "width": 8}},
+              "dataset": {"name": "fashion_mnist", "resolution": 32, "resize": "pad", "channels": 1, "num_classes": 10,
+                          "in_memory": "auto", "source": {"_target_": "ganrun.data.sources.fashion_mnist",
+                                                              "root": str(victim), "train": True, "download": True}}}
+    checkpoint.save_atomic({"format": checkpoint.CHECKPOINT_FORMAT, "run_id": "sender", "step": 1, "config": config,
+                            "generator": {}}, checkpoint.checkpoint_path(tmp_path / "run", 1))
+    monkeypatch.setattr("ganrun.validate.validate", lambda cfg: None)
+    monkeypatch.setattr("ganrun.config.build", lambda node: torch.nn.Module())
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda self, state: None)
+    _, cfg, _, _ = load_generator(str(tmp_path / "run"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_dataset(cfg.dataset)  # what ganrun-eval's evaluator does for the real statistics
+    assert not victim.exists()
