@@ -164,6 +164,11 @@ def load(path: Path) -> dict:
                           f"{CHECKPOINT_FORMAT} (written by ganrun {state.get('ganrun_version', '?')})")
     if not isinstance(state.get("run_id"), str) or not state["run_id"]:
         raise ConfigError(f"{path} names no run (run_id): it is not a ganrun checkpoint of this format")
+    step, overrides = state.get("step"), state.get("overrides", [])
+    if type(step) is not int or step < 0 or not isinstance(overrides, list) or not all(
+            isinstance(o, str) for o in overrides):
+        raise ConfigError(f"{path} is not a ganrun checkpoint of this format (its step is not a count, or its "
+                          "overrides are not a list of strings)")
     return state
 
 

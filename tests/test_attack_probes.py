@@ -76,3 +76,29 @@ def test_a_companion_command_never_copies_a_dataset_into_a_root_the_checkpoint_n
     with pytest.raises(ConfigError, match="not found"):
         load_dataset(cfg.dataset)  # what ganrun-eval's evaluator does for the real statistics
     assert not victim.exists()
+
+
+@pytest.mark.parametrize("edit", [{"step": "1"}, {"step": 1.5}, {"step": -1}, {"overrides": "seed=1"},
+                                  {"overrides": [3]}])
+def test_a_checkpoint_with_an_odd_step_or_overrides_is_refused_by_name(tmp_path, edit):
+    """ganrun-eval names its result file `eval_step_{step:08d}.json` and resume prepends the saved overrides to the
+    command line's: a string or float step, or overrides that are not a list of strings, were tracebacks."""
+    path = checkpoint.checkpoint_path(tmp_path, 1)
+    checkpoint.save_atomic({"format": checkpoint.CHECKPOINT_FORMAT, "run_id": "sender", "step": 1, "config": {},
+                            "overrides": [], **edit}, path)
+    with pytest.raises(ConfigError, match=str(path)):
+        checkpoint.load(path)
+
+
+@pytest.mark.slow
+def test_rerunning_a_sweep_with_more_steps_continues_its_finished_jobs(tmp_path, data_root):
+    """trainer.steps is the same for every job, so it is not part of the job dir names: a finished job of a shorter
+    sweep was skipped as done, and the summary showed 2-step results for a 3-step sweep."""
+    from helpers import TINY, run_ganrun
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    run_ganrun([*args, "trainer.steps=2"], data_root, cwd=tmp_path)
+    proc = run_ganrun([*args, "trainer.steps=3"], data_root, cwd=tmp_path)
+    assert "skipped" not in proc.stdout + proc.stderr
+    assert sorted(p.name for p in sweep.glob("*/checkpoints/step_00000003.pt")) == ["step_00000003.pt"] * 2
