@@ -126,7 +126,27 @@ def load_data(path: Path, map_location="cpu"):
     import torch
 
     check_container(path)
-    return torch.load(path, map_location=map_location, weights_only=True)
+    data = torch.load(path, map_location=map_location, weights_only=True)
+    _refuse_overlapping_views(data)
+    return data
+
+
+def _refuse_overlapping_views(node) -> None:
+    """A tensor whose strides overlap (an `expand`ed view: stride 0) claims more elements than its stored bytes:
+    a tiny file would hand out a tensor the first copy (`.to(dtype)`, `.clone()`) allocates in full. torch.save
+    writes no such tensor from a ganrun run."""
+    import torch
+
+    if isinstance(node, torch.Tensor):
+        if node.numel() * node.element_size() > node.untyped_storage().nbytes():
+            raise DamagedFile(f"a tensor of shape {tuple(node.shape)} claims more bytes than it stores "
+                              "(an overlapping view)")
+    elif isinstance(node, dict):
+        for value in node.values():
+            _refuse_overlapping_views(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _refuse_overlapping_views(value)
 
 
 def load(path: Path) -> dict:
@@ -144,6 +164,11 @@ def load(path: Path) -> dict:
                           f"{CHECKPOINT_FORMAT} (written by ganrun {state.get('ganrun_version', '?')})")
     if not isinstance(state.get("run_id"), str) or not state["run_id"]:
         raise ConfigError(f"{path} names no run (run_id): it is not a ganrun checkpoint of this format")
+    step, overrides = state.get("step"), state.get("overrides", [])
+    if type(step) is not int or step < 0 or not isinstance(overrides, list) or not all(
+            isinstance(o, str) for o in overrides):
+        raise ConfigError(f"{path} is not a ganrun checkpoint of this format (its step is not a count, or its "
+                          "overrides are not a list of strings)")
     return state
 
 

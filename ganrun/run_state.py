@@ -145,9 +145,12 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict | None, name
     optimizer=...): its per-parameter state would crash the first step, so the optimizer starts fresh."""
     same_kind = saved is not None and all(set(saved_group) == set(group) for saved_group, group in
                                           zip(saved["param_groups"], optimizer.state_dict()["param_groups"]))
+    own = [{k: v for k, v in group.items() if k not in ("params", "lr")} for group in optimizer.param_groups]
     try:
         if same_kind:
             optimizer.load_state_dict(saved)
+            for group, hyper in zip(optimizer.param_groups, own):  # the config's betas, initial lr...: never the
+                group.update(hyper)                                # file's (a forced change, a crafted state)
             return
     except ValueError as exc:  # another number or size of parameters
         log.warning("Optimizer state %s not restored (%s): starting it fresh.", name, exc)

@@ -5,7 +5,7 @@ names the owner (pid, host, start time) for the message a second run gets. A rec
 that took it: DataLoader workers forked from it do not hold it, and the kernel drops it when the process dies
 however it dies, so a lock file left by a killed run is taken over (with a warning naming the old owner).
 
-A run dir may have come from someone else: it is refused when it holds a symbolic link (ganrun would otherwise
+A run dir may have come from someone else: it is refused when it holds a symbolic or hard link (ganrun would otherwise
 write through `.ganrun.lock`, `config.yaml` or `.hydra/*` links to files outside it), and a new run is refused on
 a dir that holds another run's checkpoints (it would prune them).
 """
@@ -145,10 +145,12 @@ def refuse_links(run_dir: Path) -> None:
         return
     for folder, dirs, files in os.walk(run_dir, followlinks=False):
         for name in (*dirs, *files):
-            if os.path.islink(os.path.join(folder, name)):
-                raise ConfigError(f"{os.path.join(folder, name)} is a symbolic link: a run dir is read and written "
+            info = os.lstat(os.path.join(folder, name))
+            if stat.S_ISLNK(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_nlink > 1):
+                what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "a hard link (another name of its file)"
+                raise ConfigError(f"{os.path.join(folder, name)} is {what}: a run dir is read and written "
                                   "as plain files only (a link could point ganrun at files outside the run). Replace "
-                                  "it with the file itself, or remove it.")
+                                  "it with a copy of the file, or remove it.")
 
 
 def claim_run_dir(run_dir: Path, run_id: str) -> None:

@@ -42,10 +42,13 @@ def restore(scheduler, saved: dict) -> None:
     The optimizer state saved beside it holds the lr of the schedule the checkpoint was trained on; a resume
     that stretched the schedule (a longer trainer.steps) would train its first step on that stale lr (0 at the
     end of a decay) before the scheduler's next step. A LambdaLR's factor is a pure function of the step, so the
-    current lr is recomputed from it, as LambdaLR.get_lr does."""
-    scheduler.load_state_dict(saved)
+    current lr is recomputed from it, as LambdaLR.get_lr does, from the config's lr (a resume_force=true change of
+    optimizer.*.lr takes effect)."""
+    own = scheduler.state_dict()
+    scheduler.load_state_dict({k: v for k, v in saved.items() if k in own})  # never other attributes from a file
     if not isinstance(scheduler, lr_scheduler.LambdaLR):
         return
+    scheduler.base_lrs = [group["initial_lr"] for group in scheduler.optimizer.param_groups]  # the config's lr
     lrs = [base * factor(scheduler.last_epoch) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
     for group, lr in zip(scheduler.optimizer.param_groups, lrs):
         group["lr"] = lr

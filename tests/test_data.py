@@ -29,7 +29,7 @@ def test_fashion_mnist_from_root_in_torchvision_layout(data_root):
 def test_fashion_mnist_from_debian_package_folder(tmp_path, monkeypatch):
     debian = write_mnist_like(tmp_path / "debian", n=32, gz=True)
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(debian))
-    dataset = sources.fashion_mnist(str(tmp_path / "root"), download=False)
+    dataset = sources.fashion_mnist(str(tmp_path / "root"), download=True)  # a copy into the root is a download
     assert len(dataset) == 32
     assert (tmp_path / "root" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
 
@@ -202,7 +202,7 @@ def test_a_first_copy_from_the_debian_folder_appears_whole_and_yields_to_a_concu
             write_mnist_like(raw, n=16)
 
     monkeypatch.setattr(sources, "extract_archive", extract_while_another_run_copies)
-    dataset = sources.fashion_mnist(str(tmp_path / "root"), download=False)
+    dataset = sources.fashion_mnist(str(tmp_path / "root"), download=True)
     assert seen == [False, False, True, True]
     assert len(dataset) == 16  # the copy that landed first is used, this one dropped
     assert sorted(p.name for p in raw.parent.iterdir()) == ["raw"]  # no staging folder left behind
@@ -215,7 +215,7 @@ def test_the_first_copy_is_readable_by_others_as_a_folder_made_by_makedirs(tmp_p
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(debian))
     old_umask = os.umask(0o022)
     try:
-        sources.fashion_mnist(str(tmp_path / "root"), download=False)
+        sources.fashion_mnist(str(tmp_path / "root"), download=True)
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE((tmp_path / "root" / "FashionMNIST" / "raw").stat().st_mode) == 0o755
@@ -237,7 +237,7 @@ def test_staging_folders_of_killed_copies_are_removed_by_the_next_copy(tmp_path,
         write_mnist_like(folder, n=4)
         if folder != just_now:
             os.utime(folder, (hour_ago, hour_ago))
-    assert len(sources.fashion_mnist(str(tmp_path / "root"), download=False)) == 32
+    assert len(sources.fashion_mnist(str(tmp_path / "root"), download=True)) == 32
     assert sorted(p.name for p in parent.iterdir()) == sorted(["raw", running.name, elsewhere.name, just_now.name])
 
 
@@ -255,5 +255,5 @@ def test_a_copy_that_cannot_be_written_names_the_folder_and_the_key_and_leaves_n
     monkeypatch.setattr(sources, "extract_archive", fails_midway)
     raw = tmp_path / "root" / "FashionMNIST" / "raw"
     with pytest.raises(StorageError, match=f"into {raw}: {os.strerror(error)}. Point dataset.source.root"):
-        sources.fashion_mnist(str(tmp_path / "root"), download=False)
+        sources.fashion_mnist(str(tmp_path / "root"), download=True)
     assert list(raw.parent.iterdir()) == []  # the partial copy is gone

@@ -29,7 +29,8 @@ DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
 def _mnist_family(cls, root, train, download, extra_dirs=()):
-    """torchvision's MNIST-style dataset from `root`, a folder of IDX(.gz) files, or the internet."""
+    """torchvision's MNIST-style dataset from `root`, or copied into it (with `download`) from a folder of IDX(.gz)
+    files or the internet."""
     root = os.path.abspath(os.path.expanduser(root))
     tried = [f"{cls.__name__} in torchvision layout under {root}"]
     raw_folder = os.path.join(root, cls.__name__, "raw")
@@ -40,7 +41,9 @@ def _mnist_family(cls, root, train, download, extra_dirs=()):
     for folder in extra_dirs:
         files = [os.path.basename(u) for u, _ in cls.resources]
         tried.append(f"IDX files {', '.join(files)} in {folder}")
-        if all(os.path.exists(os.path.join(folder, f)) for f in files):
+        if not download:  # a copy writes into the root like a download: a root a checkpoint names never is
+            tried[-1] += " (not copied into the root: dataset.source.download=false)"
+        elif all(os.path.exists(os.path.join(folder, f)) for f in files):
             log.info("Copying %s from %s into %s (first use; later runs read it from there)", cls.__name__, folder,
                      raw_folder)
             _copy_whole(folder, files, raw_folder)
