@@ -77,8 +77,8 @@ def test_a_resumed_stretched_schedule_restarts_from_the_new_schedules_lr():
     assert optimizer.param_groups[0]["lr"] == 0.0  # the end of the short schedule
     saved = scheduler.state_dict()
     stretched_optimizer = _optimizer()
-    stretched_optimizer.param_groups[0]["lr"] = 0.0  # as the saved optimizer state holds it
     stretched = warmup_then_decay(stretched_optimizer, "linear", total_steps=20, final_factor=0.0)
+    stretched_optimizer.param_groups[0]["lr"] = 0.0  # as the restored optimizer state holds it
     restore(stretched, saved)
     assert stretched_optimizer.param_groups[0]["lr"] == pytest.approx(2.0 * 0.5)  # step 10 of 20
     assert stretched.get_last_lr() == pytest.approx([1.0])
