@@ -48,12 +48,12 @@ def hydra_main(cfg: DictConfig):
     try:
         (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a job run again (resumed) starts with no failure
         if hydra_cfg.mode == RunMode.MULTIRUN and not cfg.resume and holds_a_run(run_dir):
-            finished = _finished(run_dir)
+            cfg.resume = str(run_dir)
+            finished = _finished(run_dir, cfg, list(hydra_cfg.overrides.task))
             if finished is not None:  # a sweep run again after a crash: its finished jobs are kept as they are
                 log.info("Sweep job %s finished before (metrics.json): skipped.", run_dir)
                 return finished
             log.info("Sweep job %s was started before: resuming it.", run_dir)
-            cfg.resume = str(run_dir)
         refuse_to_prune_newer_work(cfg.resume, run_dir)
         from ganrun import distributed  # torch: imported once Hydra has parsed the command line
 
@@ -73,14 +73,22 @@ def hydra_main(cfg: DictConfig):
         raise SystemExit(128 + exc.signum) from None
 
 
-def _finished(run_dir: Path) -> float | None:
-    """The final FID of a job dir whose run finished (it wrote metrics.json), else None (nan without an FID)."""
+def _finished(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> float | None:
+    """The final FID of a job dir whose run finished the steps `cfg` asks for (it wrote metrics.json at that
+    step), else None (nan without an FID). Keys the sweep's constant overrides change (not part of the job dir's
+    name) are refused as a resume refuses them: a finished job is never taken for another experiment's."""
     import json
+
+    from ganrun import checkpoint, resume
 
     try:
         summary = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
+    state, found = checkpoint.load_newest(str(run_dir))
+    steps = resume.resumed_config(state["config"], cfg, overrides, str(found))[0].trainer.steps
+    if not isinstance(summary, dict) or summary.get("step") != state["step"] or state["step"] < steps:
+        return None  # stopped before its end, or the sweep now asks for more steps: resumed
     fid = ((summary.get("final") or {}).get("metrics") or {}).get("FID") if isinstance(summary, dict) else None
     return float(fid) if isinstance(fid, (int, float)) else float("nan")
 
