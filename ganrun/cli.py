@@ -133,9 +133,12 @@ def quote_resume_path(argv: list[str]) -> list[str]:
 def check_run_dir(argv: list[str]) -> None:
     """A single run aimed at an existing run dir (`resume=RUN_DIR`, or `hydra.run.dir=`) is checked before Hydra
     writes its .hydra/ files there: no symbolic links, no live run writing it, and a new run never takes over
-    another run's dir."""
-    if any(a in ("-m", "--multirun") for a in argv):
-        return  # sweep jobs get their own dirs under the sweep dir
+    another run's dir. A sweep's existing `hydra.sweep.dir` (a crashed sweep run again) holds no links either."""
+    if any(a in ("-m", "--multirun") for a in argv):  # sweep jobs get their own dirs under the sweep dir, which
+        sweep_dir = _override_value(argv, "hydra.sweep.dir")  # Hydra writes (multirun.yaml, jobs' .hydra/) first
+        if sweep_dir is not None and "${" not in sweep_dir:
+            refuse_links(Path(sweep_dir))
+        return
     resume = _resume_value(argv)
     explicit = _override_value(argv, "hydra.run.dir")
     run_dir = Path(explicit) if explicit is not None and "${" not in explicit else None

@@ -102,3 +102,21 @@ def test_rerunning_a_sweep_with_more_steps_continues_its_finished_jobs(tmp_path,
     proc = run_ganrun([*args, "trainer.steps=3"], data_root, cwd=tmp_path)
     assert "skipped" not in proc.stdout + proc.stderr
     assert sorted(p.name for p in sweep.glob("*/checkpoints/step_00000003.pt")) == ["step_00000003.pt"] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["multirun.yaml", "0_seed=0/.hydra/config.yaml"])
+def test_a_sweep_dir_holding_a_link_is_refused_before_hydra_writes_through_it(tmp_path, data_root, name):
+    """Rerunning a (received) crashed sweep needs its hydra.sweep.dir: Hydra writes multirun.yaml and each job's
+    .hydra/ files there before ganrun sees the job, so a link in it overwrote a file outside the sweep."""
+    from helpers import TINY, run_ganrun
+
+    outside = tmp_path / "bashrc"
+    outside.write_text("mine\n")
+    sweep = tmp_path / "sweep"
+    (sweep / name).parent.mkdir(parents=True, exist_ok=True)
+    (sweep / name).symlink_to(outside)
+    proc = run_ganrun(["-m", *TINY, "trainer.steps=1", "seed=0,1", f"hydra.sweep.dir={sweep}"], data_root,
+                      cwd=tmp_path, check=False)
+    assert outside.read_text() == "mine\n"
+    assert proc.returncode == 1 and "is a symbolic link" in proc.stderr and "Traceback" not in proc.stderr
