@@ -120,3 +120,30 @@ def test_a_sweep_dir_holding_a_link_is_refused_before_hydra_writes_through_it(tm
                       cwd=tmp_path, check=False)
     assert outside.read_text() == "mine\n"
     assert proc.returncode == 1 and "is a symbolic link" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", [".ganrun.lock", "metrics.json"])
+def test_a_fifo_in_a_run_dir_is_refused_instead_of_hanging(tmp_path, name):
+    """A received folder may hold a named pipe: opening `.ganrun.lock` (or reading a job's metrics.json on a sweep
+    rerun) blocked for ever, waiting for a writer."""
+    import threading
+
+    from ganrun.rundir import refuse_if_in_use
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    os.mkfifo(run_dir / name)
+    outcome = []
+
+    def check():
+        try:
+            refuse_links(run_dir)
+            refuse_if_in_use(run_dir)
+            outcome.append("accepted")
+        except ConfigError as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=check, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert outcome and str(run_dir / name) in outcome[0]
