@@ -147,3 +147,15 @@ def test_a_fifo_in_a_run_dir_is_refused_instead_of_hanging(tmp_path, name):
     thread.start()
     thread.join(timeout=10)
     assert outcome and str(run_dir / name) in outcome[0]
+
+
+def test_diagnose_on_a_config_naming_a_shipped_non_loss_class_is_one_line(tmp_path, capsys):
+    """ganrun.regularizers.GradientPenalty is allowed in the loss group (loss=wgan_gp places it there) but has no
+    score_kind: a crafted config.yaml made ganrun-diagnose end in an AttributeError traceback."""
+    from ganrun import diagnostics
+
+    (tmp_path / "config.yaml").write_text("loss: {_target_: ganrun.regularizers.GradientPenalty}\n")
+    try:
+        diagnostics.main([str(tmp_path)])
+    except SystemExit as exc:
+        assert exc.code == 1 and "config.yaml" in capsys.readouterr().err
