@@ -159,3 +159,40 @@ def test_diagnose_on_a_config_naming_a_shipped_non_loss_class_is_one_line(tmp_pa
         diagnostics.main([str(tmp_path)])
     except SystemExit as exc:
         assert exc.code == 1 and "config.yaml" in capsys.readouterr().err
+
+
+def _loose_checkpoint(folder, monkeypatch):
+    """A checkpoint file as people send one: alone in a folder of other things (no run dir around it)."""
+    monkeypatch.setenv("GANRUN_CACHE", str(folder.parent / "cache"))
+    monkeypatch.setattr("ganrun.validate.validate", lambda cfg: None)
+    monkeypatch.setattr("ganrun.config.build", lambda node: torch.nn.Module())
+    monkeypatch.setattr(torch.nn.Module, "load_state_dict", lambda self, state: None)
+    config = {"model": {"generator": {"_target_": "ganrun.models.dcgan.Generator", "z_dim": 8}}, "dataset": {}}
+    path = folder / "sent.pt"
+    checkpoint.save_atomic({"format": checkpoint.CHECKPOINT_FORMAT, "run_id": "sender", "step": 1, "config": config,
+                            "generator": {}}, path)
+    return path
+
+
+def test_a_loose_checkpoint_file_is_not_refused_for_links_elsewhere_in_its_folder(tmp_path, monkeypatch):
+    """`ganrun-eval ~/Downloads/best.pt` walked the whole of ~/Downloads (or ~) and refused it for any link in
+    any subfolder, which has nothing to do with the run."""
+    from ganrun.outputs import load_generator
+
+    downloads = tmp_path / "downloads"
+    (downloads / "other project").mkdir(parents=True)
+    (downloads / "other project" / "data").symlink_to(tmp_path)
+    path = _loose_checkpoint(downloads, monkeypatch)
+    assert load_generator(str(path))[3] == path
+
+
+def test_a_result_file_is_never_written_through_a_link(tmp_path):
+    """The result file of a loose checkpoint goes beside it: a link shipped there under that name (or --out naming
+    a link) would make the result overwrite another file."""
+    from ganrun.outputs import output_file
+
+    outside = tmp_path / "bashrc"
+    outside.write_text("mine\n")
+    (tmp_path / "eval_step_00000001.json").symlink_to(outside)
+    with pytest.raises(ConfigError, match="link"):
+        output_file(tmp_path / "eval_step_00000001.json", "the result file")
