@@ -196,3 +196,21 @@ def test_a_result_file_is_never_written_through_a_link(tmp_path):
     (tmp_path / "eval_step_00000001.json").symlink_to(outside)
     with pytest.raises(ConfigError, match="link"):
         output_file(tmp_path / "eval_step_00000001.json", "the result file")
+
+
+@pytest.mark.parametrize("edit", [{"dataset": "x"}, {"dataset": None}, {"metrics": [1]},
+                                  {"dataset": {"name": "mnist", "source": "x"}}])
+def test_a_saved_section_that_is_not_a_mapping_is_one_line_naming_it(edit):
+    """`ganrun resume=` on a checkpoint whose saved dataset (or metrics) is a string, a list or null ended in an
+    AttributeError traceback (`merged["dataset"].get`, `setdefault`) before the schema check."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    import ganrun.resolvers  # noqa: F401
+    from ganrun.resume import resumed_config
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["resume=/nowhere"])
+    saved = {**OmegaConf.to_container(cfg, resolve=True), **edit}
+    with pytest.raises(ConfigError, match="ck.pt.*(dataset|metrics)"):
+        resumed_config(saved, cfg, ["resume=/nowhere"], "ck.pt")
