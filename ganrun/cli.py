@@ -85,11 +85,14 @@ def _finished(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> float | N
         summary = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    state, found = checkpoint.load_newest(str(run_dir))
-    steps = resume.resumed_config(state["config"], cfg, overrides, str(found))[0].trainer.steps
-    if not isinstance(summary, dict) or summary.get("step") != state["step"] or state["step"] < steps:
-        return None  # stopped before its end, or the sweep now asks for more steps: resumed
-    fid = ((summary.get("final") or {}).get("metrics") or {}).get("FID") if isinstance(summary, dict) else None
+    if not isinstance(summary, dict):
+        return None
+    if checkpoint.step_checkpoints(run_dir):  # none left (deleted to save space): kept as it is
+        state, found = checkpoint.load_newest(str(run_dir))
+        steps = resume.resumed_config(state["config"], cfg, overrides, str(found))[0].trainer.steps
+        if summary.get("step") != state["step"] or state["step"] < steps:
+            return None  # stopped before its end, or the sweep now asks for more steps: resumed
+    fid = ((summary.get("final") or {}).get("metrics") or {}).get("FID")
     return float(fid) if isinstance(fid, (int, float)) else float("nan")
 
 
