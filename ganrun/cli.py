@@ -48,12 +48,12 @@ def hydra_main(cfg: DictConfig):
     try:
         (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a job run again (resumed) starts with no failure
         if hydra_cfg.mode == RunMode.MULTIRUN and not cfg.resume and holds_a_run(run_dir):
-            finished = _finished(run_dir)
+            cfg.resume = str(run_dir)
+            finished = _finished(run_dir, cfg, list(hydra_cfg.overrides.task))
             if finished is not None:  # a sweep run again after a crash: its finished jobs are kept as they are
                 log.info("Sweep job %s finished before (metrics.json): skipped.", run_dir)
                 return finished
             log.info("Sweep job %s was started before: resuming it.", run_dir)
-            cfg.resume = str(run_dir)
         refuse_to_prune_newer_work(cfg.resume, run_dir)
         from ganrun import distributed  # torch: imported once Hydra has parsed the command line
 
@@ -73,15 +73,26 @@ def hydra_main(cfg: DictConfig):
         raise SystemExit(128 + exc.signum) from None
 
 
-def _finished(run_dir: Path) -> float | None:
-    """The final FID of a job dir whose run finished (it wrote metrics.json), else None (nan without an FID)."""
+def _finished(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> float | None:
+    """The final FID of a job dir whose run finished the steps `cfg` asks for (it wrote metrics.json at that
+    step), else None (nan without an FID). Keys the sweep's constant overrides change (not part of the job dir's
+    name) are refused as a resume refuses them: a finished job is never taken for another experiment's."""
     import json
+
+    from ganrun import checkpoint, resume
 
     try:
         summary = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    fid = ((summary.get("final") or {}).get("metrics") or {}).get("FID") if isinstance(summary, dict) else None
+    if not isinstance(summary, dict):
+        return None
+    if checkpoint.step_checkpoints(run_dir):  # none left (deleted to save space): kept as it is
+        state, found = checkpoint.load_newest(str(run_dir))
+        steps = resume.resumed_config(state["config"], cfg, overrides, str(found))[0].trainer.steps
+        if summary.get("step") != state["step"] or state["step"] < steps:
+            return None  # stopped before its end, or the sweep now asks for more steps: resumed
+    fid = ((summary.get("final") or {}).get("metrics") or {}).get("FID")
     return float(fid) if isinstance(fid, (int, float)) else float("nan")
 
 
@@ -125,9 +136,12 @@ def quote_resume_path(argv: list[str]) -> list[str]:
 def check_run_dir(argv: list[str]) -> None:
     """A single run aimed at an existing run dir (`resume=RUN_DIR`, or `hydra.run.dir=`) is checked before Hydra
     writes its .hydra/ files there: no symbolic links, no live run writing it, and a new run never takes over
-    another run's dir."""
-    if any(a in ("-m", "--multirun") for a in argv):
-        return  # sweep jobs get their own dirs under the sweep dir
+    another run's dir. A sweep's existing `hydra.sweep.dir` (a crashed sweep run again) holds no links either."""
+    if any(a in ("-m", "--multirun") for a in argv):  # sweep jobs get their own dirs under the sweep dir, which
+        sweep_dir = _override_value(argv, "hydra.sweep.dir")  # Hydra writes (multirun.yaml, jobs' .hydra/) first
+        if sweep_dir is not None and "${" not in sweep_dir:
+            refuse_links(Path(sweep_dir))
+        return
     resume = _resume_value(argv)
     explicit = _override_value(argv, "hydra.run.dir")
     run_dir = Path(explicit) if explicit is not None and "${" not in explicit else None

@@ -61,12 +61,13 @@ class Thresholds:
 
 def score_kind_from_target(target: str) -> str:
     """`score_kind` of a loss config's `_target_` read back from a run dir: only a shipped loss class is imported
-    (a run dir is data); any other reads as "critic" (no fixed scale)."""
+    (a run dir is data); any other, or one without a score kind (a penalty the loss group holds), reads as
+    "critic" (no fixed scale)."""
     from hydra.utils import get_class
 
     from ganrun.trust import allowed_target
 
-    return get_class(target).score_kind if allowed_target("loss", target) else "critic"
+    return getattr(get_class(target), "score_kind", "critic") if allowed_target("loss", target) else "critic"
 
 
 def remedies(kind: str, values: dict, loss_kind: str, loss_name: str | None = None, labelled: bool = False

@@ -21,9 +21,12 @@ def run_dir_of(path) -> Path:
 
 
 def output_file(path, what: str) -> Path:
-    """`path` ready to be written as a file: its folder made; a folder in its place, or a folder that cannot be
-    made or written, is a ConfigError naming `what` (the option) and the path."""
+    """`path` ready to be written as a file: its folder made; a link or a folder in its place, or a folder that
+    cannot be made or written, is a ConfigError naming `what` (the option) and the path."""
     path = Path(path).expanduser()
+    if path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1):
+        raise ConfigError(f"{what} {path} is a link: a result is never written through one (it would overwrite "
+                          "another file). Remove it, or give another name.")
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder: give a file name.")
     _make_folder(path.parent, what, path)
@@ -67,7 +70,8 @@ def load_generator(path: str, device="cpu", ema: bool = False):
     from ganrun.validate import validate
 
     state, found = load_newest(path, "checkpoint ")
-    refuse_links(run_dir_of(found))
+    if found.parent.name == CHECKPOINT_DIR:  # a run dir; a loose file's folder is not walked (it may be ~)
+        refuse_links(run_dir_of(found))
     check_saved_config(state["config"], str(found))
     cfg = typed(state["config"], str(found))
     if "download" in cfg.dataset.get("source", {}):

@@ -41,14 +41,15 @@ class RunDirLocked(ConfigError):
 def _open_lock_file(path: Path, flags: int) -> int:
     """The lock file's descriptor, never through a link; odd lock files are one clear ConfigError."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)  # a FIFO never blocks
     except OSError as exc:
         if exc.errno not in (errno.ELOOP, errno.EISDIR):
             raise ConfigError(f"cannot open the lock file {path}: {exc.strerror or exc}.") from None
         fd = None
     if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
         return fd
-    what = "a folder" if os.path.isdir(path) and not os.path.islink(path) else "a symbolic link"
+    what = ("a folder" if os.path.isdir(path) and not os.path.islink(path) else
+            "a symbolic link" if os.path.islink(path) else "not a plain file")
     if fd is not None:
         os.close(fd)
     raise ConfigError(f"the lock file {path} is {what}, not a file ganrun wrote: remove it if no run is using the "
@@ -138,16 +139,18 @@ def _describe(owner: dict | None) -> str:
 
 
 def refuse_links(run_dir: Path) -> None:
-    """A run dir holding a symbolic link anywhere is refused, naming the link: ganrun reads and writes run dirs
-    it may have received from someone else, and never follows a link out of one."""
+    """A run dir holding a symbolic or hard link (or a named pipe, a socket) anywhere is refused, naming it: ganrun
+    reads and writes run dirs it may have received from someone else, and never follows a link out of one."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return
     for folder, dirs, files in os.walk(run_dir, followlinks=False):
         for name in (*dirs, *files):
             info = os.lstat(os.path.join(folder, name))
-            if stat.S_ISLNK(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_nlink > 1):
-                what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "a hard link (another name of its file)"
+            if not stat.S_ISDIR(info.st_mode) and not (stat.S_ISREG(info.st_mode) and info.st_nlink == 1):
+                what = ("a symbolic link" if stat.S_ISLNK(info.st_mode) else
+                        "a hard link (another name of its file)" if stat.S_ISREG(info.st_mode) else
+                        "not a plain file (a named pipe would block the reader)")
                 raise ConfigError(f"{os.path.join(folder, name)} is {what}: a run dir is read and written "
                                   "as plain files only (a link could point ganrun at files outside the run). Replace "
                                   "it with a copy of the file, or remove it.")

@@ -23,6 +23,7 @@ from ganrun.errors import ConfigError
 
 TRUSTED_TARGETS_ENV = "GANRUN_TRUSTED_TARGETS"
 PLAIN_SCALARS = (str, int, float, bool, type(None))
+MAPPINGS = ("dataset", "model", "optimizer", "trainer", "metrics", "ema")  # sections read before the schema check
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,6 +92,12 @@ def check_saved_config(config, source: str) -> None:
                               "interpolations (${...}) from a file are never resolved.")
 
     walk(config, "")
+    sections = {name: config.get(name, {}) for name in MAPPINGS}
+    sections["dataset.source"] = sections["dataset"].get("source", {}) if isinstance(sections["dataset"], dict) else {}
+    for name, node in sections.items():
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: refusing the saved {name}: {type(node).__name__}, where ganrun saves a "
+                              "mapping.")
 
 
 _UNSAFE_CHARS = re.compile(r"[^\w.,=+@%:\-\[\]{}()' ]")
