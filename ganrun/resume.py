@@ -159,12 +159,13 @@ def typed(config: dict, source: str) -> DictConfig:
 
 
 def refuse_changed_data(saved: str | None, current: str, resume: str, force: bool) -> None:
-    """The same data must come back on resume: another content (files edited, added, removed) is refused unless
-    forced."""
-    if not saved or not current or saved == current:
+    """The same data must come back on resume: another content (files edited, added, removed), or a checkpoint
+    that cannot show its data (no fingerprint), is refused unless forced."""
+    if saved == current:
         return
     message = (f"resume={resume}: the training data changed since the checkpoint (content fingerprint {saved} -> "
-               f"{current}).")
+               f"{current})." if saved else f"resume={resume}: the checkpoint holds no fingerprint of its training "
+               "data, so nothing shows the data is the same.")
     if not force:
         raise ConfigError(message + " Restore the data, or add resume_force=true to continue on the new data.")
     log.warning("%s Continuing on the new data (resume_force=true).", message)

@@ -286,3 +286,17 @@ def test_diagnose_on_a_malformed_config_is_one_line_naming_the_file(tmp_path, ca
         diagnostics.main([str(tmp_path)])
     assert exit_info.value.code == 1
     assert f"{tmp_path / 'config.yaml'} is not a ganrun config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fingerprint", ["", None])
+def test_a_checkpoint_without_a_data_fingerprint_resumes_only_when_forced(tmp_path, data_root, fingerprint):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, steps=1, run_dir=run_dir)
+    path = checkpoint.checkpoint_path(run_dir, 1)
+    state = checkpoint.load(path)
+    state["data_fingerprint"] = fingerprint
+    torch.save(state, path)
+    with pytest.raises(ConfigError, match="holds no fingerprint of its training data"):
+        train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=2, run_dir=run_dir)
+    assert train_in_process(tmp_path, data_root, f"resume={run_dir}", "resume_force=true", steps=2,
+                            run_dir=run_dir).step == 2
