@@ -52,6 +52,12 @@ def test_without_warmup_the_first_step_trains_at_the_full_rate():
     assert factor(T, "linear", warmup=0, final=0.0) == 0.0
 
 
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_a_decay_of_one_step_ends_at_its_final_value_after_that_step(decay):
+    assert factor(W, decay, total=W + 1, final=0.25) == 1.0
+    assert factor(W + 1, decay, total=W + 1, final=0.25) == pytest.approx(0.25)
+
+
 def _optimizer(lr=2.0):
     return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
 
