@@ -2,6 +2,8 @@
 precision/recall) to 1e-6 relative, the protocol strings against what was computed, and the real-statistics
 cache key against every input that changes the cached content."""
 
+import warnings
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -121,3 +123,15 @@ def test_cache_key_changes_with_everything_that_changes_the_cached_content(monke
 
     monkeypatch.setattr(torchmetrics, "__version__", "0.0.1")
     assert real_statistics_key(**base) != key
+
+
+def test_fid_warns_when_and_only_when_it_is_not_finite():
+    g = torch.Generator().manual_seed(0)
+    mu, sigma = scores.feature_statistics(torch.randn(64, 4, generator=g))
+    other_mu, other_sigma = scores.feature_statistics(torch.randn(64, 4, generator=g) + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a finite FID says nothing
+        assert scores.frechet_distance(mu, sigma, other_mu, other_sigma) > 0
+    for bad in (float("nan"), float("inf")):
+        with pytest.warns(UserWarning, match="FID is not finite"):
+            scores.frechet_distance(mu, sigma, other_mu + bad, other_sigma)
