@@ -83,7 +83,7 @@ def _term(node, critic=None, d_step=0):
     reg = build(node)
     torch.manual_seed(0)  # GP, DRAGAN and bCR draw their points
     out = reg.d_term(_ctx(critic or _linear_critic(), d_step))
-    return None if out is None else float(out)
+    return None if out is None else float(out.detach())
 
 
 def reg_path(choice, key):
