@@ -8,6 +8,7 @@ tree is never touched). Mutants that only change a string literal (messages, log
 
     pip install --no-deps mutmut==2.5.1 glob2 pony junit-xml toml   # mutmut 2's generator only
     python benchmarks/generated_mutants.py [--until HH:MM] [--out results.jsonl] [module ...]
+    python benchmarks/generated_mutants.py --summary results.jsonl [more.jsonl ...]   # the kill table
 """
 
 from __future__ import annotations
@@ -79,12 +80,30 @@ def run_tests(repo: Path, tests: list[str]) -> int:
     return -1  # timed out: counted as killed (an endless loop is caught)
 
 
+def summary(paths: list[str]) -> None:
+    """Per module: mutants run, killed, survived, kill rate (string-only mutants apart)."""
+    rows: dict[str, dict[str, int]] = {}
+    for path in paths:
+        for record in map(json.loads, open(path)):
+            counts = rows.setdefault(record["module"], {"killed": 0, "survived": 0, "string": 0})
+            counts[record["status"]] += 1
+    print("| module | mutants run | killed | survived | kill rate | string-only (not run) |\n|---|---|---|---|---|---|")
+    for module, c in rows.items():
+        run = c["killed"] + c["survived"]
+        print(f"| {module} | {run} | {c['killed']} | {c['survived']} | {100 * c['killed'] / max(run, 1):.0f}% | "
+              f"{c['string']} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("modules", nargs="*")
     parser.add_argument("--until", help="stop starting mutants after this UTC time (HH:MM)")
     parser.add_argument("--out", default="generated_mutants.jsonl")
+    parser.add_argument("--summary", nargs="+", metavar="JSONL")
     args = parser.parse_args()
+    if args.summary:
+        summary(args.summary)
+        return 0
     sys.dont_write_bytecode = True
     import hydra  # noqa: F401  (imported once, before the forks)
     import omegaconf  # noqa: F401

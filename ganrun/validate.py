@@ -31,10 +31,13 @@ def validate(cfg: DictConfig | dict) -> None:
         plain = cfg
     plain = {k: v for k, v in plain.items() if k != "hydra"}  # present with compose(return_hydra_config=True)
     check_node(plain, ExperimentSchema, "")
-    _final_samples(plain["metrics"])
-    _precision_recall_neighbours(plain["metrics"])
+    metrics = plain.get("metrics") or {}  # a checkpoint's saved config may predate a key: its rules then skip
+    if all(k in metrics for k in ("every", "final_num_samples", "num_samples", "pr_samples", "num_real_kept",
+                                  "num_real", "pr_k")):
+        _final_samples(metrics)
+        _precision_recall_neighbours(metrics)
     _warmup_within_the_run(plain.get("scheduler"))
-    _toy_layout(plain["dataset"].get("source"))
+    _toy_layout((plain.get("dataset") or {}).get("source"))
 
 
 # ---- every field by its schema
@@ -162,7 +165,7 @@ def _warmup_within_the_run(scheduler) -> None:
 
 
 def _toy_layout(source) -> None:
-    if isinstance(source, dict) and source.get("layout") == "grid" and math.isqrt(source["num_modes"]) ** 2 != \
-            source["num_modes"]:
+    if isinstance(source, dict) and source.get("layout") == "grid" and isinstance(source.get("num_modes"), int) \
+            and math.isqrt(source["num_modes"]) ** 2 != source["num_modes"]:
         raise ConfigError(f"dataset.source.num_modes={source['num_modes']} must be a square number with "
                           "dataset.source.layout=grid.")

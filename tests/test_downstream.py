@@ -208,7 +208,8 @@ def test_an_impossible_downstream_config_is_refused_before_training(tmp_path, da
     with pytest.raises(ConfigError, match="ratio"):
         train_in_process(tmp_path, data_root, "model.conditioning=acgan", "metrics.downstream.enabled=true",
                          "metrics.downstream.ratio=-1", steps=1)
-    for generator, why in (("ema", "needs an EMA of G: add ema.enabled=true"), ("best", "is not one of raw | ema")):
+    for generator, why in (("ema", "needs an EMA of G: add ema.enabled=true"),
+                           ("best", r"metrics.downstream.generator='best' is not one of raw \| ema")):
         with pytest.raises(ConfigError, match=why):
             train_in_process(tmp_path, data_root, "model.conditioning=acgan", "metrics.downstream.enabled=true",
                              f"metrics.downstream.generator={generator}", "ema.enabled=false", steps=1)

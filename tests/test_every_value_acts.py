@@ -83,7 +83,7 @@ def _term(node, critic=None, d_step=0):
     reg = build(node)
     torch.manual_seed(0)  # GP, DRAGAN and bCR draw their points
     out = reg.d_term(_ctx(critic or _linear_critic(), d_step))
-    return None if out is None else float(out)
+    return None if out is None else float(out.detach())
 
 
 def reg_path(choice, key):
@@ -383,8 +383,11 @@ def image_dataset(choice, key, tmp_path, data_root):
         padded = decode_all(_info(cfg(**{key: "pad"}))[0], 32, 1, 0)[0]
         resized = decode_all(_info(cfg(**{key: "resize"}))[0], 32, 1, 0)[0]
         assert padded[:, :, :2].abs().sum() == 0 and resized[:, :, :2].abs().sum() > 0  # a zero border: pad
-    elif key == "dataset.num_classes":
-        assert _info(cfg(**{key: 7}))[1].num_classes == 7
+    elif key == "dataset.num_classes":  # the classes a conditional model takes; the labels (0..9) must fit
+        conditional = cfg(**{key: 12, "model.conditioning": "concat"})
+        assert _info(conditional)[1].num_classes == 12 and build(conditional.model.generator).num_classes == 12
+        with pytest.raises(ConfigError, match=r"outside 0..6 \(dataset.num_classes=7\)"):
+            _info(cfg(**{key: 7}))
     elif key == "dataset.in_memory":
         source = _info(cfg())[0]
         for value in (True, False):

@@ -1,11 +1,12 @@
 """Images are read as they are meant to be seen: EXIF orientation applied, high-bit-depth and float images scaled by
-their range (or refused, naming the file), a folder mixing grayscale and colour converted to its majority mode."""
+their range (or refused, naming the file), a folder mixing grayscale and colour converted to its majority mode; labels
+that do not fit the images or dataset.num_classes are refused before training."""
 
 import logging
 
 import numpy as np
 import pytest
-from helpers import write_png
+from helpers import idx_bytes, write_mnist_like, write_png
 from hydra import compose, initialize_config_module
 from PIL import Image
 
@@ -99,3 +100,23 @@ def test_a_folder_of_one_mode_gives_no_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="ganrun"):
         load_dataset(cfg)
     assert cfg.channels == 3 and "mixes" not in caplog.text
+
+
+def _fashion(data_root, *overrides):
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        return compose("config", overrides=["dataset=fashion_mnist", f"dataset.source.root={data_root}",
+                                            *overrides]).dataset
+
+
+def test_labels_outside_num_classes_are_refused_naming_the_key(tmp_path):
+    root = write_mnist_like(tmp_path / "data" / "FashionMNIST" / "raw").parent.parent  # labels 0..9
+    load_dataset(_fashion(root))
+    with pytest.raises(ConfigError, match=r"labels 0..9, outside 0..4 \(dataset.num_classes=5\)"):
+        load_dataset(_fashion(root, "dataset.num_classes=5"))
+
+
+def test_a_labels_file_shorter_than_the_images_is_refused(tmp_path):
+    raw = write_mnist_like(tmp_path / "data" / "FashionMNIST" / "raw", n=32)
+    (raw / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(20) % 10))
+    with pytest.raises(ConfigError, match="20 labels for 32 images"):
+        load_dataset(_fashion(tmp_path / "data"))

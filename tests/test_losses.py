@@ -116,3 +116,31 @@ def test_label_flipping_swaps_that_fraction_of_targets():
     flipped_fake = torch.isclose(fake_targets, torch.tensor(0.9))
     assert (fake_targets[~flipped_fake] == 0.0).all()
     assert flipped_fake.float().mean().item() == pytest.approx(0.2, abs=0.005)
+
+
+def bce(logit, target):  # binary cross-entropy of a logit against a (soft) target
+    p = 1 / (1 + math.exp(-logit))
+    return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+@pytest.mark.parametrize("real_label,fake_label,flip_prob", [(1.0, 1.0, 0.0), (1.0, 0.0, 1.0), (0.9, 0.1, 0.0),
+                                                             (0.9, 0.0, 1.0)])
+def test_d_loss_is_the_cross_entropy_against_its_targets(real_label, fake_label, flip_prob):
+    """flip_prob=1 swaps every target (real_label <-> fake_label); the closed form, not the shortcut for 1/0/0."""
+    loss = losses.NonSaturating(real_label=real_label, fake_label=fake_label, flip_prob=flip_prob)
+    real_target, fake_target = (fake_label, real_label) if flip_prob == 1.0 else (real_label, fake_label)
+    expected = mean([bce(r, real_target) for r in REAL.tolist()]) + mean([bce(f, fake_target) for f in FAKE.tolist()])
+    assert loss.d_loss(REAL, FAKE).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_without_flipping_no_random_numbers_are_drawn():
+    """flip_prob=0 leaves the RNG where it was: smoothing alone does not shift the run's later draws."""
+    state = torch.get_rng_state()
+    losses.NonSaturating(real_label=0.9, flip_prob=0.0).d_loss(REAL, FAKE)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_loss_carries_the_regularizers_it_is_given():
+    clip = object()
+    assert losses.Wasserstein(regularizers={"clip": clip}).regularizers == {"clip": clip}
+    assert losses.Hinge().regularizers == {} and losses.NonSaturating(regularizers=None).regularizers == {}

@@ -2,6 +2,8 @@
 precision/recall) to 1e-6 relative, the protocol strings against what was computed, and the real-statistics
 cache key against every input that changes the cached content."""
 
+import warnings
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -137,3 +139,15 @@ def test_fid_and_chunked_statistics_match_torch_fidelity():
     fid = scores.frechet_distance(*ours[0], *ours[1])
     assert fid == pytest.approx(fid_statistics_to_metric(*reference, verbose=False)["frechet_inception_distance"],
                                 rel=REL)
+
+
+def test_fid_warns_when_and_only_when_it_is_not_finite():
+    g = torch.Generator().manual_seed(0)
+    mu, sigma = scores.feature_statistics(torch.randn(64, 4, generator=g))
+    other_mu, other_sigma = scores.feature_statistics(torch.randn(64, 4, generator=g) + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a finite FID says nothing
+        assert scores.frechet_distance(mu, sigma, other_mu, other_sigma) > 0
+    for bad in (float("nan"), float("inf")):
+        with pytest.warns(UserWarning, match="FID is not finite"):
+            scores.frechet_distance(mu, sigma, other_mu + bad, other_sigma)

@@ -52,6 +52,12 @@ def test_without_warmup_the_first_step_trains_at_the_full_rate():
     assert factor(T, "linear", warmup=0, final=0.0) == 0.0
 
 
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_a_decay_of_one_step_ends_at_its_final_value_after_that_step(decay):
+    assert factor(W, decay, total=W + 1, final=0.25) == 1.0
+    assert factor(W + 1, decay, total=W + 1, final=0.25) == pytest.approx(0.25)
+
+
 def _optimizer(lr=2.0):
     return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
 
@@ -82,3 +88,10 @@ def test_a_resumed_stretched_schedule_restarts_from_the_new_schedules_lr():
     restore(stretched, saved)
     assert stretched_optimizer.param_groups[0]["lr"] == pytest.approx(2.0 * 0.5)  # step 10 of 20
     assert stretched.get_last_lr() == pytest.approx([1.0])
+
+
+def test_warmup_starts_at_one_percent_of_the_lr_by_default():
+    """warmup_start_factor is not in the YAML: its default, 0.01, is the documented ramp start."""
+    optimizer = _optimizer()
+    warmup_then_decay(optimizer, "linear", warmup_steps=W, total_steps=T)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2.0 * 0.01)

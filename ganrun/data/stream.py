@@ -256,6 +256,24 @@ def majority_channels(source, first: int) -> int:
     return channels
 
 
+def check_labels(cfg, source) -> None:
+    """One label per image, each in 0..dataset.num_classes-1: else a conditional model's first step crashes inside
+    its class embedding, or the stream reads past the end of a short labels file."""
+    inner = getattr(source, "source", source)  # PaddedSource wraps the source
+    targets, data = getattr(inner, "targets", None), getattr(inner, "data", None)
+    if targets is None or len(targets) == 0:
+        return
+    where = getattr(inner, "raw_folder", None) or getattr(inner, "root", cfg.name)
+    if data is not None and len(targets) != len(data):
+        raise ConfigError(f"dataset {cfg.name} ({where}): {len(targets)} labels for {len(data)} images; the labels "
+                          "file does not match the images file.")
+    labels = torch.as_tensor(targets)
+    low, high, classes = int(labels.min()), int(labels.max()), cfg.get("num_classes")
+    if low < 0 or (classes and high >= classes):
+        raise ConfigError(f"dataset {cfg.name} ({where}) has labels {low}..{high}, outside 0..{(classes or 0) - 1} "
+                          f"(dataset.num_classes={classes}): fix dataset.num_classes or the labels file.")
+
+
 def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
     """Instantiate the configured source after the config fix-ups (which edit `cfg` in place), and describe it."""
     resolve_root(cfg)
@@ -263,6 +281,7 @@ def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
     if len(source) == 0:
         raise ConfigError(f"dataset {cfg.name} is empty.")
     fill_num_classes(cfg, source)
+    check_labels(cfg, source)
     fill_image_shape(cfg, source)
     log.info("Dataset %s read from %s", cfg.name, getattr(source, "root", "?"))
     return source, dataset_info(cfg, len(source), fingerprint(source, cfg))
