@@ -137,6 +137,9 @@ def check_run_dir(argv: list[str]) -> None:
     """A single run aimed at an existing run dir (`resume=RUN_DIR`, or `hydra.run.dir=`) is checked before Hydra
     writes its .hydra/ files there: no symbolic links, no live run writing it, and a new run never takes over
     another run's dir. A sweep's existing `hydra.sweep.dir` (a crashed sweep run again) holds no links either."""
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        if any(a.split("=", 1)[0].lstrip("+") == key for a in argv) and not _override_value(argv, key):
+            raise ConfigError(f"{key} is empty: give a dir (an empty one would mean the current directory).")
     if any(a in ("-m", "--multirun") for a in argv):  # sweep jobs get their own dirs under the sweep dir, which
         sweep_dir = _override_value(argv, "hydra.sweep.dir")  # Hydra writes (multirun.yaml, jobs' .hydra/) first
         if sweep_dir is not None and "${" not in sweep_dir:

@@ -21,7 +21,7 @@ from ganrun.config import build, build_optimizer, reuse_fakes
 from ganrun.data import DatasetInfo, make_stream
 from ganrun.diagnostics import TrainingDiagnostics
 from ganrun.ema import GeneratorEMA
-from ganrun.errors import StorageError, TrainingDivergedError
+from ganrun.errors import ConfigError, StorageError, TrainingDivergedError
 from ganrun.models import check_shapes
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
@@ -88,8 +88,13 @@ class RunState:
         }
 
     def load_state_dict(self, state: dict, rank: int = 0) -> None:
-        self.G.load_state_dict(state["generator"])
-        self.D.load_state_dict(state["discriminator"])
+        for name, model in (("generator", self.G), ("discriminator", self.D)):
+            try:
+                model.load_state_dict(state[name])
+            except RuntimeError as exc:  # another architecture (resume_force=true after a width change)
+                raise ConfigError(f"the checkpoint's {name} does not fit the configured network "
+                                  f"({str(exc).splitlines()[0]} ...): a run cannot continue into another "
+                                  "architecture, even with resume_force=true; start a new run.") from None
         for name, optimizer in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             restore_optimizer(optimizer, state.get(name), name)
         self.stream.load_state_dict(state["data"])

@@ -300,3 +300,20 @@ def test_a_checkpoint_without_a_data_fingerprint_resumes_only_when_forced(tmp_pa
         train_in_process(tmp_path, data_root, f"resume={run_dir}", steps=2, run_dir=run_dir)
     assert train_in_process(tmp_path, data_root, f"resume={run_dir}", "resume_force=true", steps=2,
                             run_dir=run_dir).step == 2
+
+
+@pytest.mark.parametrize("argv", [["hydra.run.dir="], ["hydra.run.dir=''"], ["-m", "hydra.sweep.dir="]])
+def test_an_empty_run_or_sweep_dir_is_refused_naming_the_key(argv):
+    from ganrun.cli import check_run_dir
+
+    key = argv[-1].split("=")[0]
+    with pytest.raises(ConfigError, match=f"{key} is empty"):
+        check_run_dir(argv)
+
+
+def test_resume_force_into_another_width_is_one_line_not_a_state_dict_traceback(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, steps=1, run_dir=run_dir)
+    with pytest.raises(ConfigError, match="the checkpoint's generator does not fit the configured network"):
+        train_in_process(tmp_path, data_root, f"resume={run_dir}", "model.generator.width=16", "resume_force=true",
+                         steps=2, run_dir=run_dir)
