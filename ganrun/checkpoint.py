@@ -156,18 +156,18 @@ def load(path: Path) -> dict:
         state = load_data(path)
     except Exception as exc:  # torch raises many types for a damaged file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path} cannot be loaded: {reason}") from None
+        raise ConfigError(f"{path}: it cannot be loaded ({reason})") from None
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):  # torch.save(G.state_dict())
-        raise ConfigError(f"{path} is not a ganrun checkpoint (it holds no saved config)")
+        raise ConfigError(f"{path}: it is not a ganrun checkpoint (it holds no saved config)")
     if state.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{path} has checkpoint format {state.get('format')!r}; this ganrun reads format "
+        raise ConfigError(f"{path}: it has checkpoint format {state.get('format')!r}; this ganrun reads format "
                           f"{CHECKPOINT_FORMAT} (written by ganrun {state.get('ganrun_version', '?')})")
     if not isinstance(state.get("run_id"), str) or not state["run_id"]:
-        raise ConfigError(f"{path} names no run (run_id): it is not a ganrun checkpoint of this format")
+        raise ConfigError(f"{path}: it names no run (run_id), so it is not a ganrun checkpoint of this format")
     step, overrides = state.get("step"), state.get("overrides", [])
     if type(step) is not int or step < 0 or not isinstance(overrides, list) or not all(
             isinstance(o, str) for o in overrides):
-        raise ConfigError(f"{path} is not a ganrun checkpoint of this format (its step is not a count, or its "
+        raise ConfigError(f"{path}: it is not a ganrun checkpoint of this format (its step is not a count, or its "
                           "overrides are not a list of strings)")
     return state
 

@@ -244,7 +244,7 @@ def test_resuming_a_file_that_is_no_ganrun_checkpoint_is_a_clear_error(tmp_path,
     torch.save(content, path)
     with pytest.raises(ConfigError, match=r"none of the checkpoints could be loaded \(1 tried\)"):
         checkpoint.load_newest(str(path))
-    assert f"{path} is not a ganrun checkpoint" in caplog.text
+    assert f"Skipping checkpoint {path}: it is not a ganrun checkpoint" in caplog.text
     with pytest.raises(ConfigError):
         load_generator(str(path))
 
