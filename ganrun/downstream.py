@@ -270,7 +270,7 @@ def end_of_run(G, cfg, run_dir: Path, step: int, writer=None, device="cpu", ema=
     if generator == "ema":
         G = ema.generator()
     try:
-        result = evaluate_downstream(G, cfg.model.z_dim, cfg.dataset.num_classes, *load_real_splits(cfg.dataset),
+        result = evaluate_downstream(G, cfg.model.z_dim, cfg.dataset.num_classes, *load_real_splits(cfg.dataset, cache_dir=cfg.metrics.cache_dir),
                                      protocol, device)
     except ConfigError as exc:
         log.warning("metrics.downstream skipped: %s", exc)

@@ -216,6 +216,7 @@ class DatasetSchema:
     channels: Optional[int] = spec(choices=(1, 3))
     num_classes: Optional[int] = spec(ge=1)
     in_memory: Any = spec(choices=(True, False, "auto"))
+    in_memory_gb: Optional[float] = spec(gt=0.0)  # dataset=folder: past it, a prepared memory-mapped file
     shape: Optional[List[int]] = spec(each=dict(ge=1))  # toy points
     generator_output: Optional[str] = spec(choices=GeneratorOutput)
     source: Any = None  # typed by its _target_
@@ -457,5 +458,5 @@ RESUMABLE_KEYS = (
     "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
     "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp",
     "trainer.deterministic", "trainer.channels_last", "trainer.compile", "trainer.compile_mode",
-    "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
+    "dataset.in_memory", "dataset.in_memory_gb", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
 )

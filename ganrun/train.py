@@ -46,7 +46,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
         overrides = [*resumed.get("overrides", []), *overrides]  # what the run was started with, for HParams
         validate(cfg)  # the checkpoint's values too, as if they had been typed
     overrides = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(("resume", "hydra"))]
-    source, info = load_dataset(cfg.dataset)  # also fixes up the dataset config (absolute root, classes)
+    source, info = load_dataset(cfg.dataset, cfg.metrics.cache_dir)  # also fixes up the dataset config
     config = OmegaConf.to_container(cfg, resolve=True)
     if resumed is not None:
         resume.refuse_changed_data(resumed.get("data_fingerprint"), info.fingerprint, cfg.resume, cfg.resume_force)

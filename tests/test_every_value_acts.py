@@ -366,7 +366,7 @@ def anneal_steps_reach_zero(choice, key):
 
 # ---- datasets (tiny files written by the tests)
 def _info(cfg):
-    source, info = load_dataset(cfg.dataset)
+    source, info = load_dataset(cfg.dataset, cfg.metrics.cache_dir)
     return source, info
 
 
@@ -417,6 +417,12 @@ def folder_dataset(choice, key, tmp_path, data_root):
             _info(at(choice, **{key: str(tmp_path / "images")}))
         (tmp_path / "images" / "broken.png").unlink()
         assert len(_info(at(choice, **{key: str(tmp_path / "images")}))[0]) == 3
+    elif key == "dataset.in_memory_gb":  # past it, a prepared file (memory-mapped) instead of a tensor in memory
+        (tmp_path / "images" / "broken.png").unlink()
+        values = {"dataset.path": str(tmp_path / "images"), "dataset.resolution": 8, "metrics.cache_dir": str(tmp_path)}
+        assert _info(at(choice, **values, **{key: 4}))[0].prepared is None
+        prepared = _info(at(choice, **values, **{key: 1e-7}))[0].prepared  # 3 x 3 x 8 x 8 bytes > 1e-7 GiB
+        assert prepared is not None and prepared.startswith(str(tmp_path / "prepared"))
     else:  # skip_unreadable
         with pytest.raises(ConfigError, match="broken.png"):
             _info(at(choice, dataset__path=str(tmp_path / "images"), **{key: False}))
@@ -506,7 +512,7 @@ EFFECTS = {
     **dict.fromkeys(["dataset.channels", "dataset.resolution", "dataset.resize", "dataset.num_classes",
                      "dataset.in_memory", "dataset.source.train", "dataset.source.download", "dataset.name"],
                     image_dataset),
-    **dict.fromkeys(["dataset.path", "dataset.source.skip_unreadable"], folder_dataset),
+    **dict.fromkeys(["dataset.path", "dataset.source.skip_unreadable", "dataset.in_memory_gb"], folder_dataset),
     **dict.fromkeys(["dataset.source.layout", "dataset.source.num_modes", "dataset.source.scale",
                      "dataset.source.std", "dataset.source.num_eval_samples", "dataset.source.min_per_mode",
                      "dataset.shape", "dataset.generator_output"], toy_dataset),

@@ -99,6 +99,7 @@ ISSUE_19 = [
     (["trainer.num_workers=-1"], "trainer.num_workers=-1 must be >= 0"),
     (["metrics.downstream.ratio=nan"], "metrics.downstream.ratio=nan must be a finite number"),
     (["dataset=folder", "dataset.path=''"], "dataset.path is empty"),
+    (["dataset=folder", "dataset.path=/x", "dataset.in_memory_gb=0"], "dataset.in_memory_gb=0"),
     (["metrics.cache_dir="], "metrics.cache_dir is empty"),
 ]
 

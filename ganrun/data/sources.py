@@ -6,6 +6,7 @@ Lookup is explicit so that a missing dataset produces a message that says what w
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -13,7 +14,6 @@ import shutil
 import socket
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torchvision
@@ -229,8 +229,10 @@ def image_folder(path: str, skip_unreadable: bool = False):
     """An ImageFolder tree (sub-folder per class, labels kept) or a flat folder of images.
 
     A folder holding both images and (non-hidden) sub-folders is refused: neither reading would be what was
-    meant for sure, and silently training on only one part is worse than asking. Every file is decoded once up front, so an unreadable or truncated image stops the run before training
-    (naming the files), or is left out and counted when `skip_unreadable` is set.
+    meant for sure, and silently training on only one part is worse than asking. The files are listed here and
+    decoded once, with the rest of the folder, when the run loads its data (`ganrun.data.decoded`): an unreadable or
+    truncated image stops the run before training (naming the files), or is left out and counted when
+    `skip_unreadable` is set.
     """
     if path is None or not os.path.isdir(os.path.expanduser(str(path))):
         raise DataNotFoundError(f"dataset.path={path!r} is not a folder. Point it at a folder of images.")
@@ -254,23 +256,13 @@ def image_folder(path: str, skip_unreadable: bool = False):
         dataset = FlatImageFolder(path)
     if len(dataset) == 0:
         raise ConfigError(f"dataset.path={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)}).")
-    _drop_unreadable(dataset, path, skip_unreadable)
+    dataset.skip_unreadable = skip_unreadable
     return dataset
 
 
-def _unreadable_reason(file: str) -> str | None:
-    try:
-        _open_image(file)
-        return None
-    except Exception as exc:  # PIL raises many types for broken files
-        return f"{type(exc).__name__}: {exc}"
-
-
-def _drop_unreadable(dataset, path: str, skip: bool) -> None:
-    files = [s[0] if isinstance(s, tuple) else s for s in dataset.samples]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        reasons = list(pool.map(_unreadable_reason, files))
-    bad = [(f, r) for f, r in zip(files, reasons) if r is not None]
+def report_unreadable(bad: list[tuple[str, str]], total: int, path: str, skip: bool) -> None:
+    """Unreadable files (path, reason) found while decoding a folder of `total` files: refused naming them, or, with
+    `skip`, left out (by the caller) and counted in the log."""
     if not bad:
         return
     listing = "\n  ".join(f"{f} ({r})" for f, r in bad[:5]) + ("\n  ..." if len(bad) > 5 else "")
@@ -279,19 +271,19 @@ def _drop_unreadable(dataset, path: str, skip: bool) -> None:
             f"{len(bad)} unreadable image file(s) in dataset.path={path}:\n  {listing}\n"
             "Remove or fix them, or set dataset.source.skip_unreadable=true to leave them out."
         )
-    keep = [r is None for r in reasons]
-    dataset.samples = [s for s, k in zip(dataset.samples, keep) if k]
-    if hasattr(dataset, "targets"):
-        dataset.targets = [t for t, k in zip(dataset.targets, keep) if k]
-        dataset.imgs = dataset.samples
-    log.warning("Skipped %d unreadable image file(s) of %d in %s:\n  %s", len(bad), len(files), path, listing)
-    if not dataset.samples:
-        raise ConfigError(f"dataset.path={path}: none of the {len(files)} image files can be read.")
+    log.warning("Skipped %d unreadable image file(s) of %d in %s:\n  %s", len(bad), total, path, listing)
+    if len(bad) == total:
+        raise ConfigError(f"dataset.path={path}: none of the {total} image files can be read.")
 
 
 def _open_image(path: str) -> Image.Image:
-    """The image as it is meant to be seen: the EXIF orientation of camera files applied (else read sideways)."""
     with open(path, "rb") as f:
-        img = Image.open(f)
-        img.load()
-        return ImageOps.exif_transpose(img)
+        return decode_image(f)
+
+
+def decode_image(data) -> Image.Image:
+    """The image in `data` (bytes or a binary file) as it is meant to be seen: the EXIF orientation of camera
+    files applied (else read sideways)."""
+    img = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    img.load()
+    return ImageOps.exif_transpose(img)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -25,6 +26,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ganrun.config import build
+from ganrun.data.decoded import FULL_CONTENT_HASH_BYTES, DecodedImages, decode_folder, hash_entry, resize_protocol
 from ganrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,10 @@ def _sample_name(source, index) -> str:
 
 
 def decode_all(source, resolution: int, channels: int, num_workers: int):
-    """Decode a whole dataset to (uint8 N x C x H x W, int64 N)."""
+    """Decode a whole dataset to (uint8 N x C x H x W, int64 N); a folder decoded by `load_dataset` is returned as
+    it is (no copy)."""
+    if isinstance(source, DecodedImages) and tuple(source.images.shape[1:]) == (channels, resolution, resolution):
+        return source.images, source.labels
     data = getattr(source, "data", None)
     if data is not None and hasattr(source, "targets"):
         # torchvision's MNIST/CIFAR keep the decoded array: skip PIL entirely.
@@ -160,10 +165,15 @@ class PaddedSource(Dataset):
 
     def __getitem__(self, index):
         img, label = self.source[index]
-        top, left = _pad_offsets(img.height, img.width, self.resolution, _sample_name(self.source, index))
-        canvas = Image.new(img.mode, (self.resolution, self.resolution))  # zeros: black (and transparent)
-        canvas.paste(img, (left, top))
-        return canvas, label
+        return pad_image(img, self.resolution, _sample_name(self.source, index)), label
+
+
+def pad_image(img, resolution: int, name: str):
+    """`img` centred on a zero (black, transparent) canvas of resolution x resolution."""
+    top, left = _pad_offsets(img.height, img.width, resolution, name)
+    canvas = Image.new(img.mode, (resolution, resolution))
+    canvas.paste(img, (left, top))
+    return canvas
 
 
 def build_source(cfg, **overrides):
@@ -183,18 +193,21 @@ class DatasetInfo:
     sample_shape: tuple  # one sample: (channels, H, W) for images, `dataset.shape` for points
     points: bool  # toy points drawn fresh each batch (scatter plots, scored by the mixture) rather than images
     fingerprint: str = ""  # content hash of the data (see `fingerprint`); "" when the source was not loaded
+    protocol: str = ""  # how images reach the sample shape (`decoded.resize_protocol`); "" for points
 
     def describe(self) -> str:
         kind = f"{self.size} modes of {self.sample_shape[0]}-D points" if self.points else f"{self.size} images"
         classes = f", {self.num_classes} classes" if self.num_classes else ", unlabelled"
-        return f"Dataset {self.name}: {kind}{classes}, sample shape {self.sample_shape}"
+        protocol = f" ({self.protocol})" if self.protocol else ""
+        return f"Dataset {self.name}: {kind}{classes}, sample shape {self.sample_shape}{protocol}"
 
 
 def dataset_info(cfg, size: int = 0, fingerprint: str = "") -> DatasetInfo:
     """The description of `cfg` (a dataset config); `size` and `fingerprint` are known once the source is loaded."""
     points = bool(cfg.get("shape"))
     shape = tuple(cfg.shape) if points else (cfg.channels, cfg.resolution, cfg.resolution)
-    return DatasetInfo(cfg.name, size, cfg.get("num_classes"), shape, points, fingerprint)
+    protocol = "" if points else resize_protocol(cfg)
+    return DatasetInfo(cfg.name, size, cfg.get("num_classes"), shape, points, fingerprint, protocol)
 
 
 def resolve_root(cfg) -> None:
@@ -224,8 +237,11 @@ def fill_image_shape(cfg, source) -> None:
     way, so a 28 px grayscale folder is neither upsampled to 64 px RGB nor converted silently."""
     if not hasattr(source, "samples") or "resolution" not in cfg or "channels" not in cfg:
         return
-    first, _ = source[0]
-    size, mode, name = first.size, first.mode, _sample_name(source, 0)
+    readable = ((i, _header(_sample_name(source, i))) for i in range(len(source)))
+    index, (size, mode) = next(((i, h) for i, h in readable if h is not None), (0, ((0, 0), "?")))
+    name = _sample_name(source, index)
+    if min(size) == 0:
+        return  # no header can be read: decoding names the unreadable files
     inferred = []
     if cfg.resolution is None:
         cfg.resolution = min(size)
@@ -240,13 +256,22 @@ def fill_image_shape(cfg, source) -> None:
              size[0], size[1], mode)
 
 
+def _header(path: str):
+    """(size, mode) from an image file's header, without decoding its pixels; None when it cannot be read. The
+    size is as stored (an EXIF rotation swaps it, which leaves its shorter side as it is)."""
+    try:
+        with Image.open(path) as img:
+            return img.size, img.mode
+    except Exception:  # PIL raises many types for broken files; decoding names them
+        return None
+
+
 def majority_channels(source, first: int) -> int:
-    """1 or 3: the channel count of most images of an image folder (their headers only are read)."""
-    gray = 0
-    for index in range(len(source)):
-        with Image.open(_sample_name(source, index)) as img:
-            gray += img.mode in GRAYSCALE_MODES
-    colour = len(source) - gray
+    """1 or 3: the channel count of most images of an image folder (their headers only are read; unreadable ones
+    are left to decoding, which names them)."""
+    headers = [h for h in (_header(_sample_name(source, i)) for i in range(len(source))) if h is not None]
+    gray = sum(mode in GRAYSCALE_MODES for _, mode in headers)
+    colour = len(headers) - gray
     channels = first if gray == colour else 1 if gray > colour else 3
     if gray and colour:
         log.warning("The folder mixes %d grayscale and %d colour images: all are converted to %s (%s), "
@@ -274,8 +299,10 @@ def check_labels(cfg, source) -> None:
                           f"(dataset.num_classes={classes}): fix dataset.num_classes or the labels file.")
 
 
-def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
-    """Instantiate the configured source after the config fix-ups (which edit `cfg` in place), and describe it."""
+def load_dataset(cfg, cache_dir=None) -> tuple[Dataset, DatasetInfo]:
+    """Instantiate the configured source after the config fix-ups (which edit `cfg` in place), and describe it.
+    An image folder comes back decoded (`decoded_source`; a prepared file, when it needs one, goes to
+    `cache_dir`): every rank calls this together."""
     resolve_root(cfg)
     source = build_source(cfg)
     if len(source) == 0:
@@ -283,8 +310,18 @@ def load_dataset(cfg) -> tuple[Dataset, DatasetInfo]:
     fill_num_classes(cfg, source)
     check_labels(cfg, source)
     fill_image_shape(cfg, source)
+    source = decoded_source(source, cfg, cache_dir, collective=True)
     log.info("Dataset %s read from %s", cfg.name, getattr(source, "root", "?"))
     return source, dataset_info(cfg, len(source), fingerprint(source, cfg))
+
+
+def decoded_source(source, cfg, cache_dir=None, collective: bool = False):
+    """An image folder (padded or not) decoded once per process (`decoded.decode_folder`: the stream, the
+    fingerprint and the evaluator share it); other sources as they are."""
+    inner = source.source if isinstance(source, PaddedSource) else source
+    if getattr(inner, "samples", None) is None or getattr(inner, "data", None) is not None:
+        return source
+    return decode_folder(inner, cfg, cache_dir, collective)
 
 
 def make_stream(source, info: DatasetInfo, cfg, device, rank: int = 0, world: int = 1):
@@ -297,16 +334,16 @@ def make_stream(source, info: DatasetInfo, cfg, device, rank: int = 0, world: in
                        torch.channels_last if trainer.channels_last else torch.contiguous_format)
 
 
-FULL_CONTENT_HASH_BYTES = 1024**3
-
-
 def fingerprint(source, cfg) -> str:
     """A short hash of the dataset's content, so a resume can refuse data that changed under the run.
 
     Decoded arrays (MNIST, CIFAR) are hashed whole; image folders by relative path, label and bytes of every
-    file (path, label, size and mtime only when the files add up to more than 1 GiB, to stay cheap); generated
-    toy data by its settings. Where the data lives (root, path) is not part of it: data may move.
+    file (path, label, size and mtime only when the files add up to more than 1 GiB, to stay cheap: `hash_entry`),
+    as read by the one decoding pass (`DecodedImages.fingerprint`); generated toy data by its settings. Where the
+    data lives (root, path) is not part of it: data may move.
     """
+    if isinstance(source, DecodedImages):
+        return source.fingerprint
     digest = hashlib.sha1()
     data, samples = getattr(source, "data", None), getattr(source, "samples", None)
     if data is not None and hasattr(source, "targets"):
@@ -320,12 +357,7 @@ def fingerprint(source, cfg) -> str:
         stats = [os.stat(path) for path, _ in entries]
         whole = sum(st.st_size for st in stats) <= FULL_CONTENT_HASH_BYTES
         for (path, label), st in zip(entries, stats):
-            digest.update(f"{os.path.relpath(path, root)}\0{label}\0{st.st_size}\0".encode())
-            if whole:
-                with open(path, "rb") as f:
-                    digest.update(f.read())
-            else:
-                digest.update(str(st.st_mtime_ns).encode())
+            hash_entry(digest, path, label, root, st, Path(path).read_bytes() if whole else None)
     else:
         settings = OmegaConf.to_container(cfg.source, resolve=True) if isinstance(cfg.source, DictConfig) else cfg.source
         settings = {k: v for k, v in dict(settings).items() if k not in ("root", "path", "download")}
@@ -359,6 +391,7 @@ class BatchStream:
         # Every rank draws the same permutation and takes its own slice of each global batch.
         self.batches_per_epoch = self.size // (batch_size * world_size)
         self.epoch, self.batch = 0, 0
+        self.source = source  # a decoded folder stays shared with the evaluator while the stream lives
         nbytes = self.size * channels * resolution * resolution
         if in_memory == "auto":
             in_memory = nbytes <= in_memory_limit(self.device)
@@ -369,7 +402,8 @@ class BatchStream:
             log.info("Dataset held in memory on %s: %s uint8 (%.1f MB)", self.device,
                      tuple(self.images.shape), nbytes / 1e6)
         else:
-            self.dataset = TransformedDataset(source, image_transform(resolution, channels))
+            self.dataset = source if isinstance(source, DecodedImages) else TransformedDataset(
+                source, image_transform(resolution, channels))
             self.num_workers = num_workers
         self._iterator: Iterator | None = None
 

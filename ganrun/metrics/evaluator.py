@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 
 from ganrun import distributed
 from ganrun.checkpoint import load_data, save_atomic
-from ganrun.data import build_source, decode_all
+from ganrun.data import DecodedImages, build_source, decode_all
+from ganrun.data.decoded import resize_protocol
+from ganrun.data.stream import decoded_source
 from ganrun.errors import StorageError
 from ganrun.metrics import scores
 from ganrun.metrics.classifier import RECIPE, SmallClassifier, train_classifier
@@ -64,11 +66,12 @@ def fixed_precision():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def load_real_splits(dataset_cfg, num_workers=0):
+def load_real_splits(dataset_cfg, num_workers=0, cache_dir=None, source=None):
     """uint8 images and labels of the training split and a held-out split (the test split where the dataset
-    has one, else a seeded 10% of the data)."""
+    has one, else a seeded 10% of the data). An image folder is the one this process decoded for training, when
+    it is still in use (`decoded_source`), else decoded once here."""
     res, ch = dataset_cfg.resolution, dataset_cfg.channels
-    source = build_source(dataset_cfg)
+    source = source if source is not None else real_source(dataset_cfg, cache_dir)
     images, labels = decode_all(source, res, ch, num_workers)
     if "train" in dataset_cfg.source:
         test_images, test_labels = decode_all(build_source(dataset_cfg, train=False), res, ch, num_workers)
@@ -77,6 +80,11 @@ def load_real_splits(dataset_cfg, num_workers=0):
     n_test = max(1, len(images) // 10)
     test, train = order[:n_test], order[n_test:]
     return (images[train], labels[train]), (images[test], labels[test])
+
+
+def real_source(dataset_cfg, cache_dir=None):
+    """The training split's source, a folder decoded (`decoded_source`)."""
+    return decoded_source(build_source(dataset_cfg), dataset_cfg, cache_dir)
 
 
 def real_statistics_key(metrics_cfg, dataset_cfg, data_hash: str, extractor_protocol: dict, n_real: int) -> str:
@@ -122,8 +130,11 @@ class Evaluator:
         self.cfg, self.dataset_cfg, self.device = metrics_cfg, dataset_cfg, torch.device(device)
         self.cache_dir = Path(metrics_cfg.cache_dir).expanduser().resolve()
         self.stats_computed = self.cache_hits = 0
-        train_split, test_split = load_real_splits(dataset_cfg, num_workers)
-        self.data_hash = _tensor_hash(*train_split, *test_split)
+        source = real_source(dataset_cfg, self.cache_dir)
+        train_split, test_split = load_real_splits(dataset_cfg, num_workers, source=source)
+        # A decoded folder was fingerprinted as it was read: its key is not hashed again.
+        self.data_hash = (source.content_key if isinstance(source, DecodedImages)
+                          else _tensor_hash(*train_split, *test_split))
         self.extractor = self._extractor(train_split, test_split)
         real_images, real_labels = train_split if metrics_cfg.real_split == "train" else test_split
         self.real = {k: v.to(self.device) if torch.is_tensor(v) else v
@@ -248,6 +259,7 @@ class Evaluator:
             values.update({"classes_covered": covered, "class_KL": kl})
         protocol = {**self.extractor.protocol, "dataset": self.dataset_cfg.name, "real_split": self.cfg.real_split,
                     "n_real": self.real["n"], "n_generated": num_samples, "resolution": self.dataset_cfg.resolution,
+                    "real_images": resize_protocol(self.dataset_cfg),
                     "precision_recall": f"k={self.cfg.pr_k}, {n_pr} real vs {n_pr} generated samples on the "
                                         f"{self.extractor.name} features above (Kynkaanniemi et al. 2019 use "
                                         "VGG-16 features and 50000 samples)",
