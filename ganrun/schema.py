@@ -460,3 +460,65 @@ RESUMABLE_KEYS = (
     "trainer.deterministic", "trainer.channels_last", "trainer.compile", "trainer.compile_mode",
     "dataset.in_memory", "dataset.in_memory_gb", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
 )
+
+
+# ---- issue 21: convolutional networks at 32-256 px with widths per stage, minibatch std, R3GAN
+class GeneratorNorm(StrEnum):  # the ResNet G's norms: conditional BatchNorm takes the labels (Miyato & Koyama 2018)
+    batch = "batch"
+    instance = "instance"
+    layer = "layer"
+    none = "none"
+    conditional_batch = "conditional_batch"
+
+
+WIDTHS = dict(length=(1, None), each=dict(ge=1))  # one per stage; the count the resolution needs: the model checks
+
+
+@dataclass
+class StagedGeneratorSchema(ConvGeneratorSchema):
+    widths: Optional[List[int]] = spec(**WIDTHS)
+
+
+@dataclass
+class ResnetGeneratorSchema(StagedGeneratorSchema):
+    norm: str = spec(choices=GeneratorNorm)
+
+
+@dataclass
+class StagedDiscriminatorSchema(ConvDiscriminatorSchema):
+    widths: Optional[List[int]] = spec(**WIDTHS)
+    mbstd_group: int = spec(ge=0)  # 0: off
+
+
+@dataclass
+class R3GANNetSchema:
+    _target_: str = MISSING
+    resolution: Optional[int] = spec(ge=4)
+    channels: Optional[int] = spec(choices=(1, 3))
+    width: int = spec(ge=1)
+    widths: Optional[List[int]] = spec(**WIDTHS)
+    blocks: int = spec(ge=1)
+    group_size: int = spec(ge=1)  # must divide width x expansion: the model checks
+    expansion: int = spec(ge=1)
+    conditioning: str = spec(choices=Conditioning)
+    num_classes: Optional[int] = spec(ge=1)
+
+
+@dataclass
+class R3GANGeneratorSchema(R3GANNetSchema):
+    z_dim: int = spec(ge=1)
+
+
+@dataclass
+class R3GANDiscriminatorSchema(R3GANNetSchema):
+    mbstd_group: int = spec(ge=0)
+
+
+TARGET_SCHEMAS.update({
+    "ganrun.models.dcgan.Generator": StagedGeneratorSchema,
+    "ganrun.models.resnet.Generator": ResnetGeneratorSchema,
+    **dict.fromkeys(["ganrun.models.dcgan.Discriminator", "ganrun.models.resnet.Discriminator"],
+                    StagedDiscriminatorSchema),
+    "ganrun.models.r3gan.Generator": R3GANGeneratorSchema,
+    "ganrun.models.r3gan.Discriminator": R3GANDiscriminatorSchema,
+})

@@ -232,9 +232,12 @@ def weight_param_is_the_parametrization(choice, key):
 
 
 def width_is_the_channel_count(choice, key):
-    net = _net(choice, key, 12)
+    width = 24 if "r3gan" in choice else 12  # R3GAN: a multiple of group_size 16 / expansion 2
+    net = _net(choice, key, width)
     convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    assert 12 in {c.out_channels for c in convs} | {c.in_channels for c in convs}
+    assert width in {c.out_channels for c in convs} | {c.in_channels for c in convs}
+    if "r3gan" in choice:  # every stage: the 1x1 convs out of the blocks have `width` channels
+        assert {c.out_channels for c in convs if c.kernel_size == (1, 1) and c.in_channels == 2 * width} == {width}
     if "dcgan" in choice:  # G's last hidden map and D's first conv have `width` channels
         assert (convs[-1].in_channels if "generator" in key else convs[0].out_channels) == 12
     if "resnet" in choice:  # null: the paper's widths at 32 px, G 256 and D 128
@@ -531,6 +534,70 @@ OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet"],
           "dataset.name": ["dataset=fashion_mnist"], "dataset.source.scale": ["dataset=grid25", "dataset=ring8"],
           "scheduler.decay": ["scheduler=linear"], "scheduler.final_factor": ["scheduler=linear"],
           "scheduler.warmup_steps": ["scheduler=linear"]}
+# ---- issue 21: widths per stage, minibatch std, R3GAN's blocks
+def _small(choice, key, value):
+    """The network `key` belongs to, with `value` set, R3GAN's at width 16 (the paper's 768 is slow to build)."""
+    part = "discriminator" if ".discriminator." in key else "generator"
+    small = {f"model__{part}__width": 16} if "r3gan" in choice else {}
+    return build(OmegaConf.select(at(choice, **{key: value}, **small), f"model.{part}"))
+
+
+def widths_are_the_stage_channels(choice, key):
+    widths = [24, 40, 56, 72][:3 if "dcgan" in choice else 4]  # stages at 32 px: dcgan 3, resnet/r3gan 4
+    convs = [m for m in _net(choice, key, widths).modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    seen = [c for conv in convs for c in (conv.in_channels, conv.out_channels) if c in widths]
+    assert list(dict.fromkeys(seen)) == widths  # first seen in the order the data flows
+    with pytest.raises(ConfigError, match=f"{key}=.* has 5 entries"):
+        _net(choice, key, widths + [8] * (5 - len(widths)))
+
+
+def mbstd_group_appends_the_batch_std_map(choice, key):
+    from ganrun.models.layers import MinibatchStd
+
+    x = torch.randn(8, 1, 32, 32)
+    changed = x.clone()
+    changed[4] *= 3  # sample 4 shares a group with 0, 2 and 6 (sample i joins group i mod 8/4), not with 1, 3, 5, 7
+    for group in (0, 4):
+        D = _small(choice, key, group).eval()
+        assert [m.group_size for m in D.modules() if isinstance(m, MinibatchStd)] == ([4] if group else [])
+        moved = (D(changed) - D(x)).abs().detach()
+        assert (moved[[0, 2, 6]] > 1e-6).all() == bool(group)
+        assert (moved[[1, 3, 5, 7]] < 1e-6).all()
+
+
+def _inner_convs(net):
+    return [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+
+
+def blocks_per_stage(choice, key):
+    from ganrun.models.r3gan import ResidualBlock
+
+    for blocks in (1, 3):
+        assert sum(isinstance(m, ResidualBlock) for m in _small(choice, key, blocks).modules()) == 4 * blocks
+
+
+def group_size_is_the_channels_per_group(choice, key):
+    for size in (4, 32):  # width 16 x expansion 2 = 32 inner channels
+        assert {c.groups for c in _inner_convs(_small(choice, key, size))} == {32 // size}
+    with pytest.raises(ConfigError, match=f"{key}=5 must divide"):
+        _small(choice, key, 5)
+
+
+def expansion_is_the_inner_width(choice, key):
+    assert {c.in_channels for c in _inner_convs(_small(choice, key, 4))} == {64}
+
+
+EFFECTS.update({
+    **dict.fromkeys(["model.generator.widths", "model.discriminator.widths"], widths_are_the_stage_channels),
+    "model.discriminator.mbstd_group": mbstd_group_appends_the_batch_std_map,
+    **dict.fromkeys(["model.generator.blocks", "model.discriminator.blocks"], blocks_per_stage),
+    **dict.fromkeys(["model.generator.group_size", "model.discriminator.group_size"],
+                    group_size_is_the_channels_per_group),
+    **dict.fromkeys(["model.generator.expansion", "model.discriminator.expansion"], expansion_is_the_inner_width),
+})
+OPTION.update({key: ["model=dcgan", "model=r3gan", "model=resnet"] for key in
+               ("model.generator.widths", "model.discriminator.widths", "model.discriminator.mbstd_group")})
+OPTION["model.generator.width"] = OPTION["model.discriminator.width"] = ["model=dcgan", "model=r3gan", "model=resnet"]
 CASES = [(key, choice) for key, first in shipped_keys().items() for choice in OPTION.get(key, [first])]
 NEEDS_FILES = (n_critic_and_labels_act_in_a_run, image_dataset, folder_dataset, toy_dataset)
 

@@ -9,7 +9,9 @@ images, a discriminator's `features(x)` maps images to a feature vector. These b
 - `acgan` (Odena et al. 2017): D has a second head predicting the class; `ACGANClassTerm` adds the
   cross-entropy terms of the paper's L_C to both players (`conditioning_terms`). G gets one-hot y with z.
 
-In every conditional mode G is conditioned the cGAN way (z concatenated with one-hot y).
+In every conditional mode G is conditioned the cGAN way (z concatenated with one-hot y), unless an architecture
+says otherwise: R3GAN's G concatenates a learned embedding of y, the ResNet G with `norm=conditional_batch` takes
+y through class-dependent BatchNorm gains and biases (Miyato & Koyama 2018's G) instead.
 """
 
 from __future__ import annotations
@@ -62,10 +64,15 @@ class ConditionalGenerator(nn.Module):
         if self.num_classes:
             if y is None:
                 raise ValueError("this generator is class-conditional: call it as G(z, y).")
-            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
-        return self.body(z)
+            z = self.join_labels(z, y)
+        return self.body(z, y)
 
-    def body(self, z: torch.Tensor) -> torch.Tensor:
+    def join_labels(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """cGAN input: z concatenated with one-hot y (an architecture may embed y instead, or pass z alone and
+        take y in `body`, as conditional BatchNorm does)."""
+        return torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], dim=1)
+
+    def body(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
 

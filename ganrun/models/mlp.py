@@ -39,7 +39,7 @@ class Generator(ConditionalGenerator):
         )
         parametrize_weights(self, weight_param)
 
-    def body(self, z: torch.Tensor) -> torch.Tensor:
+    def body(self, z: torch.Tensor, y=None) -> torch.Tensor:
         return self.net(z).view(z.shape[0], *self.shape)
 
 
