@@ -334,3 +334,30 @@ def test_ops_and_presets():
 def test_refuses_what_is_not_a_grey_or_rgb_image(shape):
     with pytest.raises(ConfigError, match=r"augment=ada works on images of 1 or 3 channels"):
         ADA().check(shape)
+
+
+# ---- in a run
+def test_a_run_with_ada_logs_p_and_r_t_and_saves_p(tmp_path, data_root):
+    from helpers import scalars, train_in_process
+
+    from ganrun import checkpoint
+
+    result = train_in_process(tmp_path, data_root, "augment=ada", "augment.ada.interval=1",
+                              "augment.ada.speed_kimg=0.016", steps=3)  # batch 16: p moves by 1 per D step
+    run = tmp_path / "run"
+    p, r_t = scalars(run, "augment/p"), scalars(run, "augment/r_t")
+    assert sorted(p) == sorted(r_t) == [1, 2, 3]
+    assert all(v in (0.0, 1.0) for v in p.values()) and all(-1 <= v <= 1 for v in r_t.values())
+    saved = checkpoint.load(checkpoint.checkpoint_path(run, 3))["objective"]["augment"]["augment"]["0"]
+    assert saved["p"].item() == p[3] == result.scalars["augment/p"]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_p_exactly(tmp_path, data_root):
+    from helpers import scalars, straight_and_split
+
+    straight, split = straight_and_split(tmp_path, data_root, "augment=ada", "augment.ada.interval=3",
+                                         "augment.ada.speed_kimg=0.1", "augment.ada.p=0.5", steps=6, split_at=4)
+    assert scalars(straight, "augment/p") == scalars(split, "augment/p")
+    assert scalars(straight, "augment/r_t") == scalars(split, "augment/r_t")
+    assert len(set(scalars(straight, "augment/p").values())) > 1  # p moved (by 48/100 per move)
