@@ -274,16 +274,19 @@ class ADA:
         scalars to log: p and this batch's E[sign(D(x_real))] (their log-window means are p and r_t)."""
         signs = real_out.detach().float().sign()
         self._on(signs.device)
-        r_batch = signs.mean()
+        logs = {"augment/p": self._p, "augment/r_t": signs.mean()}
+        if self.target is None:  # fixed or scheduled: r_t is only logged
+            return logs
         self._sign_sum = self._sign_sum + signs.sum()
         self._outputs, self._images = self._outputs + signs.numel(), self._images + len(signs)
         self._pending += 1
-        if self.target is not None and self._pending >= self.interval:
+        if self._pending >= self.interval:
             r_t = distributed.mean_over_ranks({"r_t": self._sign_sum / self._outputs})["r_t"]
             images = self._images * distributed.world_size()
             self._p = (self._p + torch.sign(r_t - self.target) * images / (self.speed_kimg * 1000)).clamp(0, 1)
             self._reset_counts(torch.zeros((), device=signs.device))
-        return {"augment/p": self._p, "augment/r_t": r_batch}
+            logs["augment/p"] = self._p
+        return logs
 
     def state_dict(self) -> dict:
         return {"p": self._p.detach().cpu(), "sign_sum": self._sign_sum.detach().cpu(), "outputs": self._outputs,
