@@ -102,3 +102,21 @@ class Pipeline:
         for transform in self.transforms:
             x = transform(x, step)
         return x
+
+    def observe(self, real_out: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D's outputs on the real batch of a D step, for the transforms that adapt to them (ganrun.ada.ADA's p);
+        returns the scalars they log."""
+        logs = {}
+        for transform in self.transforms:
+            if hasattr(transform, "observe"):
+                logs.update(transform.observe(real_out))
+        return logs
+
+    def state_dict(self) -> dict:
+        """The stateful transforms' state (ADA's p), by position in the pipeline."""
+        return {str(i): t.state_dict() for i, t in enumerate(self.transforms) if hasattr(t, "state_dict")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for i, transform in enumerate(self.transforms):
+            if str(i) in state:
+                transform.load_state_dict(state[str(i)])

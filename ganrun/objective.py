@@ -77,6 +77,7 @@ class GANObjective:
         logs = {f"penalty/{name}": term for name, term in terms.items()}
         logs.update({"loss/D": total, "loss/D_adversarial": adversarial,
                      "scores/D(x)": self.loss.score(real_out).mean(), "scores/D(G(z))": self.loss.score(fake_out).mean()})
+        logs.update(self.augment.observe(real_out))  # adaptive augmentation reads D's verdict on the reals
         return DiscriminatorStep(total, logs, real, y, generated if self.reuse_fakes else None)
 
     def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
@@ -109,7 +110,7 @@ class GANObjective:
             term.after_d_step(self.D)
 
     def state_dict(self) -> dict:
-        """State of stateful terms and augmentations (none of the built-in ones keep any)."""
+        """State of stateful terms and augmentations (ADA's p and its counts)."""
         parts = {"terms": self.terms, "augment": {"augment": self.augment}}
         return {kind: {name: obj.state_dict() for name, obj in objs.items() if hasattr(obj, "state_dict")}
                 for kind, objs in parts.items()}

@@ -86,6 +86,11 @@ class DiffAugmentOp(StrEnum):
     cutout = "cutout"
 
 
+AdaOp = StrEnum("AdaOp", [(n, n) for n in  # ganrun.ada.OPS and its PRESETS
+                          ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac", "brightness", "contrast",
+                           "lumaflip", "hue", "saturation", "cutout", "blit", "geom", "color", "bg", "bgc")])
+
+
 class EmaBn(StrEnum):
     standing = "standing"
     batch = "batch"
@@ -400,6 +405,16 @@ class InstanceNoiseSchema:
 
 
 @dataclass
+class AdaSchema:
+    _target_: str = MISSING
+    ops: str = spec(items=AdaOp)
+    p: float = spec(**PROBABILITY)  # fixed, or where the adaptive rule starts
+    target: Optional[float] = spec(**PROBABILITY)  # null: p fixed (or scheduled)
+    interval: int = spec(ge=1)  # D steps between moves of p
+    speed_kimg: float = spec(gt=0.0)  # thousands of images for p to go 0 -> 1
+
+
+@dataclass
 class ExperimentSchema(GanrunSchema):
     """The whole config as `validate` types it: GanrunSchema with the group slots typed."""
     dataset: DatasetSchema = field(default_factory=DatasetSchema)
@@ -441,6 +456,7 @@ TARGET_SCHEMAS = {
     "ganrun.schedules.warmup_then_decay": WarmupThenDecaySchema,
     "ganrun.augment.DiffAugment": DiffAugmentSchema,
     "ganrun.augment.InstanceNoise": InstanceNoiseSchema,
+    "ganrun.ada.ADA": AdaSchema,
 }
 
 

@@ -367,6 +367,57 @@ def anneal_steps_reach_zero(choice, key):
     assert build(at(choice, **{key: 0}).augment)["instance_noise"].sigma(20) == pytest.approx(0.1)
 
 
+
+def _ada(choice, **values):
+    return build(at(choice, **{k.replace(".", "__"): v for k, v in values.items()}).augment)["ada"]
+
+
+def ada_ops_are_the_ops(choice, key):
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 8, 8) * 2 - 1
+    flipped = _ada(choice, **{key: "xflip", "augment.ada.p": 1.0})(x, 0)  # each sample as is or mirrored, half each
+    mirrored = torch.isclose(flipped, x.flip(3), atol=1e-5).flatten(1).all(1)
+    assert (mirrored | flipped.flatten(1).eq(x.flatten(1)).all(1)).all() and 16 < mirrored.sum() < 48
+    brighter = _ada(choice, **{key: "brightness", "augment.ada.p": 1.0})(x, 0) - x  # one shift per sample
+    assert torch.allclose(brighter, brighter.mean((1, 2, 3), keepdim=True).expand_as(x), atol=1e-5)
+    assert brighter.flatten(1)[:, 0].std() > 0.1
+
+
+def ada_p_is_each_ops_probability(choice, key):
+    torch.manual_seed(0)
+    x = torch.rand(400, 3, 8, 8) * 2 - 1
+    assert torch.equal(_ada(choice, **{key: 0.0})(x, 0), x)
+    changed = ~torch.isclose(_ada(choice, **{key: 0.3, "augment.ada.ops": "brightness"})(x, 0), x).flatten(1).all(1)
+    assert changed.float().mean().item() == pytest.approx(0.3, abs=0.07)
+
+
+def _observed(ada, signs, times):
+    for _ in range(times):
+        ada.observe(torch.tensor(signs, dtype=torch.float32)[:, None])
+    return ada.p.item()
+
+
+def ada_target_is_where_r_t_settles(choice, key):
+    r_half = [1.0, 1.0, 1.0, -1.0]  # E[sign] = 0.5
+    values = {"augment.ada.p": 0.5, "augment.ada.interval": 1}
+    assert _observed(_ada(choice, **{key: 0.4}, **values), r_half, 1) > 0.5  # r_t above the target: p rises
+    assert _observed(_ada(choice, **{key: 0.6}, **values), r_half, 1) < 0.5
+    assert _observed(_ada(choice, **{key: None}, **values), r_half, 1) == 0.5  # null: p fixed
+
+
+def ada_interval_is_d_steps_per_move(choice, key):
+    for interval in (2, 3):
+        ada = _ada(choice, **{key: interval, "augment.ada.p": 0.5})
+        assert _observed(ada, [1.0] * 4, interval - 1) == 0.5 and _observed(ada, [1.0] * 4, 1) > 0.5
+
+
+def ada_speed_is_kimg_from_0_to_1(choice, key):
+    for kimg in (0.1, 0.4):  # 4 images x interval 4 = 16 images a move
+        ada = _ada(choice, **{key: kimg, "augment.ada.p": 0.0, "augment.ada.interval": 4})
+        assert _observed(ada, [1.0] * 4, 4) == pytest.approx(16 / (kimg * 1000))
+
+
+
 # ---- datasets (tiny files written by the tests)
 def _info(cfg):
     source, info = load_dataset(cfg.dataset, cfg.metrics.cache_dir)
@@ -512,6 +563,11 @@ EFFECTS = {
     "augment.diffaugment.policy": policy_is_the_ops,
     "augment.instance_noise.std": noise_std_is_the_noise_std,
     "augment.instance_noise.anneal_steps": anneal_steps_reach_zero,
+    "augment.ada.ops": ada_ops_are_the_ops,
+    "augment.ada.p": ada_p_is_each_ops_probability,
+    "augment.ada.target": ada_target_is_where_r_t_settles,
+    "augment.ada.interval": ada_interval_is_d_steps_per_move,
+    "augment.ada.speed_kimg": ada_speed_is_kimg_from_0_to_1,
     **dict.fromkeys(["dataset.channels", "dataset.resolution", "dataset.resize", "dataset.num_classes",
                      "dataset.in_memory", "dataset.source.train", "dataset.source.download", "dataset.name"],
                     image_dataset),

@@ -57,6 +57,15 @@ def composed(*overrides):
     (["augment=diffaugment", "augment.diffaugment.policy='color,rotate'"], "augment.diffaugment.policy='color,rotate': "
                                                                           "unknown rotate"),
     (["augment=instance_noise", "augment.instance_noise.std=-1"], "augment.instance_noise.std=-1 must be >= 0"),
+    (["augment=ada", "augment.ada.ops='bgc,rot'"], "augment.ada.ops='bgc,rot': unknown rot; choose from xflip"),
+    (["augment=ada", "augment.ada.ops=[bgc]"], "augment.ada.ops=['bgc'] must be a string"),
+    (["augment=ada", "augment.ada.p=1.5"], "augment.ada.p=1.5 must be <= 1"),
+    (["augment=ada", "augment.ada.p=-0.1"], "augment.ada.p=-0.1 must be >= 0"),
+    (["augment=ada", "augment.ada.target=1.2"], "augment.ada.target=1.2 must be <= 1"),
+    (["augment=ada", "augment.ada.target=nan"], "augment.ada.target=nan must be a finite number"),
+    (["augment=ada", "augment.ada.interval=0"], "augment.ada.interval=0 must be >= 1"),
+    (["augment=ada", "augment.ada.interval=2.5"], "augment.ada.interval=2.5 must be an integer"),
+    (["augment=ada", "augment.ada.speed_kimg=0"], "augment.ada.speed_kimg=0 must be > 0"),
     (["dataset.resize=crop"], "dataset.resize='crop' is not one of resize | pad"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides, message):

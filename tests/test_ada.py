@@ -1,0 +1,363 @@
+"""ADA (ganrun/ada.py): each op against its definition (StyleGAN2-ADA's training/augment.py) on asymmetric images,
+p = 0 the identity, p the probability of each op, gradients through it, and the adaptive rule of p."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from ganrun import ada
+from ganrun.ada import ADA
+from ganrun.augment import Pipeline
+from ganrun.errors import ConfigError
+from ganrun.host_syncs import HostSyncCounter
+
+H, W = 6, 8  # not square: rows and columns cannot be confused
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def image(batch=2, channels=3, seed=0):
+    return torch.rand(batch, channels, H, W, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def ramp(batch=2):
+    """An affine image f(x, y) per channel, which bilinear resampling reproduces exactly."""
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    coef = torch.tensor([[0.3, -0.7, 0.1], [-0.2, 0.4, -0.5], [0.05, 0.1, 0.2]])
+    return (coef[:, 0, None, None] * xs + coef[:, 1, None, None] * ys + coef[:, 2, None, None]).expand(batch, 3, H, W), coef
+
+
+def one(op, value, batch=2):
+    """`value` for `op` on every sample."""
+    value = torch.as_tensor(value, dtype=torch.float32)
+    return {op: value.expand(batch, *value.shape)}
+
+
+def reflect(k, n):
+    k = k.abs()
+    return torch.where(k > n - 1, 2 * (n - 1) - k, k)
+
+
+# ---- blits
+def test_xflip_mirrors_the_columns():
+    x = image()
+    assert torch.allclose(ada.apply(x, one("xflip", 1.0)), x.flip(3), **TOL)
+    assert torch.equal(ada.apply(x, one("xflip", 0.0)), x)
+
+
+def test_rotate90_turns_by_quarter_turns():
+    x = torch.rand(2, 3, 7, 7)  # square: a quarter turn keeps the frame
+    turned = [ada.apply(x, one("rotate90", float(k))) for k in range(4)]
+    assert torch.equal(turned[0], x)
+    assert torch.allclose(turned[1], torch.rot90(x, 1, dims=(2, 3)), **TOL)
+    assert torch.allclose(turned[2], torch.rot90(x, 2, dims=(2, 3)), **TOL)
+    assert torch.allclose(turned[3], torch.rot90(x, 3, dims=(2, 3)), **TOL)
+
+
+@pytest.mark.parametrize("tx,ty", [(1, 0), (0, -2), (3, 1), (-2, 2)])
+def test_xint_shifts_by_the_drawn_integers_with_reflection(tx, ty):
+    x = image()
+    out = ada.apply(x, one("xint", [float(tx), float(ty)]))
+    rows = reflect(torch.arange(H) - ty, H)
+    cols = reflect(torch.arange(W) - tx, W)
+    assert torch.allclose(out, x[:, :, rows][:, :, :, cols], **TOL)  # output (i, j) reads input (i - ty, j - tx)
+
+
+def test_xint_draws_integers_up_to_an_eighth_of_the_size():
+    torch.manual_seed(0)
+    shifts = ada.draw(["xint"], 4000, 32, 64, torch.tensor(1.0))["xint"]
+    assert torch.equal(shifts, shifts.round())
+    assert shifts[:, 0].abs().max() == 8 and shifts[:, 1].abs().max() == 4  # 1/8 of 64 and of 32
+
+
+# ---- general geometric ops: on an affine image, out(p) = f(A^-1 (p - c - t) + c) wherever that is inside
+def expected_warp(A, t, batch=2):
+    f, coef = ramp(batch)
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    c = torch.tensor([(W - 1) / 2, (H - 1) / 2])
+    out = torch.stack([xs, ys], -1) - c - torch.as_tensor(t)
+    src = out @ torch.linalg.inv(torch.as_tensor(A, dtype=torch.float32)).T + c
+    inside = (src[..., 0] >= 0) & (src[..., 0] <= W - 1) & (src[..., 1] >= 0) & (src[..., 1] <= H - 1)
+    values = coef[:, 0, None, None] * src[..., 0] + coef[:, 1, None, None] * src[..., 1] + coef[:, 2, None, None]
+    return f, values, inside
+
+
+def rotation(theta):
+    return [[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]]
+
+
+@pytest.mark.parametrize("op,value,A,t", [
+    ("scale", 1.7, [[1.7, 0], [0, 1.7]], [0, 0]),
+    ("aniso", 1.5, [[1.5, 0], [0, 1 / 1.5]], [0, 0]),
+    ("rotate", [0.4, 0.0], rotation(-0.4), [0, 0]),  # (before, after aniso); the forward map turns by -theta
+    ("rotate", [0.4, -0.1], rotation(-0.3), [0, 0]),
+    ("xfrac", [0.4, -1.3], [[1, 0], [0, 1]], [0.4, -1.3]),
+])
+def test_geometric_op_is_its_affine_map_about_the_centre(op, value, A, t):
+    f, values, inside = expected_warp(A, t)
+    out = ada.apply(f, one(op, value))
+    assert inside.sum() >= 12
+    assert torch.allclose(out[:, :, inside], values[None].expand(2, -1, -1, -1)[:, :, inside], atol=1e-4)
+
+
+def test_geometric_ops_compose_in_the_references_order():
+    """G = xfrac . rot_after . aniso . rot_before . scale . xint . rot90 . xflip (the reference's G_inv reversed)."""
+    params = {"xflip": torch.tensor([1.0]), "rotate90": torch.tensor([0.0]), "xint": torch.tensor([[1.0, 0.0]]),
+              "scale": torch.tensor([1.3]), "rotate": torch.tensor([[0.2, 0.1]]), "aniso": torch.tensor([1.2]),
+              "xfrac": torch.tensor([[0.3, 0.2]])}
+    flip, aniso = torch.diag(torch.tensor([-1.0, 1.0])), torch.diag(torch.tensor([1.2, 1 / 1.2]))
+    rot = lambda a: torch.tensor(rotation(a))  # noqa: E731
+    linear = rot(-0.1) @ aniso @ rot(-0.2) @ (1.3 * flip)
+    shift = rot(-0.1) @ aniso @ rot(-0.2) @ (1.3 * torch.tensor([1.0, 0.0])) + torch.tensor([0.3, 0.2])
+    matrix = ada.geometric_matrix(params, 1, "cpu")
+    assert torch.allclose(matrix[0, :2, :2], linear, atol=1e-6) and torch.allclose(matrix[0, :2, 2], shift, atol=1e-6)
+    f, values, inside = expected_warp(linear, shift, batch=1)
+    out = ada.apply(f, params)
+    assert torch.allclose(out[:, :, inside], values[None][:, :, inside], atol=1e-4)
+
+
+def test_geometric_warp_pads_by_reflection():
+    x = image()
+    out = ada.apply(x, one("xfrac", [0.0, 3.0]))  # integer-valued: rows 0-2 read the reflected rows 3, 2, 1
+    assert torch.allclose(out[:, :, :3], x[:, :, [3, 2, 1]], **TOL)
+
+
+# ---- colour: the reference's 4x4 matrices, written out per pixel
+def test_brightness_adds_and_contrast_scales_about_mid_grey():
+    x = image()
+    assert torch.allclose(ada.apply(x, one("brightness", 0.3)), x + 0.3, **TOL)
+    assert torch.allclose(ada.apply(x, one("contrast", 1.8)), x * 1.8, **TOL)  # about 0: mid-grey of [-1, 1]
+    both = {**one("brightness", 0.3), **one("contrast", 1.8)}
+    assert torch.allclose(ada.apply(x, both), (x + 0.3) * 1.8, **TOL)  # brightness first, as C = contrast @ brightness
+
+
+def test_lumaflip_reflects_about_the_luma_axis():
+    x = image()
+    mean = x.mean(1, keepdim=True)  # v v^T x with v = (1, 1, 1)/sqrt(3): the channel mean on every channel
+    assert torch.allclose(ada.apply(x, one("lumaflip", 1.0)), x - 2 * mean, **TOL)
+    grey = image(channels=1)
+    assert torch.allclose(ada.apply(grey, one("lumaflip", 1.0)), -grey, **TOL)  # the reference's 1-channel rule
+
+
+def test_hue_rotates_about_the_luma_axis():
+    x, theta = image(), 0.9
+    v = torch.full((3,), 1 / math.sqrt(3))[None, :, None, None]
+    along = (v * x).sum(1, keepdim=True)
+    cross = torch.cross(v.expand_as(x), x, dim=1)
+    rodrigues = x * math.cos(theta) + cross * math.sin(theta) + v * along * (1 - math.cos(theta))
+    out = ada.apply(x, one("hue", theta))
+    assert torch.allclose(out, rodrigues, **TOL)
+    assert torch.allclose(out.mean(1), x.mean(1), **TOL) and not torch.allclose(out, x, atol=0.1)
+
+
+def test_saturation_scales_the_colour_off_the_luma_axis():
+    x = image()
+    mean = x.mean(1, keepdim=True)
+    assert torch.allclose(ada.apply(x, one("saturation", 2.5)), mean + 2.5 * (x - mean), **TOL)
+    grey = image(channels=1)
+    assert torch.equal(ada.apply(grey, {**one("hue", 1.0), **one("saturation", 2.5)}), grey)  # as the reference
+
+
+def test_colour_ops_act_in_the_references_order():
+    x = image()
+    params = {**one("brightness", 0.2), **one("contrast", 1.5), **one("lumaflip", 1.0), **one("saturation", 0.5)}
+    y = (x + 0.2) * 1.5
+    y = y - 2 * y.mean(1, keepdim=True)
+    y = y.mean(1, keepdim=True) + 0.5 * (y - y.mean(1, keepdim=True))
+    assert torch.allclose(ada.apply(x, params), y, **TOL)
+
+
+def test_cutout_zeroes_a_square_of_half_the_size_where_drawn():
+    x = torch.rand(3, 3, 16, 16) + 1
+    out = ada.apply(x, {"cutout": torch.tensor([[0.5, 0.3, 0.6], [0.0, 0.3, 0.6], [0.5, 0.95, 0.0]])})
+    inside = torch.zeros(3, 16, 16, dtype=torch.bool)
+    inside[0, 6:14, 1:9] = True  # centre (0.3 W, 0.6 H), side 8: pixel centres (i + 0.5)/16 within 1/4 of it
+    inside[2, 0:4, 11:16] = True  # near a corner: the part of the square inside the image
+    assert torch.equal(out == 0, inside[:, None].expand(-1, 3, -1, -1))
+    assert torch.equal(out[~(out == 0)], x[~(out == 0)])
+
+
+# ---- p
+def test_p_zero_is_exactly_the_identity():
+    for channels in (1, 3):
+        x = image(batch=32, channels=channels)
+        assert torch.equal(ADA("bgc,cutout", p=0.0, target=None)(x, step=0), x)
+
+
+def test_each_op_acts_with_probability_p():
+    torch.manual_seed(0)
+    n = 4000
+    continuous = {"scale": 1.0, "aniso": 1.0, "xfrac": 0.0, "brightness": 0.0, "contrast": 1.0, "hue": 0.0,
+                  "saturation": 1.0}
+    for p in (1.0, 0.3):
+        drawn = ada.draw(ada.OPS, n, 32, 32, torch.tensor(p))
+        for op, identity in continuous.items():
+            acted = (drawn[op] != identity).reshape(n, -1).any(1).float().mean().item()
+            assert acted == pytest.approx(p, abs=0.03), op
+        for op, choices in (("xflip", 2), ("rotate90", 4), ("lumaflip", 2)):  # acting draws one of `choices`,
+            assert (drawn[op] != 0).float().mean().item() == pytest.approx(p * (choices - 1) / choices, abs=0.03)
+        assert (drawn["cutout"][:, 0] == 0.5).float().mean().item() == pytest.approx(p, abs=0.03)
+        rotated = (drawn["rotate"] != 0).any(1).float().mean().item()  # before or after aniso: together p
+        assert rotated == pytest.approx(p, abs=0.03)
+        assert (drawn["rotate"] != 0).float().mean().item() == pytest.approx(1 - math.sqrt(1 - p), abs=0.03)
+
+
+def test_p_one_changes_every_sample_and_parameters_differ_per_sample():
+    torch.manual_seed(0)
+    x = image(batch=1, seed=3).expand(16, -1, -1, -1)
+    out = ADA("bgc", p=1.0, target=None)(x, step=0)
+    flat = out.flatten(1)
+    assert all(not torch.allclose(flat[i], flat[j], atol=1e-3) for i in range(16) for j in range(i))
+    drawn = ada.draw(ada.OPS, 16, H, W, torch.tensor(1.0))
+    for op in ("scale", "aniso", "brightness", "contrast", "hue", "saturation"):
+        assert len(set(drawn[op].tolist())) == 16, op
+
+
+def test_gradients_flow_through_every_op():
+    torch.manual_seed(0)
+    params = ada.draw(ada.OPS, 2, 5, 6, torch.tensor(1.0))
+    params["xfrac"] = params["xfrac"] + 0.37  # off the pixel grid: bilinear weights inside (0, 1)
+    x = (torch.rand(2, 3, 5, 6, dtype=torch.float64) * 2 - 1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: ada.apply(t, params), (x,), eps=1e-6, atol=1e-5)
+
+
+# ---- the adaptive rule
+def observe_steps(aug, signs_per_step, steps):
+    logs = None
+    for _ in range(steps):
+        logs = aug.observe(torch.tensor(signs_per_step, dtype=torch.float32)[:, None])
+    return logs
+
+
+@pytest.mark.parametrize("signs,moved", [([2.0] * 7 + [-1.0], +0.1),  # r_t = 0.75 > 0.6: D too sure of reals
+                                         ([3.0, -1.0, -0.5, 0.2, -2.0, 1.0, -1.0, -4.0], -0.1),  # r_t = -0.25
+                                         ([1.0, 1.0, 1.0, 1.0, -1.0], 0.0)])  # r_t = 0.6 = target: p stays
+def test_p_moves_by_the_stated_step_every_interval(signs, moved):
+    # step = batch * interval / (speed_kimg * 1000) = 8 * 4 / 320 = 0.1 (5 * 4 / 320 for the batch of 5)
+    aug = ADA("bgc", p=0.5, target=0.6, interval=4, speed_kimg=0.32)
+    logs = observe_steps(aug, signs, 3)
+    assert aug.p.item() == 0.5  # nothing before `interval` D steps
+    mean = sum(math.copysign(1, s) for s in signs) / len(signs)
+    assert logs["augment/r_t"].item() == pytest.approx(mean) and logs["augment/p"].item() == 0.5
+    logs = observe_steps(aug, signs, 1)
+    assert aug.p.item() == pytest.approx(0.5 + moved, abs=1e-6)
+    assert logs["augment/p"].item() == pytest.approx(0.5 + moved, abs=1e-6)
+
+
+def test_p_stays_within_zero_and_one_and_fixed_without_a_target():
+    up, down = ADA(p=0.95, interval=1, speed_kimg=0.01), ADA(p=0.05, interval=1, speed_kimg=0.01)
+    observe_steps(up, [1.0] * 4, 3)
+    observe_steps(down, [-1.0] * 4, 3)
+    assert up.p.item() == 1.0 and down.p.item() == 0.0
+    fixed = ADA(p=0.2, target=None, interval=1, speed_kimg=0.01)
+    observe_steps(fixed, [1.0] * 4, 5)
+    assert fixed.p.item() == pytest.approx(0.2)
+
+
+class Confident(nn.Module):
+    """A D whose output on every input is `score` (a stand-in for one that is sure, or fooled, about reals)."""
+
+    def __init__(self, score):
+        super().__init__()
+        self.score, self.weight = score, nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, y=None):
+        return self.weight * x.flatten(1).sum(1, keepdim=True) + self.score
+
+
+@pytest.mark.parametrize("score,direction", [(3.0, 1), (-3.0, -1)])
+def test_the_objective_feeds_ds_real_outputs_to_the_rule(score, direction):
+    from ganrun.losses import NonSaturating
+    from ganrun.models import mlp
+    from ganrun.objective import GANObjective
+
+    torch.manual_seed(0)
+    G = mlp.Generator(4, hidden=[8], shape=[3, 8, 8])
+    aug = ADA("bgc", p=0.5, target=0.6, interval=2, speed_kimg=0.016)  # 8 * 2 / 16 = 1: one move reaches 0 or 1
+    objective = GANObjective(G, Confident(score), NonSaturating(), {}, Pipeline({"ada": aug}), 4)
+    for d_step in range(2):
+        logs = objective.d_loss(torch.rand(8, 3, 8, 8) * 2 - 1, None, step=0, d_step=d_step).logs
+    assert logs["augment/r_t"].item() == direction and aug.p.item() == (1.0 if direction > 0 else 0.0)
+    assert objective.state_dict()["augment"]["augment"]["0"]["p"].item() == aug.p.item()
+
+
+def test_the_step_makes_no_host_sync():
+    aug = ADA("bgc,cutout", p=0.5, interval=1)
+    x = image(batch=4)
+    aug(x, 0)  # the first call puts p on the data's device
+    with HostSyncCounter() as syncs:
+        aug(x, 0)
+        aug.observe(torch.randn(4, 1))
+    # kornia's adjust_* call factor.to(image.device): the factors are drawn on that device, so nothing moves
+    kornia_noop = [c for c in syncs.calls if c.call == "to(device)" and "kornia" in c.where]
+    assert len(kornia_noop) == 2 and [c for c in syncs.calls if c not in kornia_noop] == []
+
+
+def test_state_resumes_exactly_between_two_moves(tmp_path):
+    torch.manual_seed(0)
+    outputs = [torch.randn(8, 1) + 0.5 for _ in range(11)]
+    straight, split = ADA(p=0.3, interval=4, speed_kimg=0.1), ADA(p=0.3, interval=4, speed_kimg=0.1)
+    for out in outputs:
+        straight.observe(out)
+    for out in outputs[:6]:  # stopped half-way through an interval
+        split.observe(out)
+    torch.save(split.state_dict(), tmp_path / "ada.pt")
+    resumed = ADA(p=0.0, interval=4, speed_kimg=0.1)
+    resumed.load_state_dict(torch.load(tmp_path / "ada.pt", weights_only=True))
+    for out in outputs[6:]:
+        resumed.observe(out)
+    assert resumed.p.item() == straight.p.item() and resumed.p.item() != 0.3
+    assert torch.equal(resumed.state_dict()["sign_sum"], straight.state_dict()["sign_sum"])
+
+
+# ---- p from outside (a schedule) and the config
+def test_p_is_settable_when_fixed_and_refused_while_adaptive():
+    fixed = ADA(p=0.0, target=None)
+    fixed.p = 0.55
+    assert fixed.p.item() == pytest.approx(0.55)
+    fixed.p = torch.tensor(0.25, dtype=torch.float64)
+    assert fixed.p.dtype == torch.float32 and fixed.p.item() == 0.25
+    with pytest.raises(ConfigError, match=r"augment.ada.target=0.6: .*set augment.ada.target=null"):
+        ADA(target=0.6).p = 0.3
+
+
+def test_ops_and_presets():
+    assert ada.parse_ops("bgc") == ada.GEOMETRIC + ada.COLOUR
+    assert ada.parse_ops("cutout, blit") == ("xflip", "rotate90", "xint", "cutout")  # in the order they act
+    assert ada.parse_ops(["hue", "xflip"]) == ("xflip", "hue")
+    with pytest.raises(ConfigError, match="augment.ada.ops: unknown rot"):
+        ada.parse_ops("bgc,rot")
+
+
+@pytest.mark.parametrize("shape", [(2,), (4, 8, 8), (2, 8, 8)])
+def test_refuses_what_is_not_a_grey_or_rgb_image(shape):
+    with pytest.raises(ConfigError, match=r"augment=ada works on images of 1 or 3 channels"):
+        ADA().check(shape)
+
+
+# ---- in a run
+def test_a_run_with_ada_logs_p_and_r_t_and_saves_p(tmp_path, data_root):
+    from helpers import scalars, train_in_process
+
+    from ganrun import checkpoint
+
+    result = train_in_process(tmp_path, data_root, "augment=ada", "augment.ada.interval=1",
+                              "augment.ada.speed_kimg=0.016", steps=3)  # batch 16: p moves by 1 per D step
+    run = tmp_path / "run"
+    p, r_t = scalars(run, "augment/p"), scalars(run, "augment/r_t")
+    assert sorted(p) == sorted(r_t) == [1, 2, 3]
+    assert all(v in (0.0, 1.0) for v in p.values()) and all(-1 <= v <= 1 for v in r_t.values())
+    saved = checkpoint.load(checkpoint.checkpoint_path(run, 3))["objective"]["augment"]["augment"]["0"]
+    assert saved["p"].item() == p[3] == result.scalars["augment/p"]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_p_exactly(tmp_path, data_root):
+    from helpers import scalars, straight_and_split
+
+    straight, split = straight_and_split(tmp_path, data_root, "augment=ada", "augment.ada.interval=3",
+                                         "augment.ada.speed_kimg=0.1", "augment.ada.p=0.5", steps=6, split_at=4)
+    assert scalars(straight, "augment/p") == scalars(split, "augment/p")
+    assert scalars(straight, "augment/r_t") == scalars(split, "augment/r_t")
+    assert len(set(scalars(straight, "augment/p").values())) > 1  # p moved (by 48/100 per move)
