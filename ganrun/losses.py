@@ -12,8 +12,10 @@ import torch.nn.functional as F
 
 
 class GANLoss:
-    # Relativistic losses compare fakes with reals in G's objective too: the loop then passes D(x) to g_loss.
+    # Relativistic losses compare fakes with reals in G's objective too: the objective then passes D(x) to g_loss,
+    # on D's last real batch, or on a fresh one when `fresh_real_in_g` (RpGAN pairs each fake with a new real).
     needs_real_in_g = False
+    fresh_real_in_g = False
     # How D's logged scores read (ganrun.diagnostics): "probability" (sigmoid losses), "least_squares" (targets
     # 1/0), "hinge" (margins at +-1), or "critic" (Wasserstein, relativistic: no fixed scale).
     score_kind = "critic"
@@ -165,3 +167,20 @@ class RelativisticAverageHinge(_RelativisticAverage):
 
     def towards_fake(self, t):
         return F.relu(1.0 + t).mean()
+
+
+class RelativisticPairing(GANLoss):
+    """RpGAN: the relativistic pairing GAN (Jolicoeur-Martineau 2018's RSGAN; the loss of R3GAN, Huang et al. 2024):
+    each real x_i is paired with a fake G(z_i). D minimises E_i[softplus(-(D(x_i) - D(G(z_i))))], G the mirror
+    E_i[softplus(-(D(G(z_i)) - D(x_i)))] on a fresh real batch (R3GAN's G step reads its own batch). Unlike
+    RaGAN's comparison with the other batch's mean, every fake is judged against one real sample; the pairs
+    need as many fakes as reals (trainer.g_batch_size = trainer.batch_size)."""
+
+    needs_real_in_g = True
+    fresh_real_in_g = True
+
+    def d_loss(self, real, fake):
+        return F.softplus(fake - real).mean()  # softplus(-(real - fake))
+
+    def g_loss(self, fake, real=None):
+        return F.softplus(real - fake).mean()

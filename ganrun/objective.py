@@ -5,7 +5,9 @@ here or in the objects this calls (the loss, the terms: penalties and class loss
 or G step can be run and checked on tiny networks without the loop.
 
 The G step of a relativistic loss needs D's view of real data. It gets it explicitly: `d_loss` returns the
-augmented real batch it used (`DiscriminatorStep.real`, with its labels) and `g_loss` takes that step.
+augmented real batch it used (`DiscriminatorStep.real`, with its labels) and `g_loss` takes that step. A loss
+that pairs each fake with a real of its own (`fresh_real_in_g`: RpGAN) draws a fresh batch from `real_batches`
+(the run's data stream) instead, so the loop stays the same for every loss.
 
 With `reuse_fakes` the G step reuses the D step's fakes instead of drawing new noise and running G again (what
 hand-written loops do, e.g. PyTorch's DCGAN example): `d_loss` runs G with its graph kept, D trains on the fakes
@@ -46,9 +48,10 @@ class GANObjective:
     """D's and G's objectives of one run: `loss` on D's outputs plus every term (regularizers, class terms)."""
 
     def __init__(self, G: nn.Module, D: nn.Module, loss, terms: dict, augment, z_dim: int, autocast=None,
-                 reuse_fakes: bool = False):
+                 reuse_fakes: bool = False, real_batches=None):
         self.G, self.D, self.loss, self.terms, self.augment, self.z_dim = G, D, loss, dict(terms), augment, z_dim
         self.reuse_fakes = reuse_fakes
+        self.real_batches = real_batches  # next() -> (real, labels): fresh reals for G (`loss.fresh_real_in_g`)
         self.autocast = autocast if autocast is not None else contextlib.nullcontext()
         self.conditional = bool(getattr(G, "num_classes", 0))
 
@@ -67,11 +70,13 @@ class GANObjective:
         with self.autocast:
             with torch.set_grad_enabled(self.reuse_fakes):  # G's graph only when G's step will reuse these fakes
                 generated = self.G(z, y)
-            real, fake = self.augment(real, step), self.augment(generated.detach(), step)
+            unaugmented, real, fake = real, self.augment(real, step), self.augment(generated.detach(), step)
             (real_out, real_cls), (fake_out, fake_cls) = split_output(self.D(real, y)), split_output(self.D(fake, y))
             real_out, fake_out = real_out.float(), fake_out.float()  # losses in fp32 under AMP
             adversarial = self.loss.d_loss(real_out, fake_out)
-            ctx = TermContext(self.critic(y), self.D, real, fake, y, real_cls, fake_cls, d_step)
+            ctx = TermContext(self.critic(y), self.D, real, fake, y, real_cls, fake_cls, d_step,
+                              augment=lambda x: self.augment(x, step), unaugmented_real=unaugmented,
+                              unaugmented_fake=generated.detach(), real_out=real_out, fake_out=fake_out)
             terms = {name: t for name, term in self.terms.items() if (t := term.d_term(ctx)) is not None}
             total = adversarial + sum(terms.values())
         logs = {f"penalty/{name}": term for name, term in terms.items()}
@@ -83,9 +88,10 @@ class GANObjective:
     def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
         """G's loss on `batch_size` fresh fakes (uniform labels when conditional), or on the D step's fakes with
         `reuse_fakes`, through D as it is now. Call it with D frozen (`frozen(D)`) so only G gets gradients."""
+        real, real_labels = self.real_for_g(d_step, step)
         generated, y = self.generate_for_g(batch_size, d_step)
         with self.autocast:
-            real_out = self.critic(d_step.labels)(d_step.real).float() if self.loss.needs_real_in_g else None
+            real_out = self.critic(real_labels)(real).float() if real is not None else None
             fake = self.augment(generated, step)
             fake_out, fake_cls = split_output(self.D(fake, y))
             adversarial = self.loss.g_loss(fake_out.float(), real_out)
@@ -93,6 +99,17 @@ class GANObjective:
             terms = [t for term in self.terms.values() if (t := term.g_term(ctx)) is not None]
             total = adversarial + sum(terms) if terms else adversarial
         return StepLoss(total, {"loss/G": total})
+
+    def real_for_g(self, d_step: DiscriminatorStep, step: int):
+        """The augmented real batch (and its labels) a relativistic G loss compares with: D's last one, or a fresh
+        one from `real_batches` for a loss that pairs each fake with its own real; (None, None) for other losses."""
+        if not self.loss.needs_real_in_g:
+            return None, None
+        if not getattr(self.loss, "fresh_real_in_g", False):  # losses written against the bare contract
+            return d_step.real, d_step.labels
+        real, labels = next(self.real_batches)
+        with self.autocast:
+            return self.augment(real, step), labels if self.conditional else None
 
     def generate_for_g(self, batch_size: int, d_step: DiscriminatorStep):
         """G's fakes for its step and their labels: the D step's when it kept them, else fresh ones."""

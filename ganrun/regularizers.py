@@ -8,6 +8,11 @@ only write `penalty(critic, real, fake, discriminator)`: the base class applies 
 `every` > 1 applies a penalty lazily, on one D step in `every`, scaled by `every` so its expected strength
 is unchanged (Karras et al. 2020, StyleGAN2, section 3.1). `critic` is a callable x -> D's adversarial
 output, so conditional discriminators pass their labels through a closure.
+
+Input-gradient penalties (R1, R2, R1+R2, GP, DRAGAN) differentiate D through the augmentation by default:
+critic(x) = D(augment(x)) at the un-augmented batches, as stylegan2-ada (training/loss.py) and R3GAN do, so the
+penalty constrains D on the data's own space; `through_augment=False` takes the gradient at D's augmented input
+instead (ganrun's behaviour before). Without augmentation both are the same.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ganrun import distributed
 from ganrun.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,20 @@ class TermContext:
     real_classes: torch.Tensor | None = None  # class logits of an AC-GAN head
     fake_classes: torch.Tensor | None = None
     d_step: int = 0
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # x -> D's input (this step's augmentation)
+    unaugmented_real: torch.Tensor | None = None  # the batches before `augment`
+    unaugmented_fake: torch.Tensor | None = None
+    real_out: torch.Tensor | None = None  # D's adversarial outputs on `real` and `fake` (fp32), graph kept
+    fake_out: torch.Tensor | None = None
+
+    def penalty_inputs(self, through_augment: bool):
+        """(critic, real, fake) an input-gradient penalty differentiates: x -> D(augment(x)) at the un-augmented
+        batches (`through_augment`), or D at its augmented inputs. The augmentation draws afresh, as
+        stylegan2-ada's separate regularisation pass does."""
+        if not through_augment or self.augment is None:
+            return self.critic, self.real, self.fake
+        critic, augment = self.critic, self.augment
+        return (lambda x: critic(augment(x))), self.unaugmented_real, self.unaugmented_fake
 
 
 class Regularizer:
@@ -50,11 +70,19 @@ class Regularizer:
         """The unweighted penalty, or None for regularizers that act after the step."""
         return None
 
+    def due(self, ctx: TermContext) -> bool:
+        """Whether the term acts on this D step: a nonzero weight, and one step in `every`."""
+        return bool(self.weight) and ctx.d_step % self.every == 0
+
+    def penalty_inputs(self, ctx: TermContext):
+        """(critic, real, fake) that `penalty` reads: D's augmented inputs (input-gradient penalties override)."""
+        return ctx.critic, ctx.real, ctx.fake
+
     def d_term(self, ctx: TermContext) -> torch.Tensor | None:
         """`weight * every * penalty` on the D steps it is due (lazy ones every `every` steps), else None."""
-        if not self.weight or ctx.d_step % self.every != 0:
+        if not self.due(ctx):
             return None
-        penalty = self.penalty(ctx.critic, ctx.real, ctx.fake, ctx.discriminator)
+        penalty = self.penalty(*self.penalty_inputs(ctx), ctx.discriminator)
         return None if penalty is None else self.weight * self.every * penalty
 
     def g_term(self, ctx: TermContext) -> torch.Tensor | None:
@@ -126,17 +154,35 @@ def input_gradient_norm(critic, x: torch.Tensor) -> torch.Tensor:
     return grad.flatten(1).norm(2, dim=1)
 
 
-class GradientPenalty(Regularizer):
+def zero_centred(critic, x: torch.Tensor) -> torch.Tensor:
+    """1/2 E[||grad critic(x)||^2]: Mescheder et al. 2018's R1 (at reals) and R2 (at fakes) without gamma; the
+    squared norm sums over every pixel and channel, the mean is over the batch (R3GAN's normalisation too)."""
+    return 0.5 * input_gradient_norm(critic, x).pow(2).mean()
+
+
+class InputGradientPenalty(Regularizer):
+    """A penalty on D's input gradient, taken through the augmentation unless `through_augment=False`."""
+
+    input_gradient = True
+
+    def __init__(self, weight: float = 10.0, every: int = 1, through_augment: bool = True):
+        super().__init__(weight, every)
+        self.through_augment = bool(through_augment)
+
+    def penalty_inputs(self, ctx: TermContext):
+        return ctx.penalty_inputs(self.through_augment)
+
+
+class GradientPenalty(InputGradientPenalty):
     """Gulrajani et al. 2017 (WGAN-GP): E[(||grad D(x_hat)|| - center)^2] on x_hat = e*x + (1-e)*G(z), e ~ U[0,1].
 
     one_sided=True penalises only norms above `center`: E[max(0, ||grad|| - center)^2] (the paper's appendix).
     center=0 gives the zero-centred variant.
     """
 
-    input_gradient = True
-
-    def __init__(self, weight: float = 10.0, center: float = 1.0, one_sided: bool = False, every: int = 1):
-        super().__init__(weight, every)
+    def __init__(self, weight: float = 10.0, center: float = 1.0, one_sided: bool = False, every: int = 1,
+                 through_augment: bool = True):
+        super().__init__(weight, every, through_augment)
         self.center, self.one_sided = float(center), bool(one_sided)
 
     def penalty(self, critic, real, fake, discriminator):
@@ -148,38 +194,34 @@ class GradientPenalty(Regularizer):
         return gap.pow(2).mean()
 
 
-class R1(Regularizer):
+class R1(InputGradientPenalty):
     """Mescheder et al. 2018: R1 = 1/2 E_real[||grad D(x)||^2], `weight` is their gamma."""
 
-    input_gradient = True
-
-    def __init__(self, weight: float = 10.0, every: int = 1):
-        super().__init__(weight, every)
-
     def penalty(self, critic, real, fake, discriminator):
-        return 0.5 * input_gradient_norm(critic, real).pow(2).mean()
+        return zero_centred(critic, real)
 
 
-class R2(Regularizer):
+class R2(InputGradientPenalty):
     """Mescheder et al. 2018: R2 = 1/2 E_fake[||grad D(G(z))||^2], `weight` is their gamma."""
 
-    input_gradient = True
+    def penalty(self, critic, real, fake, discriminator):
+        return zero_centred(critic, fake)
 
-    def __init__(self, weight: float = 10.0, every: int = 1):
-        super().__init__(weight, every)
+
+class R1R2(InputGradientPenalty):
+    """R3GAN's penalty (Huang et al. 2024; R3GAN/Trainer.py): gamma/2 (E_real||grad D(x)||^2 +
+    E_fake||grad D(G(z))||^2), R1 and R2 with one weight gamma (`weight`), so one schedule moves both."""
 
     def penalty(self, critic, real, fake, discriminator):
-        return 0.5 * input_gradient_norm(critic, fake).pow(2).mean()
+        return zero_centred(critic, real) + zero_centred(critic, fake)
 
 
-class DRAGAN(Regularizer):
+class DRAGAN(InputGradientPenalty):
     """Kodali et al. 2017: E[(||grad D(x_hat)|| - 1)^2] at points x_hat = x + a * delta near the real data,
     delta = 0.5 * std(x) * U[0, 1] per element and a ~ U[0, 1] per sample (lambda = 10 in the paper)."""
 
-    input_gradient = True
-
-    def __init__(self, weight: float = 10.0, spread: float = 0.5, every: int = 1):
-        super().__init__(weight, every)
+    def __init__(self, weight: float = 10.0, spread: float = 0.5, every: int = 1, through_augment: bool = True):
+        super().__init__(weight, every, through_augment)
         self.spread = float(spread)
 
     def penalty(self, critic, real, fake, discriminator):
@@ -240,3 +282,46 @@ class WeightClipping(Regularizer):
     def after_d_step(self, discriminator):
         for p in discriminator.parameters():
             p.clamp_(-self.clip_value, self.clip_value)
+
+
+class LeCam(Regularizer):
+    """Tseng et al. 2021, "Regularizing GANs under Limited Data" (LeCam): E[relu(D(x) - alpha_F)^2] +
+    E[relu(alpha_R - D(G(z)))^2], alpha_R and alpha_F exponential moving averages (`decay`) of D's mean real and
+    fake outputs; lambda (`weight`) = 0.3 in their BigGAN CIFAR setting. The relu is their code's
+    (google/lecam-gan, lecam_reg; the paper's eq. 3 writes the squares alone): only outputs that overshoot the
+    other kind's average are pulled back. The averages start at zero and are debiased by 1 - decay^t, as their
+    StyleGAN2 code (tf assign_moving_average, zero_debias=True); each D step updates them with its batch means
+    (averaged over ranks) before the term reads them, due or not.
+
+    The averages are state: tensors on D's device (no host sync), in the checkpoint through `state_dict`."""
+
+    def __init__(self, weight: float = 0.3, decay: float = 0.99, every: int = 1):
+        super().__init__(weight, every)
+        self.decay = float(decay)
+        self.averages = torch.zeros(2)  # biased EMAs of E[D(x)], E[D(G(z))]
+        self.debias = torch.zeros(())  # 1 - decay^t after t updates
+
+    def update(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
+        """Move the averages by one D step's outputs; return the debiased (alpha_R, alpha_F)."""
+        means = distributed.mean_over_ranks({"real": real_out.detach().float().mean(),
+                                             "fake": fake_out.detach().float().mean()})
+        means = torch.stack([means["real"], means["fake"]])
+        if self.averages.device != means.device:
+            self.averages, self.debias = self.averages.to(means.device), self.debias.to(means.device)
+        self.averages = self.decay * self.averages + (1.0 - self.decay) * means
+        self.debias = self.decay * self.debias + (1.0 - self.decay)
+        return self.averages / self.debias
+
+    def d_term(self, ctx: TermContext) -> torch.Tensor | None:
+        alpha_real, alpha_fake = self.update(ctx.real_out, ctx.fake_out)
+        if not self.due(ctx):
+            return None
+        penalty = (torch.relu(ctx.real_out - alpha_fake).pow(2).mean()
+                   + torch.relu(alpha_real - ctx.fake_out).pow(2).mean())
+        return self.weight * self.every * penalty
+
+    def state_dict(self) -> dict:
+        return {"averages": self.averages.clone(), "debias": self.debias.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.averages, self.debias = state["averages"].clone().float(), state["debias"].clone().float()

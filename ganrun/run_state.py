@@ -195,7 +195,7 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     dtype = amp_dtype(device, trainer.amp)
     autocast = torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-    objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast, reuse_fakes(trainer))
+    objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast, reuse_fakes(trainer), stream)
     if trainer.compile:  # in place: parameter names (and so checkpoints) stay those of the plain modules
         G.compile(mode=trainer.compile_mode)
         D.compile(mode=trainer.compile_mode)

@@ -321,14 +321,24 @@ class PenaltySchema:
 
 
 @dataclass
-class GradientPenaltySchema(PenaltySchema):
+class InputGradientSchema(PenaltySchema):
+    through_augment: bool = MISSING  # the gradient w.r.t. the un-augmented input, through the augmentation
+
+
+@dataclass
+class GradientPenaltySchema(InputGradientSchema):
     center: float = spec(ge=0.0)  # a norm
     one_sided: bool = MISSING
 
 
 @dataclass
-class DraganSchema(PenaltySchema):
+class DraganSchema(InputGradientSchema):
     spread: float = spec(ge=0.0)
+
+
+@dataclass
+class LeCamSchema(PenaltySchema):
+    decay: float = spec(ge=0.0, lt=1.0)  # of the moving averages of D's outputs; 1 would never move them
 
 
 @dataclass
@@ -442,10 +452,13 @@ TARGET_SCHEMAS = {
     "ganrun.models.mlp.Discriminator": MlpDiscriminatorSchema,
     **dict.fromkeys(["ganrun.losses.NonSaturating", "ganrun.losses.Minimax"], SigmoidLossSchema),
     **dict.fromkeys(["ganrun.losses." + name for name in ("Wasserstein", "Hinge", "LeastSquares", "RelativisticAverageBCE",
-                                                          "RelativisticAverageLS", "RelativisticAverageHinge")],
+                                                          "RelativisticAverageLS", "RelativisticAverageHinge",
+                                                          "RelativisticPairing")],
                     LossSchema),
-    **dict.fromkeys(["ganrun.regularizers.R1", "ganrun.regularizers.R2", "ganrun.regularizers.L2WeightPenalty"],
-                    PenaltySchema),
+    "ganrun.regularizers.L2WeightPenalty": PenaltySchema,
+    **dict.fromkeys(["ganrun.regularizers.R1", "ganrun.regularizers.R2", "ganrun.regularizers.R1R2"],
+                    InputGradientSchema),
+    "ganrun.regularizers.LeCam": LeCamSchema,
     "ganrun.regularizers.GradientPenalty": GradientPenaltySchema,
     "ganrun.regularizers.DRAGAN": DraganSchema,
     "ganrun.regularizers.BalancedConsistency": ConsistencySchema,

@@ -38,6 +38,7 @@ def validate(cfg: DictConfig | dict) -> None:
         _precision_recall_neighbours(metrics)
     _warmup_within_the_run(plain.get("scheduler"))
     _toy_layout((plain.get("dataset") or {}).get("source"))
+    _pairs_have_partners(plain.get("loss"), plain.get("trainer") or {})
 
 
 # ---- every field by its schema
@@ -169,3 +170,14 @@ def _toy_layout(source) -> None:
             and math.isqrt(source["num_modes"]) ** 2 != source["num_modes"]:
         raise ConfigError(f"dataset.source.num_modes={source['num_modes']} must be a square number with "
                           "dataset.source.layout=grid.")
+
+
+PAIRING_LOSSES = {"ganrun.losses.RelativisticPairing": "rpgan"}  # each fake is compared with one real of its own
+
+
+def _pairs_have_partners(loss, trainer: dict) -> None:
+    if isinstance(loss, dict) and loss.get("_target_") in PAIRING_LOSSES \
+            and trainer.get("g_batch_size") not in (None, trainer.get("batch_size")):
+        raise ConfigError(f"trainer.g_batch_size={trainer['g_batch_size']} must equal trainer.batch_size="
+                          f"{trainer.get('batch_size')} (or be null) with loss={PAIRING_LOSSES[loss['_target_']]}: it pairs each of "
+                          "G's fakes with one real sample.")

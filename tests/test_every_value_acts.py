@@ -71,7 +71,8 @@ def _ctx(critic, d_step=0, real=None, fake=None):
     real = torch.rand(6, 3, 8, 8, generator=g) * 2 - 1 if real is None else real
     fake = torch.rand(6, 3, 8, 8, generator=g) * 2 - 1 if fake is None else fake
     discriminator = critic if isinstance(critic, nn.Module) else nn.Linear(1, 1)
-    return TermContext(critic=critic, discriminator=discriminator, real=real, fake=fake, d_step=d_step)
+    return TermContext(critic=critic, discriminator=discriminator, real=real, fake=fake, d_step=d_step,
+                       real_out=critic(real), fake_out=critic(fake))  # D's outputs: LeCam reads them
 
 
 def _linear_critic(seed=1):
@@ -151,6 +152,35 @@ def bcr_translation_moves_the_images(choice, key):
     node = lambda t: OmegaConf.select(at(choice, **{key: t, "regularizer.bcr.flip_prob": 0.0}),  # noqa: E731
                                       reg_path(choice, key))
     assert _term(node(0.0)) == 0.0 and _term(node(0.25)) > 0.0
+
+
+def through_augment_is_the_gradient_of_d_after_the_augmentation(choice, key):
+    """true: the penalty of x -> D(augment(x)) at the un-augmented batches; false: of D at the augmented ones."""
+    critic = _linear_critic()
+    raw = _ctx(critic)
+    ctx = TermContext(critic=critic, discriminator=critic, real=2 * raw.real, fake=2 * raw.fake,
+                      augment=lambda x: 2 * x, unaugmented_real=raw.real, unaugmented_fake=raw.fake)
+    composed = _ctx(lambda x: critic(2 * x), real=raw.real, fake=raw.fake)  # D after x -> 2x, by hand
+
+    def term(value, context):
+        reg = build(OmegaConf.select(at(choice, **{key: value}), reg_path(choice, key)))
+        torch.manual_seed(0)  # GP and DRAGAN draw their points
+        return float(reg.d_term(context).detach())
+
+    assert term(True, ctx) == pytest.approx(term(True, composed), rel=1e-5)
+    assert term(False, ctx) == pytest.approx(term(True, _ctx(critic, real=ctx.real, fake=ctx.fake)), rel=1e-5)
+    assert term(True, ctx) != pytest.approx(term(False, ctx), rel=1e-2)
+
+
+def lecam_decay_is_the_memory_of_the_averages(choice, key):
+    outputs = [(torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])), (torch.tensor([0.0, 0.5]), torch.tensor([1.0, 2.0]))]
+    for decay in (0.0, 0.5, 0.99):
+        reg = build(OmegaConf.select(at(choice, **{key: decay}), reg_path(choice, key)))
+        for real, fake in outputs:
+            alpha = reg.update(real, fake)
+        weights = torch.tensor([decay * (1 - decay), 1 - decay]) / (1 - decay ** 2)  # debiased: sum to 1
+        expected = [weights @ torch.stack([first.mean(), second.mean()]) for first, second in zip(*outputs)]  # R, F
+        assert alpha.tolist() == pytest.approx([e.item() for e in expected], rel=1e-5)
 
 
 def clip_value_bounds_every_weight(choice, key):
@@ -519,10 +549,13 @@ def toy_dataset(choice, key, tmp_path, data_root):
 
 
 EFFECTS = {
-    **dict.fromkeys([f"regularizer.{r}.weight" for r in ("r1", "r2", "gp", "dragan", "l2", "bcr")],
+    **dict.fromkeys([f"regularizer.{r}.weight" for r in ("r1", "r2", "gp", "dragan", "l2", "bcr", "r1r2", "lecam")],
                     weight_scales_the_term),
-    **dict.fromkeys([f"regularizer.{r}.every" for r in ("r1", "r2", "gp", "dragan", "l2", "bcr")],
+    **dict.fromkeys([f"regularizer.{r}.every" for r in ("r1", "r2", "gp", "dragan", "l2", "bcr", "r1r2", "lecam")],
                     every_applies_one_step_in_n_scaled_by_n),
+    **dict.fromkeys([f"regularizer.{r}.through_augment" for r in ("r1", "r2", "gp", "dragan", "r1r2")],
+                    through_augment_is_the_gradient_of_d_after_the_augmentation),
+    "regularizer.lecam.decay": lecam_decay_is_the_memory_of_the_averages,
     "regularizer.gp.center": gp_center_is_the_target_norm,
     "regularizer.gp.one_sided": gp_one_sided_penalises_only_norms_above_the_center,
     "regularizer.dragan.spread": dragan_spread_scales_the_perturbation,

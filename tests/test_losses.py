@@ -144,3 +144,15 @@ def test_a_loss_carries_the_regularizers_it_is_given():
     clip = object()
     assert losses.Wasserstein(regularizers={"clip": clip}).regularizers == {"clip": clip}
     assert losses.Hinge().regularizers == {} and losses.NonSaturating(regularizers=None).regularizers == {}
+
+
+def test_relativistic_pairing_compares_each_fake_with_its_own_real():
+    """RpGAN (R3GAN, Huang et al. 2024): D: E_i[softplus(-(D(x_i) - D(G(z_i))))], G: E_i[softplus(-(D(G(z_i)) -
+    D(x_i)))], pair by pair, not against the other batch's mean as RaGAN."""
+    loss = losses.RelativisticPairing()
+    pairs = list(zip(REAL.tolist(), FAKE.tolist()))
+    assert loss.d_loss(REAL, FAKE).item() == pytest.approx(mean([-log_sigmoid(r - f) for r, f in pairs]), rel=1e-6)
+    assert loss.g_loss(FAKE, REAL).item() == pytest.approx(mean([-log_sigmoid(f - r) for r, f in pairs]), rel=1e-6)
+    assert loss.d_loss(REAL, FAKE).item() != pytest.approx(loss.d_loss(REAL, FAKE.flip(0)).item(), rel=1e-3)  # pairs
+    assert loss.d_loss(REAL, FAKE).item() != pytest.approx(losses.RelativisticAverageBCE().d_loss(REAL, FAKE).item())
+    assert loss.needs_real_in_g and loss.fresh_real_in_g and not losses.RelativisticAverageBCE().fresh_real_in_g

@@ -17,6 +17,9 @@ from helpers import train_in_process
      "loss=ragan", "regularizer=r1"],
     ["augment=[diffaugment,instance_noise]", "regularizer=r1", "loss.real_label=0.9", "loss.flip_prob=0.1"],
     ["ema.enabled=true", "ema.bn=batch", "scheduler=cosine", "scheduler.warmup_steps=1"],
+    ["loss=rpgan", "regularizer=r1r2", "augment=diffaugment"],
+    ["model.conditioning=projection", "loss=rpgan", "regularizer=[r1r2,lecam]", "trainer.reuse_fakes=false"],
+    ["loss=hinge", "regularizer=lecam", "regularizer.lecam.every=2", "trainer.n_critic=2"],
 ])
 def test_option_combinations_train(tmp_path, data_root, overrides):
     result = train_in_process(tmp_path, data_root, *overrides)

@@ -236,3 +236,77 @@ def test_fakes_are_reused_only_when_each_g_step_follows_one_d_step_on_as_many_fa
     trainer = SimpleNamespace(reuse_fakes=True, n_critic=n_critic, g_batch_size=g_batch_size, batch_size=BATCH)
     assert reuse_fakes(trainer) is reused
     assert reuse_fakes(SimpleNamespace(**{**vars(trainer), "reuse_fakes": False})) is False
+
+
+def test_rpgan_g_step_pairs_its_fakes_with_a_fresh_real_batch():
+    """R3GAN's G step reads its own real batch: g_loss draws the next one from the stream, not D's last one."""
+    from ganrun.losses import RelativisticPairing
+
+    G, D = nets()
+    d_real, labels = batch()
+    fresh = [(d_real + 5.0 + i, labels) for i in range(3)]
+    stream = iter(fresh)
+    seen = []
+    D.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    obj = GANObjective(G, D, RelativisticPairing(), {}, Pipeline(None), Z, real_batches=stream)
+    d_step = obj.d_loss(d_real, labels, step=0, d_step=0)
+    seen.clear()
+    torch.manual_seed(3)
+    g_value = obj.g_loss(BATCH, step=0, d_step=d_step).total.item()
+    assert next(stream)[0] is fresh[1][0]  # exactly one batch drawn
+    assert any(torch.equal(x, fresh[0][0]) for x in seen) and not any(torch.equal(x, d_real) for x in seen)
+    torch.manual_seed(3)
+    fake_out, real_out = D(G(torch.randn(BATCH, Z))), D(fresh[0][0])
+    assert g_value == pytest.approx(F.softplus(real_out - fake_out).mean().item(), rel=1e-6)
+    on_d_batch = F.softplus(D(d_real) - fake_out).mean().item()
+    assert g_value != pytest.approx(on_d_batch, rel=1e-3)
+
+
+@pytest.mark.parametrize("loss", [NonSaturating(), RelativisticAverageBCE()])
+def test_other_losses_never_draw_from_the_stream_in_g_step(loss):
+    G, D = nets()
+    stream = iter([batch()])
+    obj = GANObjective(G, D, loss, {}, Pipeline(None), Z, real_batches=stream)
+    obj.g_loss(BATCH, step=0, d_step=obj.d_loss(*batch(), step=0, d_step=0))
+    assert next(stream, None) is not None  # the data order of every other loss is unchanged
+
+
+def test_d_step_hands_penalties_the_unaugmented_batches_the_augmentation_and_ds_outputs():
+    from ganrun.regularizers import R1
+
+    G, D = nets()
+    double = type("Double", (), {"check": lambda self, s: None, "__call__": lambda self, x, step: 2 * x})()
+    seen = []
+
+    class Spy(Regularizer):
+        def d_term(self, ctx):
+            seen.append(ctx)
+
+    obj = objective(G, D, terms={"spy": Spy(), "r1": R1(weight=2.0)}, augment=Pipeline({"double": double}))
+    real, labels = batch()
+    d_step = obj.d_loss(real, labels, step=0, d_step=0)
+    ctx = seen[0]
+    assert torch.equal(ctx.unaugmented_real, real) and torch.equal(ctx.real, 2 * real)
+    assert torch.equal(ctx.augment(real), 2 * real) and torch.equal(2 * ctx.unaugmented_fake, ctx.fake)
+    assert torch.allclose(ctx.real_out, D(2 * real)) and torch.allclose(ctx.fake_out, D(ctx.fake))
+    x = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(2 * x).sum(), x)  # d/dx D(2x) = 2 D'(2x)
+    assert d_step.logs["penalty/r1"].item() == pytest.approx(2.0 * 0.5 * grad.pow(2).sum(1).mean().item(), rel=1e-5)
+
+
+def test_lecam_averages_travel_in_the_objective_state():
+    from ganrun.regularizers import LeCam
+
+    G, D = nets()
+    obj = objective(G, D, terms={"lecam": LeCam()})
+    real, labels = batch()
+    first = obj.d_loss(real, labels, step=0, d_step=0)
+    assert "penalty/lecam" in first.logs
+    saved = obj.state_dict()["terms"]["lecam"]
+    assert saved["debias"].item() == pytest.approx(0.01) and saved["averages"].abs().sum() > 0
+    fresh = objective(G, D, terms={"lecam": LeCam()})
+    fresh.load_state_dict(obj.state_dict())
+    torch.manual_seed(7)
+    expected = obj.d_loss(real, labels, step=0, d_step=1).logs["penalty/lecam"].item()
+    torch.manual_seed(7)
+    assert fresh.d_loss(real, labels, step=0, d_step=1).logs["penalty/lecam"].item() == pytest.approx(expected)

@@ -118,3 +118,126 @@ def test_bcr_on_toy_points_is_refused_before_training_and_penalties_on_points_tr
         train_in_process(tmp_path, data_root, *toy, "regularizer=bcr", run_dir=tmp_path / "bcr")
     assert not (tmp_path / "bcr" / "checkpoints").exists()
     assert train_in_process(tmp_path, data_root, *toy, "regularizer=r1", run_dir=tmp_path / "r1").step == 2
+
+
+# ---- through the augmentation: D(augment(x)) differentiated w.r.t. x (stylegan2-ada, R3GAN)
+W = torch.tensor([1.0, -2.0, 0.5])  # ||w||^2 = 5.25
+
+
+def doubled_context(critic, d_step=0):
+    """A step whose augmentation is x -> 2x: D's input gradient is w, the gradient through it 2w."""
+    real, fake = torch.randn(6, 3), torch.randn(6, 3) + 1.0
+    return regularizers.TermContext(critic, critic, 2 * real, 2 * fake, d_step=d_step, augment=lambda x: 2 * x,
+                                    unaugmented_real=real, unaugmented_fake=fake)
+
+
+@pytest.mark.parametrize("make, through, unaugmented", [
+    (lambda t: regularizers.R1(weight=3.0, through_augment=t), 0.5 * 3.0 * 4 * 5.25, 0.5 * 3.0 * 5.25),
+    (lambda t: regularizers.R2(weight=3.0, through_augment=t), 0.5 * 3.0 * 4 * 5.25, 0.5 * 3.0 * 5.25),
+    (lambda t: regularizers.R1R2(weight=3.0, through_augment=t), 3.0 * 4 * 5.25, 3.0 * 5.25),
+    (lambda t: regularizers.GradientPenalty(weight=3.0, through_augment=t), 3.0 * (2 * 5.25 ** 0.5 - 1) ** 2,
+     3.0 * (5.25 ** 0.5 - 1) ** 2),
+    (lambda t: regularizers.DRAGAN(weight=3.0, through_augment=t), 3.0 * (2 * 5.25 ** 0.5 - 1) ** 2,
+     3.0 * (5.25 ** 0.5 - 1) ** 2),
+])
+def test_input_gradient_penalties_differentiate_through_the_augmentation_unless_told_not_to(make, through,
+                                                                                           unaugmented):
+    critic = linear_critic(W)
+    ctx = doubled_context(critic)
+    assert make(True).d_term(ctx).item() == pytest.approx(through, rel=1e-5)  # the default
+    assert make(False).d_term(ctx).item() == pytest.approx(unaugmented, rel=1e-5)
+    assert regularizers.R1().through_augment and regularizers.GradientPenalty().through_augment
+
+
+def test_penalties_through_the_augmentation_read_the_unaugmented_batches():
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach().clone())
+        return x.sum(dim=1)
+
+    ctx = doubled_context(critic)
+    regularizers.R1().d_term(ctx)
+    regularizers.R2(through_augment=False).d_term(ctx)
+    assert torch.equal(seen[0], 2 * ctx.unaugmented_real)  # augmented inside the penalty, from the raw batch
+    assert torch.equal(seen[1], ctx.fake)  # off: D's own (augmented) input
+
+
+def test_without_an_augmentation_both_ways_agree():
+    critic = linear_critic(W)
+    real, fake = torch.randn(6, 3), torch.randn(6, 3)
+    ctx = regularizers.TermContext(critic, critic, real, fake)
+    assert regularizers.R1(through_augment=True).d_term(ctx).item() == \
+        pytest.approx(regularizers.R1(through_augment=False).d_term(ctx).item(), rel=1e-7)
+
+
+def test_r1r2_is_r3gans_gamma_over_two_times_r1_plus_r2_per_sample_sums():
+    """R3GAN/Trainer.py: per sample Gradient.square().sum([1,2,3]), loss (Gamma / 2) * (R1 + R2), mean over the
+    batch. On a quadratic critic (gradient 2x, a different norm for every sample) reals and fakes both count."""
+    def critic(x):
+        return x.pow(2).flatten(1).sum(1)
+
+    real, fake = torch.randn(5, 2, 3, 3), 3 * torch.randn(5, 2, 3, 3)
+    gamma = 0.7
+    expected = (gamma / 2 * ((2 * real).pow(2).sum([1, 2, 3]) + (2 * fake).pow(2).sum([1, 2, 3]))).mean()
+    ctx = regularizers.TermContext(critic, nn.Linear(1, 1), real, fake)
+    assert regularizers.R1R2(weight=gamma).d_term(ctx).item() == pytest.approx(expected.item(), rel=1e-5)
+    r1, r2 = regularizers.R1(weight=gamma).d_term(ctx), regularizers.R2(weight=gamma).d_term(ctx)
+    assert regularizers.R1R2(weight=gamma).d_term(ctx).item() == pytest.approx((r1 + r2).item(), rel=1e-6)
+    assert r1.item() != pytest.approx(r2.item(), rel=0.1)
+
+
+# ---- LeCam (Tseng et al. 2021)
+def lecam_context(real_out, fake_out, d_step=0):
+    return regularizers.TermContext(None, None, None, None, d_step=d_step, real_out=real_out, fake_out=fake_out)
+
+
+def test_lecam_is_its_definition_with_debiased_moving_averages():
+    """E[relu(D(x) - alpha_F)^2] + E[relu(alpha_R - D(G(z)))^2], alpha the zero-debiased EMAs (decay 0.9 here)
+    of the batch means, updated before the term reads them (google/lecam-gan's StyleGAN2 code)."""
+    lecam = regularizers.LeCam(weight=0.3, decay=0.9)
+    outputs = [(torch.tensor([2.0, -1.0, 0.5, 3.0]), torch.tensor([-3.0, 0.0, 1.5, -0.5])),
+               (torch.tensor([1.0, 0.2, -0.4, 2.2]), torch.tensor([0.5, -2.0, 0.1, -1.0])),
+               (torch.tensor([0.3, 1.7, -0.9, 0.8]), torch.tensor([-0.2, 0.9, -1.4, 0.4]))]
+    ema_real = ema_fake = 0.0
+    for t, (real, fake) in enumerate(outputs, start=1):
+        ema_real = 0.9 * ema_real + 0.1 * real.mean().item()
+        ema_fake = 0.9 * ema_fake + 0.1 * fake.mean().item()
+        alpha_real, alpha_fake = ema_real / (1 - 0.9 ** t), ema_fake / (1 - 0.9 ** t)
+        expected = 0.3 * (mean_of([max(0.0, r - alpha_fake) ** 2 for r in real.tolist()])
+                          + mean_of([max(0.0, alpha_real - f) ** 2 for f in fake.tolist()]))
+        assert lecam.d_term(lecam_context(real, fake, d_step=t)).item() == pytest.approx(expected, rel=1e-5)
+    assert alpha_real != pytest.approx(outputs[-1][0].mean().item(), rel=0.05)  # an average, not the last batch
+
+
+def mean_of(values):
+    return sum(values) / len(values)
+
+
+def test_lecam_reaches_d_through_its_outputs_not_through_the_averages():
+    real, fake = torch.tensor([2.0, -1.0, 0.5], requires_grad=True), torch.tensor([-3.0, 0.0, 1.5], requires_grad=True)
+    lecam = regularizers.LeCam(weight=1.0, decay=0.0)  # alpha = this batch's means: R = E[relu(r - m_f)^2] + ...
+    grad_real, grad_fake = torch.autograd.grad(lecam.d_term(lecam_context(real, fake)), (real, fake))
+    m_real, m_fake = real.mean().item(), fake.mean().item()
+    assert grad_real.tolist() == pytest.approx([2 * max(0.0, r - m_fake) / 3 for r in real.tolist()], abs=1e-6)
+    assert grad_fake.tolist() == pytest.approx([-2 * max(0.0, m_real - f) / 3 for f in fake.tolist()], abs=1e-6)
+
+
+def test_lecam_averages_move_on_every_d_step_even_when_the_term_is_not_due():
+    lazy, every_step = regularizers.LeCam(weight=0.3, every=2), regularizers.LeCam(weight=0.3)
+    off = regularizers.LeCam(weight=0.0)
+    for d_step in range(3):
+        real, fake = torch.randn(4) + d_step, torch.randn(4) - d_step
+        terms = [reg.d_term(lecam_context(real, fake, d_step)) for reg in (lazy, every_step, off)]
+        assert (terms[0] is None) is (d_step % 2 == 1) and terms[2] is None
+    assert torch.equal(lazy.averages, every_step.averages) and torch.equal(off.averages, every_step.averages)
+    assert every_step.debias.item() == pytest.approx(1 - 0.99 ** 3)
+
+
+def test_lecam_state_round_trips():
+    lecam = regularizers.LeCam()
+    lecam.d_term(lecam_context(torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 0.5])))
+    restored = regularizers.LeCam()
+    restored.load_state_dict(lecam.state_dict())
+    real, fake = torch.tensor([0.3, 0.1]), torch.tensor([0.2, -0.4])
+    assert restored.d_term(lecam_context(real, fake)).item() == lecam.d_term(lecam_context(real, fake)).item()

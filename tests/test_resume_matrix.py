@@ -66,6 +66,21 @@ def test_a_split_run_ends_where_a_straight_run_ends(tmp_path, data_root, name):
         assert scalars(straight, tag) == scalars(split, tag) and len(scalars(split, tag)) == 6
 
 
+@pytest.mark.slow  # three in-process runs; the fast tier checks the state round trip (test_objective.py)
+def test_lecam_averages_and_rpgans_fresh_batches_resume_exactly(tmp_path, data_root):
+    """LeCam's moving averages live in the checkpoint (the objective's state) and RpGAN's G step draws from the
+    data stream: a run stopped and resumed ends where an uninterrupted one ends."""
+    straight, split = straight_and_split(tmp_path, data_root, "loss=rpgan", "regularizer=[r1r2,lecam]",
+                                         "augment=diffaugment", steps=4, split_at=2)
+    a, b = final_state(straight), final_state(split)
+    assert_same_state(a, b)
+    for key in ("averages", "debias"):
+        assert torch.allclose(a["objective"]["terms"]["lecam"][key], b["objective"]["terms"]["lecam"][key],
+                              rtol=1e-6, atol=0)
+    assert a["objective"]["terms"]["lecam"]["debias"].item() == pytest.approx(1 - 0.99 ** 4)  # 4 D steps
+    assert scalars(straight, "penalty/lecam") == pytest.approx(scalars(split, "penalty/lecam"), rel=1e-6)
+
+
 @pytest.mark.slow
 def test_a_folder_run_resumes_exactly(tmp_path, data_root):
     folder = image_folder(tmp_path)

@@ -67,6 +67,14 @@ def composed(*overrides):
     (["augment=ada", "augment.ada.interval=2.5"], "augment.ada.interval=2.5 must be an integer"),
     (["augment=ada", "augment.ada.speed_kimg=0"], "augment.ada.speed_kimg=0 must be > 0"),
     (["dataset.resize=crop"], "dataset.resize='crop' is not one of resize | pad"),
+    (["regularizer=lecam", "regularizer.lecam.decay=1.5"], "regularizer.lecam.decay=1.5 must be < 1"),
+    (["regularizer=lecam", "regularizer.lecam.weight=-0.3"], "regularizer.lecam.weight=-0.3 must be >= 0"),
+    (["regularizer=r1r2", "regularizer.r1r2.weight=-1"], "regularizer.r1r2.weight=-1 must be >= 0"),
+    (["regularizer=r1r2", "regularizer.r1r2.every=0"], "regularizer.r1r2.every=0 must be >= 1"),
+    (["regularizer=r1", "regularizer.r1.through_augment=maybe"], "regularizer.r1.through_augment='maybe' must be "
+                                                                 "true or false"),
+    (["loss=wgan_gp", "+loss.regularizers.gp.through_augment=often"], "loss.regularizers.gp.through_augment='often'"),
+    (["loss=rpgan", "trainer.g_batch_size=32"], "trainer.g_batch_size=32 must equal trainer.batch_size=64"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as refused:
