@@ -44,6 +44,7 @@ def main(argv=None) -> None:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ganrun.metrics.report import evaluate_generator, make_evaluator
+    from ganrun.metrics.sizing import num_real
     from ganrun.outputs import load_generator, output_file, run_dir_of
     from ganrun.runtime import select_device
 
@@ -62,7 +63,9 @@ def main(argv=None) -> None:
                 metrics.download = False
             if args.data_root and "root" in cfg.dataset.source:
                 cfg.dataset.source.root = args.data_root
-            evaluator = make_evaluator(metrics, cfg.dataset, device)
+            # sized for this evaluation, not the run's (a smoke run's 500 real images, or its classifier subset)
+            metrics.num_real = max(metrics.num_real, num_real(0, 0, args.num_samples))
+            evaluator = make_evaluator(metrics, cfg.dataset, device, largest=args.num_samples)
             if evaluator is None:
                 raise SystemExit(1)
             result = evaluate_generator(evaluator, G, cfg.model.z_dim, args.num_samples, args.seed)

@@ -24,7 +24,7 @@ from ganrun import checkpoint, diagnostics, distributed, downstream
 from ganrun.data import DatasetInfo
 from ganrun.errors import TrainingDivergedError
 from ganrun.sweep.hparams import run_hparams, write_hparams, write_session_start
-from ganrun.metrics import report
+from ganrun.metrics import report, sizing
 from ganrun.run_state import RunState
 from ganrun.runtime import isolated_rng
 
@@ -85,6 +85,8 @@ class Reporter:
         downstream.check_config(cfg, G)  # before training, not after it
         self.diagnostics = state.diagnostics  # reads the logged curves for failure modes; resumed with the run
         self.last_evaluation = None  # (step, num_samples, results) of the latest evaluation
+        if evaluator is not None:
+            log.info(sizing.describe(self.trainer.steps, self.metrics, real=not info.points))
         state.window.restart_clock()  # the first window's img/s: set-up (and steps before a resume) left out
 
     # --- per step -------------------------------------------------------------------------------------------

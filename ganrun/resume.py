@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ganrun.errors import ConfigError
-from ganrun.resolvers import final_num_samples
+from ganrun.metrics import sizing
 from ganrun.schema import RESUMABLE_KEYS, GanrunSchema
 from ganrun.trust import check_saved_config
 
@@ -31,7 +31,11 @@ TYPED_SECTIONS = ("seed", "trainer", "metrics", "ema")  # their keys are the sch
 DERIVED = {
     "scheduler.total_steps": lambda c: c["trainer"]["steps"],
     "augment.instance_noise.anneal_steps": lambda c: c["trainer"]["steps"],
-    "metrics.final_num_samples": lambda c: final_num_samples(c["trainer"]["steps"], c["metrics"]["num_samples"]),
+    # in this order: each evaluation size follows the ones above it (`ganrun.metrics.sizing`)
+    "metrics.num_samples": lambda c: sizing.num_samples(c["trainer"]["steps"]),
+    "metrics.final_num_samples": lambda c: sizing.final_num_samples(c["trainer"]["steps"], c["metrics"]["num_samples"]),
+    "metrics.num_real": lambda c: sizing.num_real(c["metrics"]["every"], c["metrics"]["num_samples"],
+                                                  c["metrics"]["final_num_samples"]),
     "dataset.source.path": lambda c: c["dataset"]["path"],
 }
 

@@ -34,7 +34,7 @@ def test_long_names_are_cut_with_a_hash(monkeypatch):
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["trainer.steps=200"], 10000),                                    # short: like the evaluations in training
+    (["trainer.steps=200"], 5000),                                     # short: like the evaluations in training
     (["trainer.steps=200", "metrics.num_samples=2000"], 2000),
     (["trainer.steps=1999"], 10000),
     (["trainer.steps=2000"], 50000),                                   # long enough: the standard protocol

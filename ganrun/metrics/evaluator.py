@@ -22,7 +22,7 @@ from ganrun.data import DecodedImages, build_source, decode_all
 from ganrun.data.decoded import resize_protocol
 from ganrun.data.stream import decoded_source
 from ganrun.errors import StorageError
-from ganrun.metrics import scores
+from ganrun.metrics import scores, sizing
 from ganrun.metrics.classifier import RECIPE, SmallClassifier, train_classifier
 from ganrun.metrics.extractors import (
     INCEPTION_URL,
@@ -53,6 +53,12 @@ def _tensor_hash(*tensors: torch.Tensor) -> str:
         digest.update(str(tuple(t.shape)).encode())
         digest.update(t.contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _seeded_subset(n: int, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The same `n` rows of each tensor, drawn at random with a fixed seed (a smoke run's classifier data)."""
+    order = torch.randperm(len(tensors[0]), generator=torch.Generator().manual_seed(0))[:n]
+    return [t[order] for t in tensors]
 
 
 @contextlib.contextmanager
@@ -126,8 +132,13 @@ def _save_cache(state: dict, path: Path) -> None:
 
 
 class Evaluator:
-    def __init__(self, metrics_cfg, dataset_cfg, device, num_workers=0):
+    """`largest`: generated samples of the largest evaluation this evaluator will make (default: the run's, from
+    `metrics_cfg`); a smoke-sized one trains the offline classifier on a subset (`sizing.classifier_images`)."""
+
+    def __init__(self, metrics_cfg, dataset_cfg, device, num_workers=0, largest: int | None = None):
         self.cfg, self.dataset_cfg, self.device = metrics_cfg, dataset_cfg, torch.device(device)
+        self.largest = (sizing.largest_evaluation(metrics_cfg.every, metrics_cfg.num_samples,
+                                                  metrics_cfg.final_num_samples) if largest is None else largest)
         self.cache_dir = Path(metrics_cfg.cache_dir).expanduser().resolve()
         self.stats_computed = self.cache_hits = 0
         source = real_source(dataset_cfg, self.cache_dir)
@@ -170,15 +181,23 @@ class Evaluator:
                 "the offline classifier needs a labelled dataset (class sub-folders); this one has one class. "
                 "Provide Inception weights with metrics.inception_weights=PATH, or set metrics.every=0.")
         epochs = self.cfg.classifier_epochs
+        subset = sizing.classifier_images(self.largest)
+        subset = subset if subset is not None and subset < len(images) else None
         path = self.cache_dir / "classifiers" / safe_name(
-            f"{self.dataset_cfg.name}-{self.data_hash}-{RECIPE}-e{epochs}.pt")
+            f"{self.dataset_cfg.name}-{self.data_hash}-{RECIPE}-e{epochs}{f'-n{subset}' if subset else ''}.pt")
         saved = _load_cached(path)
         if saved is not None:
             model = SmallClassifier(images.shape[1], saved["num_classes"])
             model.load_state_dict(saved["state_dict"])
             accuracy = saved["test_accuracy"]
         else:
-            log.info("Training the offline classifier on %d labelled images (cached in %s)", len(images), path)
+            log.info("Training the offline classifier on %d of the %d labelled images, once (cached in %s)%s",
+                     subset or len(images), len(images), path,
+                     f": a smoke run's subset, tested on {self.largest} held-out images (evaluations of "
+                     f"{sizing.SHORT_SAMPLES} samples or more use all)" if subset else "")
+            if subset:  # a smoke run: seconds, not the minutes of the whole split
+                images, labels = _seeded_subset(subset, images, labels)
+                test_images, test_labels = _seeded_subset(self.largest, test_images, test_labels)
             model, accuracy = train_classifier(images, labels, test_images, test_labels, num_classes, self.device,
                                                epochs=epochs)
             _save_cache({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
@@ -264,5 +283,8 @@ class Evaluator:
                                         f"{self.extractor.name} features above (Kynkaanniemi et al. 2019 use "
                                         "VGG-16 features and 50000 samples)",
                     "KID": f"{self.cfg.kid_subsets} subsets of {kid_m}, cubic polynomial kernel",
-                    "IS": "10 equal splits, population std"}
+                    "IS": "10 equal splits, population std",
+                    "sample_counts": f"{num_samples} generated vs {self.real['n']} real: FID, KID, IS and "
+                                     "precision/recall depend on both (FID is biased upward at small N); compare "
+                                     "only numbers of equal counts"}
         return {"extractor": self.extractor.name, "metrics": values, "protocol": protocol}

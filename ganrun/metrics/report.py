@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -17,13 +18,13 @@ log = logging.getLogger(__name__)
 LOG_NAMES = {"metrics": "metrics", "metrics_final": "final metrics"}  # a section's TensorBoard tag -> the log's words
 
 
-def make_evaluator(metrics_cfg, dataset_cfg, device, num_workers=0) -> Evaluator | None:
+def make_evaluator(metrics_cfg, dataset_cfg, device, num_workers=0, largest: int | None = None) -> Evaluator | None:
     """The run's evaluator, or None (with the reason logged) when no extractor can be had. Toy 2-D datasets
-    score themselves (modes covered, high-quality samples)."""
+    score themselves (modes covered, high-quality samples). `largest`: see `Evaluator`."""
     if dataset_info(dataset_cfg).points:
         return build(dataset_cfg.source)
     try:
-        return Evaluator(metrics_cfg, dataset_cfg, device, num_workers)
+        return Evaluator(metrics_cfg, dataset_cfg, device, num_workers, largest)
     except MetricsUnavailable as exc:
         log.warning("Metrics are off: %s", exc)
         return None
@@ -41,10 +42,12 @@ def evaluate_generator(evaluator: Evaluator, G, z_dim: int, num_samples: int, se
         z = torch.randn(batch_size, z_dim, device=device, generator=generator)
         return G(z, random_labels(G, batch_size, device, generator)).float()
 
+    started = time.perf_counter()
     try:
-        return evaluator.evaluate(generate, num_samples)
+        result = evaluator.evaluate(generate, num_samples)
     finally:
         G.train(was_training)
+    return {**result, "seconds": round(time.perf_counter() - started, 3)}  # this device's cost, in the log line
 
 
 def tag(name: str, result: dict, suffix: str = "", section: str = "metrics") -> str:
@@ -66,5 +69,7 @@ def log_result(writer, run_dir: Path, result: dict, step: int, suffix: str = "",
         f.write(json.dumps({"step": step, "generator": "ema" if suffix else "raw", "section": section, **result})
                 + "\n")
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if v is not None and not k.endswith("_std"))
-    log.info("step %d %s%s (%s, %d samples): %s", step, LOG_NAMES.get(section, section), " of EMA G" if suffix else "",
-             result["extractor"], result["protocol"]["n_generated"], shown)
+    protocol, seconds = result["protocol"], result.get("seconds")
+    sizes = f"{protocol['n_generated']} samples" + (f" vs {protocol['n_real']} real" if "n_real" in protocol else "")
+    log.info("step %d %s%s (%s, %s%s): %s", step, LOG_NAMES.get(section, section), " of EMA G" if suffix
+             else "", result["extractor"], sizes, f", {seconds:.1f} s" if seconds is not None else "", shown)
