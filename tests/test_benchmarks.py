@@ -1,4 +1,4 @@
-"""The GPU check script runs on the CPU at tiny sizes, so it cannot rot before a GPU runs it (issue 20)."""
+"""Benchmark scripts run on the CPU at tiny sizes, so they cannot rot before a GPU (or a person) runs them."""
 
 from __future__ import annotations
 
@@ -23,3 +23,19 @@ def test_gpu_check_runs_on_the_cpu_and_finds_no_host_syncs(tmp_path):
     for part in ("hand-written loop", "ema.enabled=false", "trainer.channels_last=true", "regularizer=r1",
                  "one evaluation of 256 generated samples", "score maths on 300 random 64-d features"):
         assert part in out, out
+
+
+@pytest.mark.slow  # makes a folder, starts fresh processes
+def test_folder_io_benchmark_runs_at_a_tiny_size(tmp_path):
+    script = SCRIPT.with_name("folder_io.py")
+    proc = subprocess.run([sys.executable, str(script), "--n", "8", "--batches", "1", "--batch-size", "4", "--formats", "png",
+                           "--dir", str(tmp_path)], cwd=tmp_path, env=cpu_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for part in ("start-up at 256 px", "start-up at  64 px", "streamed, num_workers=2", "antialias=True (ganrun)"):
+        assert part in out, out
+    psnr = {name.strip(): float(db) for name, db in re.findall(r"^(.{48}) +([\d.]+) dB", out, re.M)}
+    # The antialiased filter is closer to the area average than the one without a low-pass (the zone plate aliases).
+    assert psnr["torchvision bilinear, antialias=True (ganrun)"] > psnr["torchvision bilinear, antialias=False"] + 3
+    assert (tmp_path / "cache" / "prepared").is_dir()  # the streamed settings read a prepared file

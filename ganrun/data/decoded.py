@@ -162,7 +162,7 @@ class _Decode:
         from ganrun.data.sources import report_unreadable
 
         self.digest, bad = hashlib.sha1(), []
-        with ThreadPoolExecutor(max_workers=_DECODE_THREADS) as pool:
+        with _one_torch_thread(), ThreadPoolExecutor(max_workers=_DECODE_THREADS) as pool:
             for i, ((path, label), st, (data, tensor, why)) in enumerate(
                     zip(self.entries, self.stats, pool.map(self._read, [p for p, _ in self.entries]))):
                 if why is not None:
@@ -230,6 +230,19 @@ class _Decode:
         write_atomic(images_path, write)
         write_atomic(index_path, lambda f: np.save(f, np.asarray(index, dtype=np.int64).reshape(-1, 2),
                                                    allow_pickle=False))
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch's intra-op threads off while decoding: the decode threads already use the cores, and each image's
+    resize is too small to split; on a busy 2-core machine the two kinds together made decoding 3-4x slower
+    (benchmarks/folder_io.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _npy_header(shape: tuple, length: int | None = None) -> bytes:
