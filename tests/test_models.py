@@ -3,10 +3,11 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from ganrun.errors import ConfigError
-from ganrun.models import dcgan, mlp, resnet
+from ganrun.models import dcgan, mlp, r3gan, resnet
 from ganrun.models.conditioning import split_output
 
 
@@ -141,3 +142,137 @@ def test_default_experiment_is_a_32_px_dcgan_from_4x4_on_padded_fashion_mnist():
     assert images.shape == (2, 1, 32, 32)
     padded_real = nn.functional.pad(torch.rand(2, 1, 28, 28) * 2 - 1, (2, 2, 2, 2), value=-1.0)
     assert D(padded_real).shape == (2,)
+
+
+# ---- issue 21: every convolutional architecture at 32-256 px, widths per stage, minibatch std, conditional BN
+CONV = {"dcgan": dcgan, "resnet": resnet, "r3gan": r3gan}
+
+
+@pytest.mark.parametrize("name", CONV)
+@pytest.mark.parametrize("resolution", [128, 256])
+def test_conv_architectures_at_128_and_256_px(name, resolution):
+    module = CONV[name]
+    G = module.Generator(z_dim=4, resolution=resolution, channels=3, width=8)
+    D = module.Discriminator(resolution=resolution, channels=3, width=8)
+    images = G(torch.randn(2, 4))
+    assert images.shape == (2, 3, resolution, resolution)
+    assert D(images).shape == (2,)
+    with pytest.raises(ConfigError, match=f"model={name} supports resolutions .*256, not dataset.resolution=512"):
+        module.Generator(resolution=512)
+
+
+def test_default_widths_above_64_px_follow_the_papers():
+    # DCGAN: halving from 8 x width, capped there; SNGAN's 128 px ImageNet G: 16, 16, 8, 4, 2, 1 x width
+    G = dcgan.Generator(z_dim=4, resolution=256, channels=3, width=2)
+    assert [m.out_channels for m in G.modules() if isinstance(m, nn.ConvTranspose2d)] == [16, 16, 16, 8, 4, 2, 3]
+    G = resnet.Generator(z_dim=4, resolution=128, channels=3, width=2)
+    assert G.c0 == 32 and [b.main[3].out_channels for b in G.blocks] == [32, 16, 8, 4, 2]
+    D = resnet.Discriminator(resolution=128, channels=3, width=2)
+    last_convs = [[m for m in b.main if isinstance(m, nn.Conv2d)][-1] for b in D.blocks]
+    assert [c.out_channels for c in last_convs] == [2, 4, 8, 16, 32, 32]
+
+
+@pytest.mark.parametrize("name", ["dcgan", "resnet"])
+def test_widths_per_stage_are_the_channels(name):
+    module = CONV[name]
+    n = 3 if name == "dcgan" else 4  # 32 px: dcgan's 3 stages, resnet's 4 (G: the 4x4 map and 3 blocks)
+    G = module.Generator(z_dim=4, resolution=32, channels=1, widths=[20, 12, 8, 6][:n])
+    D = module.Discriminator(resolution=32, channels=1, widths=[6, 8, 12, 20][:n])
+    assert D(G(torch.randn(2, 4))).shape == (2,)
+    with pytest.raises(ConfigError, match=r"model.generator.widths=\[8\] has 1 entries"):
+        module.Generator(z_dim=4, resolution=32, channels=1, widths=[8])
+
+
+def minibatch_std_by_definition(x, group):
+    """Karras et al. 2018: per group (sample i in group i mod N/group), the standard deviation of every feature over
+    the group, averaged over channels and pixels, appended to each member as a constant map."""
+    n = x.shape[0]
+    groups = n // group
+    out = torch.empty(n, 1, *x.shape[2:])
+    for j in range(groups):
+        members = [i for i in range(n) if i % groups == j]
+        std = torch.sqrt(x[members].var(dim=0, unbiased=False) + 1e-8).mean()
+        out[members] = std
+    return torch.cat([x, out], dim=1)
+
+
+def test_minibatch_std_against_its_definition():
+    from ganrun.models.layers import MinibatchStd
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 5, 4) * torch.tensor([1.0, 3.0, 0.5, 2.0, 1.0, 4.0, 0.1, 1.0]).view(8, 1, 1, 1)
+    out = MinibatchStd(4)(x)
+    assert out.shape == (8, 4, 5, 4) and torch.equal(out[:, :3], x)
+    assert torch.allclose(out, minibatch_std_by_definition(x, 4), atol=1e-6)
+    assert not torch.allclose(out[0, 3], out[1, 3])  # two groups ({0, 2, 4, 6}, {1, 3, 5, 7}), two values
+    # batches not divisible by the group: the largest divisor of N not above it (the reference's min(group, N) for
+    # N < group; a prime N gets groups of 1: the constant sqrt(1e-8))
+    assert torch.allclose(MinibatchStd(4)(x[:6]), minibatch_std_by_definition(x[:6], 3), atol=1e-6)
+    assert torch.allclose(MinibatchStd(4)(x[:2]), minibatch_std_by_definition(x[:2], 2), atol=1e-6)
+    assert torch.allclose(MinibatchStd(4)(x[:5])[:, 3], torch.full((5, 5, 4), 1e-4))
+
+
+@pytest.mark.parametrize("name", CONV)
+def test_minibatch_std_in_every_conv_discriminator(name):
+    from ganrun.models.layers import MinibatchStd
+
+    kwargs = dict(resolution=32, channels=1, width=8)
+    assert not any(isinstance(m, MinibatchStd) for m in CONV[name].Discriminator(**kwargs).modules())
+    D = CONV[name].Discriminator(mbstd_group=4, **kwargs)
+    assert sum(isinstance(m, MinibatchStd) for m in D.modules()) == 1
+    assert D(torch.randn(6, 1, 32, 32)).shape == (6,)
+
+
+def test_conditional_batchnorm_is_a_per_class_gain_and_bias():
+    from ganrun.models.layers import ConditionalBatchNorm2d
+
+    torch.manual_seed(0)
+    G = resnet.Generator(z_dim=8, resolution=32, channels=1, width=8, norm="conditional_batch",
+                         conditioning="projection", num_classes=3)
+    norms = [m for m in G.modules() if isinstance(m, ConditionalBatchNorm2d)]
+    assert len(norms) == 7  # two per up-block, one before the output conv (Miyato & Koyama's G)
+    assert not any(isinstance(m, nn.BatchNorm2d) and m.affine for m in G.modules())
+    assert all(torch.equal(n.gain, torch.ones(3, n.gain.shape[1])) and not n.bias.any() for n in norms)
+    assert G.linear.in_features == 8  # the label enters through the norms only, not with z
+    cbn = norms[0]
+    with torch.no_grad():
+        cbn.gain[2] = torch.linspace(0.5, 2.0, cbn.gain.shape[1])
+        cbn.bias[1] = 0.3
+    x, y = torch.randn(6, cbn.gain.shape[1], 4, 4), torch.tensor([0, 1, 2, 2, 1, 0])
+    plain = F.batch_norm(x, None, None, training=True)
+    expected = plain * cbn.gain[y][:, :, None, None] + cbn.bias[y][:, :, None, None]
+    assert torch.allclose(cbn(x, y), expected, atol=1e-5)
+    G.eval()  # running statistics: each sample alone decides its image
+    z = torch.randn(1, 8).repeat(3, 1)
+    images = G(z, torch.tensor([0, 1, 2]))
+    assert not torch.allclose(images[0], images[1]) and not torch.allclose(images[0], images[2])
+    with torch.no_grad():
+        for n in norms:
+            n.gain.fill_(1.0), n.bias.zero_()
+    images = G(z, torch.tensor([0, 1, 2]))
+    assert torch.allclose(images[0], images[1]) and torch.allclose(images[0], images[2])  # at init: plain BN
+    with pytest.raises(ConfigError, match="model.generator.norm=conditional_batch needs class labels"):
+        resnet.Generator(resolution=32, channels=1, norm="conditional_batch")
+
+
+def test_conditional_batchnorm_trains(tmp_path, data_root):
+    from helpers import train_in_process
+
+    result = train_in_process(tmp_path, data_root, "model=resnet", "model.conditioning=projection",
+                              "model.generator.norm=conditional_batch", steps=1)
+    assert result.step == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONV)
+def test_a_folder_of_256_px_images_trains(name, tmp_path):
+    from helpers import train_in_process, write_png
+
+    for i in range(6):
+        write_png(tmp_path / "images" / f"{i}.png", size=(256, 256), seed=i)
+    widths = ["model.generator.width=4", "model.discriminator.width=4"] if name != "r3gan" else [
+        "model.generator.width=8", "model.discriminator.width=8"]
+    result = train_in_process(tmp_path, tmp_path, f"model={name}", "dataset=folder",
+                              f"dataset.path={tmp_path / 'images'}", "trainer.batch_size=4", "ema.enabled=false",
+                              *widths, steps=2)
+    assert result.step == 2

@@ -193,3 +193,26 @@ def test_the_cli_refuses_before_training_without_a_traceback(tmp_path, data_root
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1 and message in output and "Traceback" not in output
     assert not (run_dir / "checkpoints").exists()
+
+
+ISSUE_21_NETS = [
+    (["model.generator.widths=[64,0,16]"], "model.generator.widths[1]=0 must be >= 1"),
+    (["model=resnet", "model.discriminator.widths=[]"], "model.discriminator.widths=[] must have at least 1 element"),
+    (["model.discriminator.mbstd_group=-4"], "model.discriminator.mbstd_group=-4 must be >= 0"),
+    (["model.generator.norm=conditional_batch"], "model.generator.norm='conditional_batch' is not one of batch"),
+    (["model=resnet", "model.generator.norm=cbn"], "model.generator.norm='cbn' is not one of batch | instance | "
+                                                   "layer | none | conditional_batch"),
+    (["model=r3gan", "model.generator.blocks=0"], "model.generator.blocks=0 must be >= 1"),
+    (["model=r3gan", "model.discriminator.group_size=0"], "model.discriminator.group_size=0 must be >= 1"),
+    (["model=r3gan", "model.generator.expansion=0"], "model.generator.expansion=0 must be >= 1"),
+    (["model=r3gan", "model.discriminator.width=0"], "model.discriminator.width=0 must be >= 1"),
+    (["model=r3gan", "model.generator.width=null"], "model.generator.width=None must be an integer"),
+    (["model=r3gan", "+model.generator.mbstd_group=4"], "unknown key model.generator.mbstd_group"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", ISSUE_21_NETS, ids=[" ".join(o) for o, _ in ISSUE_21_NETS])
+def test_bad_network_values_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as refused:
+        validate(composed(*overrides))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
