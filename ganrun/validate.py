@@ -179,5 +179,5 @@ def _pairs_have_partners(loss, trainer: dict) -> None:
     if isinstance(loss, dict) and loss.get("_target_") in PAIRING_LOSSES \
             and trainer.get("g_batch_size") not in (None, trainer.get("batch_size")):
         raise ConfigError(f"trainer.g_batch_size={trainer['g_batch_size']} must equal trainer.batch_size="
-                          f"{trainer.get('batch_size')} (or be null) with loss={PAIRING_LOSSES[loss['_target_']]}: it pairs each of "
-                          "G's fakes with one real sample.")
+                          f"{trainer.get('batch_size')} (or be null) with loss={PAIRING_LOSSES[loss['_target_']]}: "
+                          "it pairs each of G's fakes with one real sample.")

@@ -173,7 +173,8 @@ def through_augment_is_the_gradient_of_d_after_the_augmentation(choice, key):
 
 
 def lecam_decay_is_the_memory_of_the_averages(choice, key):
-    outputs = [(torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])), (torch.tensor([0.0, 0.5]), torch.tensor([1.0, 2.0]))]
+    outputs = [(torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])),
+               (torch.tensor([0.0, 0.5]), torch.tensor([1.0, 2.0]))]
     for decay in (0.0, 0.5, 0.99):
         reg = build(OmegaConf.select(at(choice, **{key: decay}), reg_path(choice, key)))
         for real, fake in outputs:

@@ -34,8 +34,9 @@ def syncs_per_step(tmp_path, data_root, *overrides, steps=4) -> dict:
     return {step: [f"{c.call} at {c.where}" for c in counter.at(step)] for step in range(1, steps + 1)}
 
 
-@pytest.mark.parametrize("overrides", [[], ["model.conditioning=projection", "trainer.reuse_fakes=false"]],
-                         ids=["default", "projection_fresh_fakes"])
+@pytest.mark.parametrize("overrides", [[], ["model.conditioning=projection", "trainer.reuse_fakes=false"],
+                                       ["loss=rpgan", "regularizer=[r1r2,lecam]", "augment=diffaugment"]],
+                         ids=["default", "projection_fresh_fakes", "rpgan_r1r2_lecam"])
 def test_plain_steps_make_no_host_sync(tmp_path, data_root, overrides):
     per_step = syncs_per_step(tmp_path, data_root, *overrides)
     assert {step: calls for step, calls in per_step.items() if step < 4 and calls} == {}
