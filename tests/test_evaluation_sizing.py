@@ -176,7 +176,7 @@ def test_a_smoke_run_evaluates_smoke_sized_and_says_so(tmp_path, data_root):
 
     run_dir = tmp_path / "run"
     proc = run_ganrun(["trainer.steps=3", "trainer.num_workers=0", "trainer.device=cpu", "metrics.download=false",
-                       f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path)
+                       f"hydra.run.dir={run_dir}"], data_root, cwd=tmp_path, timeout=600)
     log = proc.stdout + proc.stderr
     assert ("Evaluation sizes: none during training, 500 for the final report, against up to 500 real images"
             in log), log
