@@ -61,7 +61,7 @@ class Reporter:
                  resumed: bool):
         self.cfg, self.run_dir, self.state, self.info, self.source = cfg, Path(run_dir), state, info, source
         self.evaluator, self.trainer, self.metrics = evaluator, cfg.trainer, cfg.metrics
-        self.is_main, self.world = distributed.is_main(), distributed.world_size()
+        self.is_main = distributed.is_main()
         self.grad_norms: dict[str, torch.Tensor] = {}
         G = state.G
         # Conditional grids: one row per class, the same noise down each column.

@@ -183,3 +183,16 @@ def test_the_half_life_is_read_at_every_update_so_a_schedule_can_move_it():
     ema.half_life_kimg = 0.016  # what schedules.setter_for("ema.half_life_kimg") does
     ema.update(G, 2, images=8)
     assert ema.beta == pytest.approx(0.5 ** (8 / 16))
+
+
+def test_the_config_keys_reach_the_average_and_null_keeps_decay():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        default = compose("config", overrides=["model.z_dim=4"])
+        halved = compose("config", overrides=["model.z_dim=4", "ema.half_life_kimg=10", "ema.half_life_rampup=0.05"])
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    assert GeneratorEMA.from_config(G, default, images_per_step=64).beta_at(10**6, 10**9) == 0.999  # ema.decay
+    ema = GeneratorEMA.from_config(G, halved, images_per_step=64)
+    assert ema.beta_at(3, images=128) == pytest.approx(0.5 ** (64 / 6.4))  # ramped: 0.05 x 128 images
+    assert ema.beta_at(10**6, images=10**9) == pytest.approx(0.5 ** (64 / 10_000))

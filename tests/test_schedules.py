@@ -278,3 +278,14 @@ def test_a_kimg_run_trains_its_images_logs_kimg_and_sec_per_kimg_and_resumes_to_
 def test_steps_and_kimg_on_one_command_line_are_refused(tmp_path, data_root):
     with pytest.raises(ConfigError, match="trainer.steps=2 and trainer.kimg=0.04: give one budget"):
         train_in_process(tmp_path, data_root, "trainer.kimg=0.04", steps=2)
+
+
+def test_a_resume_may_not_change_a_schedule_unless_forced(tmp_path, data_root):
+    """A schedule is part of the experiment (not a resumable key): changing one on resume is refused, naming it."""
+    run_dir = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "regularizer=r1", GAMMA, steps=1, run_dir=run_dir)
+    changed = GAMMA.replace("end:0.2", "end:0.5")
+    with pytest.raises(ConfigError, match=r"schedules.gamma.end: 0.2 -> 0.5"):
+        train_in_process(tmp_path, data_root, "regularizer=r1", changed, f"resume={run_dir}", steps=2,
+                         run_dir=run_dir)
+    train_in_process(tmp_path, data_root, "regularizer=r1", GAMMA, f"resume={run_dir}", steps=2, run_dir=run_dir)
