@@ -89,10 +89,12 @@ class InstanceNoise:
 
 
 class Pipeline:
-    """The configured transforms in config order; the identity when none is chosen."""
+    """The configured transforms in config order; the identity when none is chosen. `named`: each by its config
+    name (`augment.<name>`), where schedules reach their scalars (`augment.<name>.<attr>`)."""
 
     def __init__(self, transforms: dict | None):
-        self.transforms = list((transforms or {}).values())
+        self.named = dict(transforms or {})
+        self.transforms = list(self.named.values())
 
     def check(self, sample_shape: tuple) -> None:
         for transform in self.transforms:

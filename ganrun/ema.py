@@ -5,6 +5,10 @@ device (stylegan2-ada's `p_ema.copy_(p.lerp(p_ema, beta))`): no host sync, where
 its CPU update counter to the device once per parameter. The first update copies G. Before `start_step` the average just
 follows G (beta = 0); with `rampup` beta = min(decay, (1 + t) / (10 + t)), t = steps since the start (the
 num_updates rule of TensorFlow's ExponentialMovingAverage), so early averages are not dominated by the init.
+With `half_life_kimg` (stylegan2-ada's ema_kimg) the decay is set by images instead: the average's weight on
+the past halves every `half_life_kimg` thousand real images shown to D, beta = 0.5 ** (images per G step /
+half-life), so it means the same at any batch size; `half_life_rampup` caps the half-life at that fraction of
+the images seen so far. The half-life can be scheduled (R3GAN: 0 -> 5000 kimg, `schedules:`).
 
 BatchNorm needs care: running statistics collected under G's changing weights do not fit the averaged weights
 (on a Fashion-MNIST DCGAN, EMA with averaged running statistics scores far worse than raw G). `bn` chooses:
@@ -26,11 +30,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from ganrun.errors import ConfigError
 from ganrun.models.conditioning import random_labels
-
-BN_MODES = ("standing", "batch", "averaged", "raw")
-
 
 def _batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -53,12 +53,12 @@ def _local_batch_norms(module: nn.Module) -> nn.Module:
 
 class GeneratorEMA:
     def __init__(self, G: nn.Module, z_dim: int, decay: float = 0.999, start_step: int = 0, rampup: bool = False,
-                 bn: str = "standing", bn_batches: int = 16, bn_batch_size: int = 64, seed: int = 0):
-        if not 0.0 <= decay < 1.0:
-            raise ConfigError(f"ema.decay={decay} must be in [0, 1).")
-        if bn not in BN_MODES:
-            raise ConfigError(f"ema.bn={bn!r} is not one of {', '.join(BN_MODES)}.")
+                 bn: str = "standing", bn_batches: int = 16, bn_batch_size: int = 64, seed: int = 0,
+                 half_life_kimg: float | None = None, half_life_rampup: float | None = None,
+                 images_per_step: int = 1):  # ranges and choices: ganrun.schema (validated before)
         self.decay, self.start_step, self.rampup = float(decay), int(start_step), bool(rampup)
+        self.half_life_kimg = None if half_life_kimg is None else float(half_life_kimg)  # schedulable
+        self.half_life_rampup, self.images_per_step = half_life_rampup, int(images_per_step)
         self.bn, self.bn_batches, self.bn_batch_size = bn, int(bn_batches), int(bn_batch_size)
         self.z_dim, self.seed = z_dim, seed
         self.beta = 0.0
@@ -66,15 +66,23 @@ class GeneratorEMA:
         self.updates = 0  # a host-side count: the first update copies G
 
     @classmethod
-    def from_config(cls, G: nn.Module, cfg) -> GeneratorEMA:
-        """The EMA a run's config describes (its `ema` section; `enabled` is the caller's business)."""
+    def from_config(cls, G: nn.Module, cfg, images_per_step: int = 1) -> GeneratorEMA:
+        """The EMA a run's config describes (its `ema` section; `enabled` is the caller's business).
+        `images_per_step`: real images shown to D per generator step over all ranks (the half-life's unit)."""
         settings = {k: v for k, v in cfg.ema.items() if k != "enabled"}
-        return cls(G, cfg.model.z_dim, **settings, seed=cfg.seed)
+        return cls(G, cfg.model.z_dim, **settings, seed=cfg.seed, images_per_step=images_per_step)
 
-    def beta_at(self, step: int) -> float:
-        """The decay used for the update after generator step `step` (1-based)."""
+    def beta_at(self, step: int, images: int = 0) -> float:
+        """The decay used for the update after generator step `step` (1-based), `images` having been shown to D
+        before it. With a half-life (stylegan2-ada's training_loop): beta = 0.5 ** (images per step / half-life
+        in images), the half-life capped at `half_life_rampup` x `images` when set."""
         if step <= self.start_step:
             return 0.0
+        if self.half_life_kimg is not None:
+            half_life = self.half_life_kimg * 1000
+            if self.half_life_rampup is not None:
+                half_life = min(half_life, images * self.half_life_rampup)
+            return 0.5 ** (self.images_per_step / max(half_life, 1e-8))
         if self.rampup:
             t = step - self.start_step
             return min(self.decay, (1.0 + t) / (10.0 + t))
@@ -91,8 +99,8 @@ class GeneratorEMA:
                 [(a, b) for a, b in buffers if not a.is_floating_point()])
 
     @torch.no_grad()
-    def update(self, G: nn.Module, step: int) -> None:
-        self.beta = self.beta_at(step)
+    def update(self, G: nn.Module, step: int, images: int = 0) -> None:
+        self.beta = self.beta_at(step, images)
         averaged, copied = self._averaged_and_copied(G)
         if self.updates == 0 or self.beta == 0.0:
             copied = averaged + copied

@@ -61,7 +61,7 @@ class Reporter:
                  resumed: bool):
         self.cfg, self.run_dir, self.state, self.info, self.source = cfg, Path(run_dir), state, info, source
         self.evaluator, self.trainer, self.metrics = evaluator, cfg.trainer, cfg.metrics
-        self.is_main, self.world = distributed.is_main(), distributed.world_size()
+        self.is_main = distributed.is_main()
         self.grad_norms: dict[str, torch.Tensor] = {}
         G = state.G
         # Conditional grids: one row per class, the same noise down each column.
@@ -137,17 +137,20 @@ class Reporter:
         state, window = self.state, self.state.window
         values = self.check_finite()
         values.update({name: norm.item() for name, norm in self.grad_norms.items()})
-        images = window.timed_steps * self.trainer.n_critic * self.trainer.batch_size * self.world
+        images = window.timed_steps * state.images_per_step
         values["throughput/images_per_sec"] = images / window.elapsed()
+        values["throughput/sec_per_kimg"] = window.elapsed() / (images / 1000)  # stylegan's Timing/sec_per_kimg
+        values["progress/kimg"] = state.kimg  # real images shown to D so far, over all ranks, / 1000
         values["lr/G"], values["lr/D"] = state.opt_g.param_groups[0]["lr"], state.opt_d.param_groups[0]["lr"]
+        values.update(state.schedules.logged())  # schedule/NAME: each scheduled value, as set for the next step
         for name, value in values.items():
             self.writer.add_scalar(name, value, state.step)
         window.reset()
         state.last_scalars = values
         self.bar.set_postfix({k.split("/")[-1]: f"{values[k]:.3g}" for k in ("loss/D", "loss/G")})
-        log.info("step %d/%d  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s", state.step, self.trainer.steps,
-                 values["loss/D"], values["loss/G"], values["scores/D(x)"], values["scores/D(G(z))"],
-                 values["throughput/images_per_sec"])
+        log.info("step %d/%d  kimg %.1f  D %.4f  G %.4f  D(x) %.3f  D(G(z)) %.3f  %.0f img/s  %.2f sec/kimg",
+                 state.step, self.trainer.steps, state.kimg, values["loss/D"], values["loss/G"], values["scores/D(x)"],
+                 values["scores/D(G(z))"], values["throughput/images_per_sec"], values["throughput/sec_per_kimg"])
         if self.is_main:
             self._write_diagnoses(self.diagnostics.observe(state.step, values))
 

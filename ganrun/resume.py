@@ -16,8 +16,10 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ganrun import distributed
 from ganrun.errors import ConfigError
 from ganrun.metrics import sizing
+from ganrun.schedules import budget_steps
 from ganrun.schema import RESUMABLE_KEYS, GanrunSchema
 from ganrun.trust import check_saved_config
 
@@ -27,8 +29,10 @@ ABSENT = "<absent>"
 TYPED_SECTIONS = ("seed", "trainer", "metrics", "ema")  # their keys are the schema's: a missing one is a new key
 
 # Values the shipped YAML derives from resumable keys (`total_steps: ${trainer.steps}`): a saved value equal to
-# its derivation follows a change of what it derives from; one set by hand stays.
+# its derivation follows a change of what it derives from; one set by hand stays. trainer.steps comes first: with
+# trainer.kimg it derives from the budget in images, and the others derive from it.
 DERIVED = {
+    "trainer.steps": lambda c: budget_steps(c["trainer"], distributed.world_size()),
     "scheduler.total_steps": lambda c: c["trainer"]["steps"],
     "augment.instance_noise.anneal_steps": lambda c: c["trainer"]["steps"],
     # in this order: each evaluation size follows the ones above it (`ganrun.metrics.sizing`)

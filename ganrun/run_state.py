@@ -1,6 +1,6 @@
 """Everything a run is at one moment, built from the config; its state dict is the checkpoint.
 
-`RunState` holds the networks, optimizers, schedulers, EMA, data stream, objective (with any stateful terms),
+`RunState` holds the networks, optimizers, schedules, EMA, data stream, objective (with any stateful terms),
 step, best FID, fixed sampling noise, log window and failure-mode detector. `state_dict()` plus the RNG states of every rank is exactly what a
 checkpoint stores, and `load_state_dict` puts a run back where the checkpoint left it, so resume is exact.
 """
@@ -38,7 +38,7 @@ class RunState:
     D: torch.nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    schedulers: list
+    schedules: schedules.Schedules  # every scheduled scalar (the lr group's too): values from step and images
     ema: GeneratorEMA | None
     stream: object  # BatchStream or a toy stream: next() -> (batch, labels), state_dict()
     objective: GANObjective
@@ -53,18 +53,25 @@ class RunState:
     last_scalars: dict = field(default_factory=dict)  # the last logged means (metrics.json of a finished run)
     diagnostics: TrainingDiagnostics = field(default_factory=TrainingDiagnostics)  # reads the logged curves
     forced_changes: list = field(default_factory=list)  # "step N: key: old -> new" of each resume_force=true
+    images: int = 0  # real images shown to D so far, over all ranks (the unit of kimg)
+    images_per_step: int = 1  # trainer.batch_size * n_critic * ranks
+
+    @property
+    def kimg(self) -> float:
+        return self.images / 1000
 
     def record_forced_changes(self, changes: list[str] | None) -> None:
         """Keep, in the run's checkpoints, what a resume with resume_force=true changed and at which step."""
         self.forced_changes += [f"step {self.step}: {change}" for change in changes or ()]
 
     def advance(self) -> None:
-        """After G's optimizer step: schedules move on, the step counter too, then the EMA follows G."""
-        for scheduler in self.schedulers:
-            scheduler.step()
+        """After G's optimizer step: the step counter moves on, the EMA follows G (on the half-life this step ran
+        with), the images shown to D are counted, and every schedule takes its value for the next step."""
         self.step += 1
         if self.ema is not None:
-            self.ema.update(self.G, self.step)
+            self.ema.update(self.G, self.step, self.images)
+        self.images += self.images_per_step
+        self.schedules.apply(self.step, self.kimg)
 
     def improves_best(self, fid: float | None) -> bool:
         """Record `fid` as the best so far when it is lower than every earlier one."""
@@ -79,7 +86,7 @@ class RunState:
             "run_id": self.run_id, "data_fingerprint": self.data_fingerprint, "step": self.step, "config": self.config, "overrides": list(self.overrides),
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "images": self.images,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "objective": self.objective.state_dict(),
             "data": self.stream.state_dict(), "rng": rng_per_rank, "fixed_noise": self.fixed_noise.cpu(),
@@ -98,14 +105,14 @@ class RunState:
         for name, optimizer in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             restore_optimizer(optimizer, state.get(name), name)
         self.stream.load_state_dict(state["data"])
-        for scheduler, saved in zip(self.schedulers, state.get("schedulers", [])):
-            schedules.restore(scheduler, saved)  # after the optimizers: the lr of a stretched schedule
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.objective.load_state_dict(state.get("objective", {}))
         set_rng_state(state["rng"][rank], self.fixed_noise.device)
         device = self.fixed_noise.device
         self.fixed_noise, self.step = state["fixed_noise"].to(device), int(state["step"])
+        self.images = int(state.get("images", self.step * self.images_per_step))  # older checkpoints: by steps
+        self.schedules.apply(self.step, self.kimg)  # after the optimizers: their saved lr and betas are stale
         self.best = state.get("best", self.best)
         self.run_id = state.get("run_id", self.run_id)
         if "log_window" in state:
@@ -145,11 +152,15 @@ class RunState:
             raise error
 
 
+LAMBDA_LR_KEYS = {"initial_lr"}  # what torch's LambdaLR added to the param groups of checkpoints before schedules.py
+
+
 def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict | None, name: str) -> None:
     """Load a saved optimizer state, unless it belongs to another kind of optimizer (resume_force=true after
     optimizer=...): its per-parameter state would crash the first step, so the optimizer starts fresh."""
-    same_kind = saved is not None and all(set(saved_group) == set(group) for saved_group, group in
-                                          zip(saved["param_groups"], optimizer.state_dict()["param_groups"]))
+    same_kind = saved is not None and all(set(saved_group) - LAMBDA_LR_KEYS == set(group) - LAMBDA_LR_KEYS for
+                                          saved_group, group in zip(saved["param_groups"],
+                                                                    optimizer.state_dict()["param_groups"]))
     own = [{k: v for k, v in group.items() if k not in ("params", "lr")} for group in optimizer.param_groups]
     try:
         if same_kind:
@@ -186,9 +197,15 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     terms = {**regularizers, **conditioning_terms(D, cfg.model.get("acgan_weight", 1.0))}
     opt_g = build_optimizer(cfg.optimizer.g, G.parameters(), "optimizer.g")
     opt_d = build_optimizer(cfg.optimizer.d, D.parameters(), "optimizer.d")
-    schedulers = [build(cfg.scheduler)(opt) for opt in (opt_g, opt_d)]
+    lr_schedules = [build(cfg.scheduler)(opt) for opt in (opt_g, opt_d)]
     augment = Pipeline(build(cfg.augment))
-    ema = GeneratorEMA.from_config(G, cfg) if cfg.ema.enabled else None
+    images_per_step = trainer.batch_size * trainer.n_critic * world
+    ema = GeneratorEMA.from_config(G, cfg, images_per_step) if cfg.ema.enabled else None
+    objects = {"optimizer.g": opt_g, "optimizer.d": opt_d, "loss": loss, "regularizers": regularizers,
+               "augment": augment.named, "ema": ema}
+    budget_kimg = trainer.kimg if trainer.get("kimg") is not None else trainer.steps * images_per_step / 1000
+    scheduled = schedules.build_schedules(cfg, objects, lr_schedules, trainer.steps, budget_kimg)
+    scheduled.apply(0, 0.0)
     augment.check(info.sample_shape)
     stream = make_stream(source, info, cfg, device, rank, world)
     num_fixed = max(trainer.num_samples, 2000) if info.points else trainer.num_samples  # scatter plots need more
@@ -200,6 +217,7 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
         G.compile(mode=trainer.compile_mode)
         D.compile(mode=trainer.compile_mode)
     run_id = distributed.broadcast_object(uuid.uuid4().hex)  # one id for all ranks of the run
-    return RunState(G, D, opt_g, opt_d, schedulers, ema, stream, objective, fixed_noise, config, list(overrides),
+    return RunState(G, D, opt_g, opt_d, scheduled, ema, stream, objective, fixed_noise, config, list(overrides),
                     run_id, info.fingerprint,
-                    diagnostics=TrainingDiagnostics.for_loss(loss, num_classes=info.num_classes))
+                    diagnostics=TrainingDiagnostics.for_loss(loss, num_classes=info.num_classes),
+                    images_per_step=images_per_step)

@@ -141,6 +141,7 @@ class TrainerSchema:
     num_samples: int = spec(ge=1)
     num_workers: int = spec(ge=0)
     sync_bn: bool = MISSING
+    kimg: Optional[float] = spec(gt=0.0)  # the budget in thousands of real images shown to D (sets steps)
 
 
 @dataclass
@@ -188,6 +189,27 @@ class EmaSchema:
     bn: str = spec(choices=EmaBn)
     bn_batches: int = spec(ge=1)
     bn_batch_size: int = spec(ge=1)
+    half_life_kimg: Optional[float] = spec(ge=0.0)  # null: `decay`; else stylegan2-ada's half-life in kimg
+    half_life_rampup: Optional[float] = spec(gt=0.0)  # half-life <= this x the images seen so far
+
+
+class ScheduleUnit(StrEnum):
+    steps = "steps"
+    kimg = "kimg"
+
+
+@dataclass
+class ScheduleSchema:
+    """One entry of the top-level `schedules:` mapping (ganrun/schedules.py). Entries are the user's (no conf/
+    option holds one), so the optional fields' defaults live here."""
+    key: str = spec(nonempty=True)  # the scheduled config value, e.g. regularizer.r1.weight (validate.py)
+    kind: str = spec(choices=Decay)  # constant | linear | cosine
+    start: float = spec()
+    end: Optional[float] = None  # null: start
+    unit: str = field(default="steps", metadata=dict(choices=ScheduleUnit))  # generator steps | kimg
+    length: Optional[float] = field(default=None, metadata=dict(gt=0.0))  # null: the whole run, in `unit`
+    warmup: float = field(default=0.0, metadata=dict(ge=0.0))  # linear warm-up from warmup_start, in `unit`
+    warmup_start: float = 0.0
 
 
 @dataclass
@@ -206,6 +228,7 @@ class GanrunSchema:
     metrics: MetricsSchema = field(default_factory=MetricsSchema)
     ema: EmaSchema = field(default_factory=EmaSchema)
     search: Any = None  # free-form values that search presets (hparams_search/) map onto the config
+    schedules: Dict[str, Any] = field(default_factory=dict)  # name -> a scheduled scalar (typed by validate)
 
 
 ConfigStore.instance().store(name="ganrun_schema", node=GanrunSchema)
@@ -434,6 +457,8 @@ class ExperimentSchema(GanrunSchema):
     optimizer: OptimizersSchema = field(default_factory=OptimizersSchema)
     scheduler: Any = None  # typed by its _target_
     augment: Optional[Dict[str, Any]] = None  # name -> a transform, typed by its _target_
+    schedules: Dict[str, ScheduleSchema] = field(default_factory=dict)  # Hydra cannot merge a dict into a
+    # Dict[str, dataclass] from the command line (+schedules.x={...}): entries are typed here, not at compose
 
 
 GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment")  # conf/GROUP/
@@ -488,6 +513,7 @@ RESUMABLE_KEYS = (
     "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp",
     "trainer.deterministic", "trainer.channels_last", "trainer.compile", "trainer.compile_mode",
     "dataset.in_memory", "dataset.in_memory_gb", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
+    "trainer.kimg",
 )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ganrun import checkpoint, distributed, resume
+from ganrun import checkpoint, distributed, resume, schedules
 from ganrun.data import load_dataset
 from ganrun.errors import TrainingInterrupted
 from ganrun.sweep.hparams import group_choices
@@ -37,11 +37,13 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
     refuse_links(run_dir)
     resumed = forced = None
     if not cfg.resume:
+        schedules.apply_kimg_budget(cfg, resume.given_keys(overrides), distributed.world_size())
         validate(cfg)  # bad values are refused here, naming the key, before anything is built
         refuse_another_runs_dir(run_dir)
     else:
         resumed, resumed_from = checkpoint.load_newest(cfg.resume)
         cfg, forced = resume.resumed_config(resumed["config"], cfg, overrides, str(resumed_from))
+        schedules.apply_kimg_budget(cfg, resume.given_keys(overrides), distributed.world_size())
         refuse_foreign_checkpoint(resumed, resumed_from, run_dir)
         overrides = [*resumed.get("overrides", []), *overrides]  # what the run was started with, for HParams
         validate(cfg)  # the checkpoint's values too, as if they had been typed

@@ -39,6 +39,7 @@ def validate(cfg: DictConfig | dict) -> None:
     _warmup_within_the_run(plain.get("scheduler"))
     _toy_layout((plain.get("dataset") or {}).get("source"))
     _pairs_have_partners(plain.get("loss"), plain.get("trainer") or {})
+    _schedule_keys(plain)
 
 
 # ---- every field by its schema
@@ -51,7 +52,8 @@ def check_node(node, schema, key: str) -> None:
     if not isinstance(node, dict):
         raise ConfigError(f"{key or 'the config'}={node!r} must be a mapping with the keys of {schema.__name__}.")
     hints = typing.get_type_hints(schema)
-    shallow = {k: v for k, v in node.items() if not dataclasses.is_dataclass(hints.get(k))}  # nested: checked below
+    shallow = {k: v for k, v in node.items()  # nested: checked below
+               if not dataclasses.is_dataclass(hints.get(k)) and _entry_schema(hints.get(k)) is None}
     try:
         OmegaConf.merge(OmegaConf.structured(schema), shallow)
     except ConfigKeyError as exc:
@@ -70,11 +72,20 @@ def check_node(node, schema, key: str) -> None:
             check_node(value, hints[f.name], name)
         elif isinstance(value, dict) and "_target_" in value:
             _check_target(value, name)
+        elif isinstance(value, dict) and _entry_schema(hints[f.name]) is not None:  # schedules
+            for entry, sub in value.items():
+                check_node(sub, _entry_schema(hints[f.name]), f"{name}.{entry}")
         elif isinstance(value, dict) and _is_named_mapping(hints[f.name]):  # regularizers, augmentations
             for option, sub in value.items():
                 if not (isinstance(sub, dict) and "_target_" in sub):
                     raise ConfigError(f"{name}.{option}={sub!r} is not an option of {name} (a node with a _target_).")
                 _check_target(sub, f"{name}.{option}")
+
+
+def _entry_schema(hint):
+    """The dataclass of a `Dict[str, Dataclass]` field's entries (the schedules), else None."""
+    args = typing.get_args(hint) if typing.get_origin(hint) is dict else ()
+    return args[1] if len(args) == 2 and dataclasses.is_dataclass(args[1]) else None
 
 
 def _is_named_mapping(hint) -> bool:
@@ -181,3 +192,43 @@ def _pairs_have_partners(loss, trainer: dict) -> None:
         raise ConfigError(f"trainer.g_batch_size={trainer['g_batch_size']} must equal trainer.batch_size="
                           f"{trainer.get('batch_size')} (or be null) with loss={PAIRING_LOSSES[loss['_target_']]}: "
                           "it pairs each of G's fakes with one real sample.")
+
+
+def _schedule_keys(plain: dict) -> None:
+    """Each schedule's key names a number (or an unset value) of this run's config, in a schedulable section,
+    once; its warm-up ends within its length. Whether the built object has that scalar is checked when the run
+    is built (ganrun.schedules.setter_for), before training too."""
+    from ganrun.schedules import SECTIONS
+
+    seen = {}
+    for name, node in (plain.get("schedules") or {}).items():
+        missing = [field for field in ("key", "kind", "start") if node.get(field) is None]
+        if missing:
+            raise ConfigError(f"schedules.{name}.{missing[0]} is missing: a schedule needs key, kind and start "
+                              "(e.g. {key:regularizer.r1.weight,kind:cosine,start:10,end:1}).")
+        where, key = f"schedules.{name}.key", node["key"]
+        if key.split(".")[0] not in SECTIONS:
+            raise ConfigError(f"{where}={key}: only the objective (loss.*, regularizer.*), the optimizers "
+                              "(optimizer.g|d.*), the augmentation (augment.*) and the EMA (ema.*) can be scheduled.")
+        value = _select(plain, key)
+        if value is _select or isinstance(value, (bool, str, list, dict)):
+            raise ConfigError(f"{where}={key} names " + ("no value of this run's config." if value is _select else
+                                                         f"{value!r}, not a number."))
+        if key in seen:
+            raise ConfigError(f"{where}={key} is scheduled twice (schedules.{seen[key]} too).")
+        seen[key] = name
+        if node.get("length") is not None and node.get("warmup", 0) >= node["length"]:
+            raise ConfigError(f"schedules.{name}.warmup={node['warmup']} must be below schedules.{name}.length="
+                              f"{node['length']}.")
+
+
+def _select(tree, key: str):
+    """The config value at a dotted key (list items by index: optimizer.g.betas.1), or `_select` when absent."""
+    for part in key.split("."):
+        if isinstance(tree, dict) and part in tree:
+            tree = tree[part]
+        elif isinstance(tree, list) and part.isdigit() and int(part) < len(tree):
+            tree = tree[int(part)]
+        else:
+            return _select
+    return tree

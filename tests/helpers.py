@@ -85,7 +85,8 @@ def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_
     return proc
 
 
-def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: int = 2, run_dir: Path | None = None):
+def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: int | None = 2,
+                     run_dir: Path | None = None):
     """Compose the config as the CLI does and run the loop in this process: fast checks that an option combination
     trains (the CLI itself is tested end to end in test_cli.py)."""
     from hydra import compose, initialize_config_module
@@ -101,8 +102,8 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
                         for o in overrides)  # folder and toy datasets: no dataset.source.root
         source = [] if own_files else [f"dataset.source.root={data_root}",
                                                             "dataset.source.download=false"]
-        given = [*tiny, f"trainer.steps={steps}", "trainer.log_every=1", *source, "trainer.device=cpu",
-                 *overrides]  # the CPU unless a test says cuda
+        given = [*tiny, *([f"trainer.steps={steps}"] if steps is not None else []), "trainer.log_every=1", *source,
+                 "trainer.device=cpu", *overrides]  # the CPU unless a test says cuda; steps=None: the default
         cfg = compose("config", overrides=given)
     if run_dir is None:  # a fresh dir per run: ganrun refuses a new run in a dir that holds another run
         run_dir = next(tmp_path / name for name in ("run", *(f"run_{i}" for i in range(1, 100)))

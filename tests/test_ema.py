@@ -81,10 +81,10 @@ def test_warmup_then_decay_schedules(decay, expected):
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2.0)
     scheduler = warmup_then_decay(optimizer, decay, warmup_steps=2, total_steps=6)
     seen = []
-    for _ in range(6):
+    for step in range(6):
+        scheduler.apply(step)
         seen.append(optimizer.param_groups[0]["lr"] / 2.0)
         optimizer.step()
-        scheduler.step()
     assert seen == pytest.approx(expected)
 
 
@@ -142,3 +142,57 @@ def test_the_averaged_copy_of_a_sync_batchnorm_generator_normalises_locally():
     reference = GeneratorEMA(plain, 8, bn="standing", bn_batches=2, bn_batch_size=8)
     z = torch.randn(4, 8)
     assert torch.allclose(ema.generator()(z), reference.generator()(z), atol=1e-6)
+
+
+# ---- half-life in images (stylegan2-ada's training_loop: ema_nimg = ema_kimg * 1000, optionally
+# min(ema_nimg, cur_nimg * ema_rampup), ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8)))
+def _half_life_ema(G, **settings):
+    return GeneratorEMA(G, 4, decay=0.999, rampup=True, **settings)
+
+
+def test_half_life_beta_is_stylegan2_adas_rule():
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    ema = _half_life_ema(G, half_life_kimg=10.0, images_per_step=64)
+    assert ema.beta_at(7, images=320) == pytest.approx(0.5 ** (64 / 10_000), rel=1e-12)  # decay, rampup unused
+    ramped = _half_life_ema(G, half_life_kimg=10.0, half_life_rampup=0.05, images_per_step=64)
+    assert ramped.beta_at(7, images=1000) == pytest.approx(0.5 ** (64 / 50), rel=1e-12)  # min(10000, 0.05 * 1000)
+    assert ramped.beta_at(7, images=10**7) == pytest.approx(0.5 ** (64 / 10_000), rel=1e-12)
+    assert _half_life_ema(G, half_life_kimg=0.0, images_per_step=64).beta_at(3, 640) == 0.0  # R3GAN's start: G
+    assert _half_life_ema(G, half_life_kimg=10.0, start_step=5, images_per_step=64).beta_at(5, 320) == 0.0
+
+
+def test_after_one_half_life_of_images_the_average_is_half_way():
+    """The definition of a half-life: 100 images at 25 per step (4 updates) halve the old weights' share."""
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    ema = _half_life_ema(G, half_life_kimg=0.1, images_per_step=25)
+    ema.update(G, 1, images=0)  # the first update copies G
+    old = [p.detach().clone() for p in G.parameters()]
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.linspace(-1.0, 3.0, p.numel()).view_as(p))
+    for step in range(2, 6):
+        ema.update(G, step, images=25 * (step - 1))
+    for averaged, before, now in zip(ema.average.parameters(), old, G.parameters()):
+        assert torch.allclose(averaged, 0.5 * before + 0.5 * now, atol=1e-6)
+
+
+def test_the_half_life_is_read_at_every_update_so_a_schedule_can_move_it():
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    ema = _half_life_ema(G, half_life_kimg=0.0, images_per_step=8)
+    ema.update(G, 1)
+    ema.half_life_kimg = 0.016  # what schedules.setter_for("ema.half_life_kimg") does
+    ema.update(G, 2, images=8)
+    assert ema.beta == pytest.approx(0.5 ** (8 / 16))
+
+
+def test_the_config_keys_reach_the_average_and_null_keeps_decay():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        default = compose("config", overrides=["model.z_dim=4"])
+        halved = compose("config", overrides=["model.z_dim=4", "ema.half_life_kimg=10", "ema.half_life_rampup=0.05"])
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    assert GeneratorEMA.from_config(G, default, images_per_step=64).beta_at(10**6, 10**9) == 0.999  # ema.decay
+    ema = GeneratorEMA.from_config(G, halved, images_per_step=64)
+    assert ema.beta_at(3, images=128) == pytest.approx(0.5 ** (64 / 6.4))  # ramped: 0.05 x 128 images
+    assert ema.beta_at(10**6, images=10**9) == pytest.approx(0.5 ** (64 / 10_000))

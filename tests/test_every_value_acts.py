@@ -342,7 +342,7 @@ def momentum_is_the_velocity_decay(choice, key):
 def _factor(choice, **values):
     sched = build(at(choice, trainer__steps=20, **values).scheduler)(
         torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0))
-    return sched.lr_lambdas[0]
+    return lambda step: sched.apply(step)  # the lr set for that step, of a base lr of 1
 
 
 def decay_is_the_curve(choice, key):

@@ -133,8 +133,8 @@ def test_sngan_preset_is_miyato_et_al():
         assert isinstance(opt, torch.optim.Adam)
         assert opt.defaults["lr"] == 0.0002 and opt.defaults["betas"] == (0.0, 0.9)
     # The released code decays lr linearly from iteration 0 to 0 at iteration 50000 (LinearShift).
-    factor = build(cfg.scheduler)(torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.0002)).lr_lambdas[0]
-    lrs = [0.0002 * factor(step) for step in range(50000)]
+    lr = build(cfg.scheduler)(torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.0002))
+    lrs = [lr.apply(step) for step in range(50000)]
     assert lrs[0] == 0.0002 and lrs[25000] == pytest.approx(0.0001) and lrs[-1] == pytest.approx(0.0002 / 50000)
     assert cfg.model.z_dim == 128  # resnet_32.py: dim_z 128
     G, D = build(compose_config("experiment=sngan", "dataset=cifar10").model.generator), None

@@ -216,3 +216,48 @@ def test_bad_network_values_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as refused:
         validate(composed(*overrides))
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+# Schedules (docs/reference.md, "Schedules of any hyperparameter"), budgets in images and the EMA's half-life.
+SCHEDULES = [
+    (["+schedules.g={key:regularizer.r1.weight,kind:cosine,start:1}"], "schedules.g.key=regularizer.r1.weight "
+                                                                        "names no value of this run's config"),
+    (["+schedules.g={key:model.z_dim,kind:linear,start:1}"], "schedules.g.key=model.z_dim: only the objective"),
+    (["+schedules.g={key:trainer.batch_size,kind:linear,start:1}"], "schedules.g.key=trainer.batch_size: only"),
+    (["+schedules.g={key:optimizer.g.betas,kind:linear,start:1}"], "schedules.g.key=optimizer.g.betas names "
+                                                                    "[0.5, 0.999], not a number"),
+    (["+schedules.g={key:optimizer.g.betas.2,kind:linear,start:1}"], "names no value of this run's config"),
+    (["+schedules.g={key:ema.bn,kind:linear,start:1}"], "schedules.g.key=ema.bn names 'standing', not a number"),
+    (["+schedules.g={key:ema.decay,kind:linera,start:1}"], "schedules.g.kind='linera' is not one of constant | "
+                                                           "linear | cosine"),
+    (["+schedules.g={key:ema.decay,kind:linear,start:1,unit:mimg}"], "schedules.g.unit='mimg' is not one of "
+                                                                      "steps | kimg"),
+    (["+schedules.g={key:ema.decay,kind:linear,start:1,length:0}"], "schedules.g.length=0 must be > 0"),
+    (["+schedules.g={key:ema.decay,kind:linear,start:1,warmup:-1}"], "schedules.g.warmup=-1 must be >= 0"),
+    (["+schedules.g={key:ema.decay,kind:linear,start:nan}"], "schedules.g.start=nan must be a finite number"),
+    (["+schedules.g={key:ema.decay,kind:linear,start:1,warmup:5,length:5}"], "schedules.g.warmup=5 must be below "
+                                                                              "schedules.g.length=5"),
+    (["+schedules.g={key:ema.decay,kind:linear,start:1,stop:2}"], "unknown key schedules.g.stop"),
+    (["+schedules.g={key:ema.decay,start:1}"], "schedules.g.kind is missing"),
+    (["+schedules.g={kind:linear,start:1}"], "schedules.g.key is missing"),
+    (["+schedules.g=5"], "schedules.g=5 must be a mapping"),
+    (["+schedules.a={key:ema.decay,kind:linear,start:1}", "+schedules.b={key:ema.decay,kind:cosine,start:1}"],
+     "schedules.b.key=ema.decay is scheduled twice (schedules.a too)"),
+    (["trainer.kimg=0"], "trainer.kimg=0.0 must be > 0"),
+    (["ema.half_life_kimg=-1"], "ema.half_life_kimg=-1.0 must be >= 0"),
+    (["ema.half_life_rampup=0"], "ema.half_life_rampup=0.0 must be > 0"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", SCHEDULES, ids=[" ".join(o) for o, _ in SCHEDULES])
+def test_a_bad_schedule_or_budget_is_refused_naming_the_key(overrides, message):
+    test_every_bad_value_of_issue_19_is_refused_naming_the_key(overrides, message)  # one line, naming the key
+
+
+def test_schedules_of_every_section_validate():
+    validate(composed("regularizer=r1", "augment=instance_noise",
+                      "+schedules.a={key:regularizer.r1.weight,kind:cosine,start:0.05,end:0.005,unit:kimg}",
+                      "+schedules.b={key:optimizer.d.betas.1,kind:linear,start:0.9,end:0.99,warmup:10}",
+                      "+schedules.c={key:augment.instance_noise.std,kind:constant,start:0.2}",
+                      "+schedules.d={key:ema.half_life_kimg,kind:cosine,start:0,end:5000,unit:kimg}",
+                      "+schedules.e={key:loss.flip_prob,kind:linear,start:0.1,end:0}"))
