@@ -288,15 +288,19 @@ class ModelSchema:
 
 
 @dataclass
-class ConvDiscriminatorSchema:
+class ImageNetworkSchema:  # what every convolutional G and D takes
     _target_: str = MISSING
     resolution: Optional[int] = spec(ge=4)
     channels: Optional[int] = spec(choices=(1, 3))
+    conditioning: str = spec(choices=Conditioning)
+    num_classes: Optional[int] = spec(ge=1)
+
+
+@dataclass
+class ConvDiscriminatorSchema(ImageNetworkSchema):
     width: Optional[int] = spec(ge=1)  # null: the architecture's own (ResNet)
     norm: str = spec(choices=Norm)
     weight_param: str = spec(choices=WeightParam)
-    conditioning: str = spec(choices=Conditioning)
-    num_classes: Optional[int] = spec(ge=1)
 
 
 @dataclass
@@ -546,17 +550,12 @@ class StagedDiscriminatorSchema(ConvDiscriminatorSchema):
 
 
 @dataclass
-class R3GANNetSchema:
-    _target_: str = MISSING
-    resolution: Optional[int] = spec(ge=4)
-    channels: Optional[int] = spec(choices=(1, 3))
+class R3GANNetSchema(ImageNetworkSchema):
     width: int = spec(ge=1)
     widths: Optional[List[int]] = spec(**WIDTHS)
     blocks: int = spec(ge=1)
     group_size: int = spec(ge=1)  # must divide width x expansion: the model checks
     expansion: int = spec(ge=1)
-    conditioning: str = spec(choices=Conditioning)
-    num_classes: Optional[int] = spec(ge=1)
 
 
 @dataclass
