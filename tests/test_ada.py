@@ -25,7 +25,8 @@ def ramp(batch=2):
     """An affine image f(x, y) per channel, which bilinear resampling reproduces exactly."""
     ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
     coef = torch.tensor([[0.3, -0.7, 0.1], [-0.2, 0.4, -0.5], [0.05, 0.1, 0.2]])
-    return (coef[:, 0, None, None] * xs + coef[:, 1, None, None] * ys + coef[:, 2, None, None]).expand(batch, 3, H, W), coef
+    f = coef[:, 0, None, None] * xs + coef[:, 1, None, None] * ys + coef[:, 2, None, None]
+    return f.expand(batch, 3, H, W), coef
 
 
 def one(op, value, batch=2):
