@@ -3,8 +3,9 @@
 One D step is what the loop does: `GANObjective.d_loss` (G's fakes, the augmentation of reals and fakes, D on
 both), backward, Adam step. The two pipelines alternate step by step on the same networks and batches, after
 `--warmup` steps of each; medians over `--steps` of the process's CPU time (the development machine is shared:
-wall times follow the other jobs; with one thread CPU time is the step's cost). Also timed alone: the ADA pipeline on one batch (`bgc`, and
-`bgc,cutout`). ADA computes every op for every sample and gates per sample, so its cost does not depend on p.
+wall times follow the other jobs; with one thread CPU time is the step's cost). Also timed alone: the ADA
+pipeline on one batch (`bgc`, and `bgc,cutout`). ADA computes every op for every sample and gates per sample,
+so its cost does not depend on p.
 
     python benchmarks/ada_cost.py                     # 32 px grey (Fashion-MNIST) and 32 px RGB, one thread
     python benchmarks/ada_cost.py --sizes 1x32 3x32 3x64 --batch 64 --steps 30
@@ -74,7 +75,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["1x32", "3x32"], help="CHANNELSxRESOLUTION")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, median CPU time of {args.steps} steps")
+    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
+          f"median CPU time of {args.steps} steps")
     for size in args.sizes:
         channels, resolution = (int(v) for v in size.split("x"))
         result = measure(channels, resolution, args.batch, args.steps, args.warmup)

@@ -63,6 +63,7 @@ CONTRAST_STD = 0.5  # log2
 SATURATION_STD = 1.0  # log2
 CUTOUT_SIZE = 0.5  # of the size
 
+
 def parse_ops(ops) -> tuple[str, ...]:
     """A comma-separated string (or a list) of op and preset names -> the ops, in the order they act."""
     names = [n.strip() for n in (ops.split(",") if isinstance(ops, str) else ops) if n.strip()]
@@ -257,7 +258,8 @@ class ADA:
 
     def check(self, sample_shape: tuple) -> None:
         if len(sample_shape) != 3 or sample_shape[0] not in (1, 3):
-            raise ConfigError(f"augment=ada works on images of 1 or 3 channels, not on samples of shape {sample_shape}.")
+            raise ConfigError("augment=ada works on images of 1 or 3 channels, not on samples of shape "
+                              f"{sample_shape}.")
 
     def _on(self, device: torch.device) -> None:
         """p and the sum on the data's device (first call, or after a resume loaded them on the CPU)."""

@@ -25,7 +25,8 @@ def ramp(batch=2):
     """An affine image f(x, y) per channel, which bilinear resampling reproduces exactly."""
     ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
     coef = torch.tensor([[0.3, -0.7, 0.1], [-0.2, 0.4, -0.5], [0.05, 0.1, 0.2]])
-    return (coef[:, 0, None, None] * xs + coef[:, 1, None, None] * ys + coef[:, 2, None, None]).expand(batch, 3, H, W), coef
+    f = coef[:, 0, None, None] * xs + coef[:, 1, None, None] * ys + coef[:, 2, None, None]
+    return f.expand(batch, 3, H, W), coef
 
 
 def one(op, value, batch=2):
@@ -361,3 +362,15 @@ def test_a_resumed_run_continues_p_exactly(tmp_path, data_root):
     assert scalars(straight, "augment/p") == scalars(split, "augment/p")
     assert scalars(straight, "augment/r_t") == scalars(split, "augment/r_t")
     assert len(set(scalars(straight, "augment/p").values())) > 1  # p moved (by 48/100 per move)
+
+
+def test_transforms_without_observe_or_state_add_nothing():
+    from ganrun.augment import DiffAugment, InstanceNoise
+
+    pipeline = Pipeline({"diffaugment": DiffAugment(), "noise": InstanceNoise()})
+    assert pipeline.observe(torch.randn(4, 1)) == {} and pipeline.state_dict() == {}
+    mixed = Pipeline({"noise": InstanceNoise(), "ada": ADA(p=0.25, target=None)})
+    assert set(mixed.observe(torch.randn(4, 1))) == {"augment/p", "augment/r_t"} and set(mixed.state_dict()) == {"1"}
+    fresh = Pipeline({"noise": InstanceNoise(), "ada": ADA(p=0.0, target=None)})
+    fresh.load_state_dict(mixed.state_dict())
+    assert fresh.transforms[1].p.item() == 0.25
