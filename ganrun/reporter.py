@@ -85,8 +85,8 @@ class Reporter:
         downstream.check_config(cfg, G)  # before training, not after it
         self.diagnostics = state.diagnostics  # reads the logged curves for failure modes; resumed with the run
         self.last_evaluation = None  # (step, num_samples, results) of the latest evaluation
-        if evaluator is not None:
-            log.info(sizing.describe(self.trainer.steps, self.metrics, real=not info.points))
+        if evaluator is not None and not info.points:  # toy data sizes its own evaluation
+            log.info(sizing.describe(self.trainer.steps, self.metrics))
         state.window.restart_clock()  # the first window's img/s: set-up (and steps before a resume) left out
 
     # --- per step -------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ class Reporter:
         distributed.sync_module(self.state.G)
         done = self.last_evaluation
         same = done is not None and done[:2] == (self.state.step, num_samples)
-        results = dict(done[2]) if same else {}
+        results = {k: {**r, "seconds": None} for k, r in done[2].items()} if same else {}  # took no time now
         seed = self.cfg.seed + 1000 * distributed.rank()
         device = next(self.state.G.parameters()).device
         for suffix, generator in ([] if same else self.generators()):

@@ -24,6 +24,7 @@ def test_the_final_report_reuses_the_last_periodic_evaluation_of_the_same_size(t
     periodic = {e.step: e.value for e in acc.Scalars("metrics/FID_offline_classifier")}
     final = {e.step: e.value for e in acc.Scalars("metrics_final/FID_offline_classifier")}
     assert final == {4: periodic[4]} and result.final["metrics"]["FID"] == pytest.approx(periodic[4])
+    assert result.final["seconds"] is None  # the log line gives no time for numbers it did not compute again
 
 
 def test_images_per_second_leave_out_set_up_and_sample_time(tmp_path, data_root, monkeypatch):
@@ -199,5 +200,5 @@ def test_the_plan_line_names_the_evaluations_the_run_will_make():
     metrics = SimpleNamespace(every=1000, num_samples=10000, final_num_samples=50000, num_real=50000)
     assert sizing.describe(5000, metrics).startswith("Evaluation sizes: 10000 generated samples every 1000 steps, "
                                                      "50000 for the final report, against up to 50000 real images (")
-    assert sizing.describe(3, metrics, real=False).startswith(  # no evaluation at step 1000 of a 3-step run
-        "Evaluation sizes: none during training, 50000 for the final report (")
+    assert sizing.describe(3, metrics).startswith(  # no evaluation at step 1000 of a 3-step run
+        "Evaluation sizes: none during training, 50000 for the final report, against")

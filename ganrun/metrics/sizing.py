@@ -62,13 +62,12 @@ def classifier_images(largest: int) -> int | None:
     return None if largest >= SHORT_SAMPLES else max(CLASSIFIER_IMAGES_PER_SAMPLE * int(largest), 2)
 
 
-def describe(steps: int, metrics, real: bool = True) -> str:
+def describe(steps: int, metrics) -> str:
     """One line for the run log: the sizes `metrics` (the config's section) chose for a run of `steps`, and that
-    numbers of other sizes do not compare. `real`: whether real images are counted (not for toy 2-D data)."""
+    numbers of other sizes do not compare."""
     every, final = metrics.every, metrics.final_num_samples
     during = f"{metrics.num_samples} generated samples every {every} steps" if 0 < every <= steps else \
         "none during training"
-    return (f"Evaluation sizes: {during}, {f'{final} for the final report' if final > 0 else 'no final report'}"
-            f"{f', against up to {metrics.num_real} real images' if real else ''} (FID and KID depend on the sample "
-            "counts: compare only numbers of equal size; set metrics.num_samples, metrics.final_num_samples, "
-            "metrics.num_real to choose).")
+    return (f"Evaluation sizes: {during}, {f'{final} for the final report' if final > 0 else 'no final report'}, "
+            f"against up to {metrics.num_real} real images (FID and KID depend on the sample counts: compare only "
+            "numbers of equal size; set metrics.num_samples, metrics.final_num_samples, metrics.num_real to choose).")
