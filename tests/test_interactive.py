@@ -28,7 +28,7 @@ def test_help_is_ganruns_own_page(monkeypatch, capsys):
     out = run_main(monkeypatch, capsys, "--help")
     assert "powered by Hydra" not in out and out.startswith("ganrun: a config-driven runner")
     # every group with its options, from the config tree itself
-    assert "loss: hinge, lsgan, minimax, ns, ragan, rahinge, ralsgan, wgan, wgan_gp" in out
+    assert "loss: hinge, lsgan, minimax, ns, ragan, rahinge, ralsgan, rpgan, wgan, wgan_gp" in out
     assert "dataset: cifar10, fashion_mnist, folder, grid25, mnist, ring8" in out
     assert "hydra/launcher" not in out  # Hydra's own groups stay on --hydra-help
     assert "ganrun-eval RUN_DIR" in out and "ganrun-sample RUN_DIR" in out  # companion commands
