@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ganrun.augment import Pipeline
 from ganrun.models.conditioning import random_labels, split_output
 from ganrun.regularizers import TermContext
 
@@ -49,7 +50,8 @@ class GANObjective:
 
     def __init__(self, G: nn.Module, D: nn.Module, loss, terms: dict, augment, z_dim: int, autocast=None,
                  reuse_fakes: bool = False, real_batches=None):
-        self.G, self.D, self.loss, self.terms, self.augment, self.z_dim = G, D, loss, dict(terms), augment, z_dim
+        self.G, self.D, self.loss, self.terms, self.z_dim = G, D, loss, dict(terms), z_dim
+        self.augment = augment if augment is not None else Pipeline(None)  # None: D sees its inputs as they are
         self.reuse_fakes = reuse_fakes
         self.real_batches = real_batches  # next() -> (real, labels): fresh reals for G (`loss.fresh_real_in_g`)
         self.autocast = autocast if autocast is not None else contextlib.nullcontext()

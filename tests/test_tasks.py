@@ -220,7 +220,7 @@ def test_g_loss_is_adversarial_plus_weighted_reconstruction():
                    "task.reconstruction=l2", "task.reconstruction_weight=7", "dataset.channels=1")
     task = build(cfg.task)
     G, D = build(cfg.model.generator), build(cfg.model.discriminator)
-    objective = task.objective(G, D, build(cfg.loss), {}, lambda x, step: x, 100, None, True)
+    objective = task.objective(G, D, build(cfg.loss), {}, None, 100, None, True)
     assert isinstance(objective, PairedObjective)
     target = torch.rand(3, 1, 32, 32) * 2 - 1
     condition = task.degradation(target)
