@@ -51,6 +51,18 @@ def layer_indices(network: str) -> dict[str, int]:
     return names
 
 
+def make_prefix(network: str, last: int) -> nn.Sequential:
+    """torchvision's `vgg.features` up to index `last` (the deepest layer read), built without the layers after it
+    (VGG19's full features are 20M parameters to initialise for nothing)."""
+    cfg, size = [], 0
+    for item in tv_vgg.cfgs[NETWORKS[network][0]]:
+        if size > last:
+            break
+        cfg.append(item)
+        size += 1 if item == "M" else 2
+    return tv_vgg.make_layers(cfg)[: last + 1]
+
+
 def weights_info(network: str) -> tuple[str, str, str]:
     """torchvision's URL of the ImageNet weights, its file name and the SHA-256 prefix that name carries."""
     url = torchvision.models.get_weight(NETWORKS[network][1]).url
@@ -119,7 +131,7 @@ class FeatureNetwork(nn.Module):
             raise ConfigError(f"{key}: layers {unknown or '[]'} are not layers of {network} "
                               f"(choose from {', '.join(indices)}).")
         self.layers = {name: indices[name] for name in layers}
-        self.net = tv_vgg.make_layers(tv_vgg.cfgs[NETWORKS[network][0]])[: max(self.layers.values()) + 1]
+        self.net = make_prefix(network, max(self.layers.values()))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.protocol = self._weights(network, weights, download, offline, key)

@@ -36,6 +36,14 @@ def test_layers_are_named_as_the_papers_name_them():
     assert [vgg16[n] for n in ("relu1_2", "relu2_2", "relu3_3", "relu4_3")] == [3, 8, 15, 22]
     assert len(vgg16) == 13 and len(vgg19) == 16  # VGG16/19: 13/16 convolutions
     assert vgg19["relu5_4"] == 35 and vgg19["relu4_2"] == 22  # SRGAN's VGG54; Gatys et al.'s content layer
+    from torchvision.models import vgg19 as tv_vgg19
+
+    full = tv_vgg19().features
+    for last in (3, 22, 35):  # the prefix built is torchvision's features up to the layer read, parameter for parameter
+        prefix = perceptual.make_prefix("vgg19", last)
+        assert [type(m) for m in prefix] == [type(m) for m in full[: last + 1]]
+        assert {k: v.shape for k, v in prefix.state_dict().items()} == \
+            {k: v.shape for k, v in full[: last + 1].state_dict().items()}
 
 
 def test_torchvision_publishes_the_hash_prefix_in_the_file_name():

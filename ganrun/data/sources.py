@@ -225,7 +225,8 @@ class FlatImageFolder(torchvision.datasets.VisionDataset):
         return _open_image(self.samples[index]), 0
 
 
-def image_folder(path: str, skip_unreadable: bool = False):
+def image_folder(path: str, skip_unreadable: bool = False, key: str = "dataset.path",
+                 skip_key: str | None = "dataset.source.skip_unreadable"):
     """An ImageFolder tree (sub-folder per class, labels kept) or a flat folder of images.
 
     A folder holding both images and (non-hidden) sub-folders is refused: neither reading would be what was
@@ -233,14 +234,14 @@ def image_folder(path: str, skip_unreadable: bool = False):
     (naming the files), or is left out and counted when `skip_unreadable` is set.
     """
     if path is None or not os.path.isdir(os.path.expanduser(str(path))):
-        raise DataNotFoundError(f"dataset.path={path!r} is not a folder. Point it at a folder of images.")
+        raise DataNotFoundError(f"{key}={path!r} is not a folder. Point it at a folder of images.")
     path = os.path.abspath(os.path.expanduser(path))
     entries = list(os.scandir(path))
     class_dirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     loose = [e.name for e in entries if e.is_file() and _is_image(e.name)]
     if class_dirs and loose:
         raise ConfigError(
-            f"dataset.path={path} holds {len(loose)} image file(s) next to {len(class_dirs)} sub-folder(s) "
+            f"{key}={path} holds {len(loose)} image file(s) next to {len(class_dirs)} sub-folder(s) "
             f"({', '.join(class_dirs[:5])}{', ...' if len(class_dirs) > 5 else ''}). Use either a flat folder of "
             "images (one class) or one sub-folder per class: move the loose images into a sub-folder, or the "
             "sub-folders out."
@@ -249,12 +250,12 @@ def image_folder(path: str, skip_unreadable: bool = False):
         try:
             dataset = ClassFolders(path, loader=_open_image)
         except FileNotFoundError as exc:
-            raise ConfigError(f"dataset.path={path}: {exc}") from exc
+            raise ConfigError(f"{key}={path}: {exc}") from exc
     else:
         dataset = FlatImageFolder(path)
     if len(dataset) == 0:
-        raise ConfigError(f"dataset.path={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)}).")
-    _drop_unreadable(dataset, path, skip_unreadable)
+        raise ConfigError(f"{key}={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)}).")
+    _drop_unreadable(dataset, path, skip_unreadable, key, skip_key)
     return dataset
 
 
@@ -266,7 +267,8 @@ def _unreadable_reason(file: str) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _drop_unreadable(dataset, path: str, skip: bool) -> None:
+def _drop_unreadable(dataset, path: str, skip: bool, key: str = "dataset.path",
+                     skip_key: str | None = "dataset.source.skip_unreadable") -> None:
     files = [s[0] if isinstance(s, tuple) else s for s in dataset.samples]
     with ThreadPoolExecutor(max_workers=8) as pool:
         reasons = list(pool.map(_unreadable_reason, files))
@@ -276,8 +278,9 @@ def _drop_unreadable(dataset, path: str, skip: bool) -> None:
     listing = "\n  ".join(f"{f} ({r})" for f, r in bad[:5]) + ("\n  ..." if len(bad) > 5 else "")
     if not skip:
         raise ConfigError(
-            f"{len(bad)} unreadable image file(s) in dataset.path={path}:\n  {listing}\n"
-            "Remove or fix them, or set dataset.source.skip_unreadable=true to leave them out."
+            f"{len(bad)} unreadable image file(s) in {key}={path}:\n  {listing}\n"
+            + ("Remove or fix them." if skip_key is None else
+               f"Remove or fix them, or set {skip_key}=true to leave them out.")
         )
     keep = [r is None for r in reasons]
     dataset.samples = [s for s, k in zip(dataset.samples, keep) if k]
@@ -286,7 +289,7 @@ def _drop_unreadable(dataset, path: str, skip: bool) -> None:
         dataset.imgs = dataset.samples
     log.warning("Skipped %d unreadable image file(s) of %d in %s:\n  %s", len(bad), len(files), path, listing)
     if not dataset.samples:
-        raise ConfigError(f"dataset.path={path}: none of the {len(files)} image files can be read.")
+        raise ConfigError(f"{key}={path}: none of the {len(files)} image files can be read.")
 
 
 def _open_image(path: str) -> Image.Image:

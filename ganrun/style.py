@@ -1,0 +1,125 @@
+"""Style transfer as a task of the runner (`task=style`): a content dataset (any dataset ganrun reads) and a folder
+of images of one style (`task.style.root`).
+
+One network per style, as Johnson et al. (2016): G(content) -> output, trained with their losses on a fixed
+network's features (ganrun.perceptual) plus an adversarial term. The GAN formulation of the material this project
+grew from writes O = G(C, S); with one style per run, S is a constant of the run (the folder), so G takes C only:
+arbitrary-style networks that take S as an input (AdaIN, Huang & Belongie 2017) learn to transfer styles they have
+not seen, which a folder of one style cannot teach. D tells outputs from real images of the style (it sees no
+pairs: `paired: false`), so the adversarial term pushes outputs towards the style's image statistics beyond its
+Gram matrices.
+
+G's loss (ganrun.objective.PairedObjective adds the adversarial term):
+  content_weight * L_content(phi(O), phi(C)) + style_weight * L_style(phi(O), phi(S)) + tv_weight * TV(O),
+with S a style image drawn for each output (the Gram target of that output; a one-image folder is Johnson's
+setting). The stream yields (style batch, content batch), drawn on the device from the run's global RNG (in
+checkpoints), so resume stays exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from ganrun.data.sources import image_folder
+from ganrun.data.stream import decode_all
+from ganrun.errors import ConfigError
+from ganrun.perceptual import content_loss, style_loss, total_variation
+
+log = logging.getLogger(__name__)
+
+ROOT_KEY = "task.style.root"
+
+
+def refuse_links(root: str, files, key: str = ROOT_KEY) -> None:
+    """Style images are read from real files inside the folder: a symbolic link (the folder itself, a sub-folder,
+    an image) could point anywhere and is refused, naming it."""
+    root_path = Path(os.path.abspath(os.path.expanduser(root)))  # as image_folder names the files
+    if root_path.is_symlink():
+        raise ConfigError(f"{key}={root} is a symbolic link: name the folder itself.")
+    for file in files:
+        part = Path(file)
+        while root_path in part.parents:
+            if part.is_symlink():
+                raise ConfigError(f"{key}={root}: {part} is a symbolic link (style images are read from real "
+                                  "files inside the folder, never through links).")
+            part = part.parent
+
+
+def load_style_images(root: str | None, resolution: int, channels: int) -> torch.Tensor:
+    """The folder's images as uint8 (N, channels, resolution, resolution), resized and centre-cropped as the
+    dataset's images (ganrun.data), decoded once: a style folder holds a few images."""
+    if not root:
+        raise ConfigError(f"task=style needs a folder of style images: {ROOT_KEY}=DIR.")
+    dataset = image_folder(str(root), key=ROOT_KEY, skip_key=None)
+    refuse_links(str(root), [s[0] if isinstance(s, tuple) else s for s in dataset.samples])
+    images, _ = decode_all(dataset, resolution, channels, num_workers=0)
+    log.info("Style images: %d from %s", len(images), root)
+    return images
+
+
+class StyleStream:
+    """The content stream as (style, content) batches: each content batch with as many style images drawn
+    uniformly (with replacement) on its device from the global RNG. D sees the style images as its real data."""
+
+    def __init__(self, stream, styles: torch.Tensor):
+        self.stream, self.styles = stream, styles
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        content, _ = next(self.stream)
+        if self.styles.device != content.device:
+            self.styles = self.styles.to(content.device)
+        index = torch.randint(len(self.styles), (content.shape[0],), device=content.device)
+        return self.styles[index].float().div(127.5).sub(1.0), content
+
+    def state_dict(self) -> dict:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream.load_state_dict(state)
+
+
+class StyleTask:
+    """`task=style`: see the module docstring. `features` builds the feature network (a partial of
+    ganrun.perceptual.FeatureNetwork) for the union of the content and style layers."""
+
+    paired = False  # D sees style images, not (input, output) pairs
+    image_to_image = True
+
+    def __init__(self, style: dict, features, content_layers, style_layers, content_weight: float = 1.0,
+                 style_weight: float = 5.0, tv_weight: float = 1e-6, name: str = "style", paired: bool = False,
+                 extra_channels: int = 0, eval_samples: int = 16):
+        self.name, self.extra_channels, self.eval_samples = name, int(extra_channels), int(eval_samples)
+        self.content_layers, self.style_layers = list(content_layers), list(style_layers)
+        self.content_weight, self.style_weight, self.tv_weight = float(content_weight), float(style_weight), float(
+            tv_weight)
+        self.styles = load_style_images(style.get("root"), style.get("resolution"), style.get("channels"))
+        self.features = features(layers=list(dict.fromkeys(self.content_layers + self.style_layers)))
+
+    def pairs(self, stream) -> StyleStream:
+        return StyleStream(stream, self.styles)
+
+    def losses(self, output: torch.Tensor, style: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The unweighted content, style (Gram) and TV losses of `output` (what the task's metrics report)."""
+        self.features.to(output.device)
+        out = self.features(output)
+        with torch.no_grad():
+            content_features, style_features = self.features(content), self.features(style)
+        return {
+            "content": sum(content_loss(out[name], content_features[name]) for name in self.content_layers),
+            "style": style_loss(out, style_features, self.style_layers),
+            "tv": total_variation(output.float()),
+        }
+
+    def generator_terms(self, output: torch.Tensor, target: torch.Tensor, condition: torch.Tensor):
+        """{name: (weight, loss)} of G's non-adversarial terms: `target` is the style batch, `condition` the
+        content batch (the stream's (real, condition) order)."""
+        losses = self.losses(output, target, condition)
+        weights = {"content": self.content_weight, "style": self.style_weight, "tv": self.tv_weight}
+        return {name: (weights[name], value) for name, value in losses.items()}

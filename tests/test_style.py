@@ -1,0 +1,129 @@
+"""task=style (ganrun/style.py): the style folder, the (style, content) stream and G's style-transfer terms."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganrun import perceptual, style
+from ganrun.errors import ConfigError
+
+
+def make_style_folder(folder, count=3, seed=0):
+    """`count` RGB images of different sizes and colours (stripes: a texture with a clear Gram signature)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        h, w = 40 + 8 * i, 48
+        pixels = np.zeros((h, w, 3), np.uint8)
+        pixels[:, :, i % 3] = (np.arange(w) % (4 + 2 * i) < 2 + i) * 255  # vertical stripes
+        pixels[:, :, (i + 1) % 3] = rng.integers(0, 64, (h, w))
+        Image.fromarray(pixels).save(folder / f"style{i}.png")
+    return folder
+
+
+def offline_features(**kwargs):
+    return functools.partial(perceptual.FeatureNetwork, network="vgg16", download=False, **kwargs)
+
+
+@pytest.fixture
+def no_hub(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+
+def test_style_images_are_decoded_at_the_datasets_size(tmp_path):
+    images = style.load_style_images(str(make_style_folder(tmp_path / "s")), 32, 3)
+    assert images.shape == (3, 3, 32, 32) and images.dtype == torch.uint8
+    grey = style.load_style_images(str(tmp_path / "s"), 28, 1)
+    assert grey.shape == (3, 1, 28, 28)
+    assert images[0, 0].float().std() > 50  # the stripes survived
+
+
+@pytest.mark.parametrize("root, message", [(None, "task.style.root=DIR"), ("nowhere", r"task.style.root='.*nowhere' is not a folder")])
+def test_a_missing_style_folder_is_named(root, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        style.load_style_images(root if root is None else str(tmp_path / root), 32, 3)
+
+
+def test_an_empty_or_unreadable_style_folder_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="task.style.root=.*empty has no image files"):
+        style.load_style_images(str(tmp_path / "empty"), 32, 3)
+    folder = make_style_folder(tmp_path / "s", count=1)
+    (folder / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ConfigError, match=r"unreadable image file\(s\) in task.style.root=") as refused:
+        style.load_style_images(str(folder), 32, 3)
+    assert "broken.png" in str(refused.value) and "skip_unreadable" not in str(refused.value)
+
+
+def test_links_are_refused_naming_them(tmp_path):
+    real = make_style_folder(tmp_path / "real", count=1)
+    linked_root = tmp_path / "linked"
+    os.symlink(real, linked_root)
+    with pytest.raises(ConfigError, match="is a symbolic link: name the folder itself"):
+        style.load_style_images(str(linked_root), 32, 3)
+    folder = make_style_folder(tmp_path / "s", count=1)
+    os.symlink(real / "style0.png", folder / "elsewhere.png")
+    with pytest.raises(ConfigError, match=r"elsewhere.png is a symbolic link"):
+        style.load_style_images(str(folder), 32, 3)
+    classes = tmp_path / "classes"
+    make_style_folder(classes / "a", count=1)
+    os.symlink(real, classes / "b")
+    with pytest.raises(ConfigError, match=r"classes/b is a symbolic link"):
+        style.load_style_images(str(classes), 32, 3)
+
+
+class Batches:
+    """A content stream stand-in: fixed batches, label-less, with a position."""
+
+    def __init__(self, batch):
+        self.batch, self.position = batch, 0
+
+    def __next__(self):
+        self.position += 1
+        return self.batch + self.position, None
+
+    def state_dict(self):
+        return {"position": self.position}
+
+    def load_state_dict(self, state):
+        self.position = state["position"]
+
+
+def test_the_stream_pairs_each_content_batch_with_style_images_from_the_global_rng():
+    styles = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 4, 4).contiguous() * 50
+    stream = style.StyleStream(Batches(torch.zeros(6, 1, 4, 4)), styles)
+    torch.manual_seed(3)
+    first, content = next(stream)
+    assert torch.equal(content, torch.ones(6, 1, 4, 4))
+    drawn = ((first[:, 0, 0, 0] + 1) * 127.5 / 50).round().long()
+    torch.manual_seed(3)
+    assert torch.equal(drawn, torch.randint(5, (6,)))  # uniform indices from the global RNG: resume replays them
+    assert first.min() >= -1 and first.max() <= 1
+    assert stream.state_dict() == {"position": 1}
+
+
+def test_the_task_terms_are_the_weighted_perceptual_losses(tmp_path, no_hub):
+    task = style.StyleTask({"root": str(make_style_folder(tmp_path / "s")), "resolution": 16, "channels": 3},
+                           offline_features(), ["relu2_2"], ["relu1_2", "relu2_2"], content_weight=2.0,
+                           style_weight=3.0, tv_weight=0.5)
+    assert set(task.features.layers) == {"relu1_2", "relu2_2"} and task.styles.shape == (3, 3, 16, 16)
+    torch.manual_seed(0)
+    output, styles, content = (torch.rand(2, 3, 16, 16) * 2 - 1 for _ in range(3))
+    terms = task.generator_terms(output, styles, content)
+    phi = task.features
+    expected = {"content": perceptual.content_loss(phi(output)["relu2_2"], phi(content)["relu2_2"]),
+                "style": perceptual.style_loss(phi(output), phi(styles), ["relu1_2", "relu2_2"]),
+                "tv": perceptual.total_variation(output)}
+    for name, weight in (("content", 2.0), ("style", 3.0), ("tv", 0.5)):
+        assert terms[name][0] == weight
+        torch.testing.assert_close(terms[name][1], expected[name], rtol=1e-5, atol=1e-7)
+    assert task.losses(content, styles, content)["content"] == 0 and task.losses(styles, styles, content)["style"] == 0
+    output.requires_grad_(True)
+    sum(w * v for w, v in task.generator_terms(output, styles, content).values()).backward()
+    assert output.grad.abs().sum() > 0 and not any(p.grad is not None for p in task.features.parameters())
