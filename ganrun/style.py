@@ -123,3 +123,48 @@ class StyleTask:
         losses = self.losses(output, target, condition)
         weights = {"content": self.content_weight, "style": self.style_weight, "tv": self.tv_weight}
         return {name: (weights[name], value) for name, value in losses.items()}
+
+
+class StyleEval:
+    """The fixed evaluation set of task=style, with EvalPairs' interface (ganrun.task_report; the reporter calls
+    it): the first `eval_samples` content images of the test split, content image i paired with style image
+    i mod (number of style images). It scores G's outputs by the unweighted content loss to their content and the
+    Gram (style) distance to their style image, next to the content images' own Gram distance
+    (`style_distance_input`: where an unstylised output would stand), and draws the content | style | output grid.
+    No FID: the real statistics are the content dataset's, which stylised outputs should move away from."""
+
+    def __init__(self, task, dataset_cfg, source, device, seed: int, batch_size: int, num_workers: int = 0):
+        from ganrun.task_report import eval_images
+
+        self.task, self.device, self.batch_size = task, torch.device(device), batch_size
+        content = eval_images(dataset_cfg, source, num_workers)[: task.eval_samples]
+        self.content = content.float().div(127.5).sub(1.0).to(self.device)
+        index = torch.arange(len(content)) % len(task.styles)
+        self.styles = task.styles[index].float().div(127.5).sub(1.0).to(self.device)
+        self.baseline = {"style_distance_input": float(self.scores(self.content)["style_distance"])}
+
+    def outputs(self, G, autocast=None) -> torch.Tensor:
+        from ganrun.task_report import generate_outputs
+
+        return generate_outputs(G, self.content, self.batch_size, self.device, autocast)
+
+    @torch.no_grad()
+    def scores(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = self.task.losses(output, self.styles, self.content)
+        return {"style_distance": losses["style"], "content_loss": losses["content"]}
+
+    def grid(self, G, count: int, autocast=None) -> torch.Tensor:
+        from ganrun.task_report import triplet_grid
+
+        count = min(count, len(self.content))
+        output = self.outputs(G, autocast)[:count]
+        return triplet_grid([self.content[:count], self.styles[:count], output])
+
+    def evaluate(self, evaluator, G, num_samples: int) -> dict:
+        values = {k: float(v) for k, v in self.scores(self.outputs(G)).items()}
+        protocol = {"n_generated": len(self.content), "style": (
+            f"{len(self.content)} fixed test content images, content image i with style image i mod "
+            f"{len(self.task.styles)}; style_distance: the Gram distance (sum over {', '.join(self.task.style_layers)}) "
+            f"to it; content_loss: at {', '.join(self.task.content_layers)}; *_input: the content image's own"),
+            "features": self.task.features.protocol}
+        return {"extractor": "style", "metrics": {**values, **self.baseline}, "protocol": protocol}
