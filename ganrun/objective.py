@@ -136,3 +136,52 @@ def frozen(module: nn.Module):
         yield
     finally:
         module.requires_grad_(True)
+
+
+class PairedObjective(GANObjective):
+    """The objective of a paired image-to-image task (pix2pix, Isola et al. 2017, eq. 4): G maps the input image
+    (the batch's `condition`, what the stream yields where a class-conditional run has labels) to an output; D
+    scores (input, output) pairs against (input, target) pairs, its forward taking the input as its condition
+    (`D(x, condition)`, channel concatenation: pix2pix's conditional D); G minimises the adversarial loss plus
+    `task.reconstruction_weight` x the reconstruction loss (L1 or L2) to the target.
+
+    Every loss applies unchanged on D's patch outputs (their mean over patches and batch, as pix2pix's PatchGAN
+    loss); input-gradient penalties differentiate D with respect to the image of the pair, the input held fixed
+    (R1 of the conditional D). G's step trains on the D step's pairs: with `reuse_fakes` it backpropagates through
+    the D step's output, else it runs G again on the same inputs (a fresh dropout draw)."""
+
+    def __init__(self, *args, task, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task = task
+        self.conditional = True  # D always sees the input image
+
+    def d_loss(self, real: torch.Tensor, condition: torch.Tensor, step: int, d_step: int) -> DiscriminatorStep:
+        with self.autocast:
+            with torch.set_grad_enabled(self.reuse_fakes):
+                generated = self.G(condition)
+            fake = generated.detach()
+            real_out, fake_out = self.D(real, condition).float(), self.D(fake, condition).float()
+            adversarial = self.loss.d_loss(real_out, fake_out)
+            ctx = TermContext(self.critic(condition), self.D, real, fake, None, None, None, d_step)
+            terms = {name: t for name, term in self.terms.items() if (t := term.d_term(ctx)) is not None}
+            total = adversarial + sum(terms.values())
+        logs = {f"penalty/{name}": term for name, term in terms.items()}
+        logs.update({"loss/D": total, "loss/D_adversarial": adversarial,
+                     "scores/D(x)": self.loss.score(real_out).mean(), "scores/D(G(z))": self.loss.score(fake_out).mean()})
+        return DiscriminatorStep(total, logs, real, condition, generated if self.reuse_fakes else None)
+
+    def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
+        condition, target = d_step.labels, d_step.real
+        generated = d_step.fake
+        with self.autocast:
+            if generated is None:
+                generated = self.G(condition)
+            real_out = self.critic(condition)(target).float() if self.loss.needs_real_in_g else None
+            fake_out = self.D(generated, condition).float()
+            adversarial = self.loss.g_loss(fake_out, real_out)
+            ctx = TermContext(self.critic(condition), self.D, None, generated, None, None, None)
+            terms = [t for term in self.terms.values() if (t := term.g_term(ctx)) is not None]
+            reconstruction = self.task.reconstruction_loss(generated, target)
+            total = adversarial + self.task.reconstruction_weight * reconstruction + sum(terms)
+        return StepLoss(total, {"loss/G": total, "loss/G_adversarial": adversarial,
+                                "loss/G_reconstruction": reconstruction})

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from ganrun import checkpoint, diagnostics, distributed, downstream
+from ganrun import checkpoint, diagnostics, distributed, downstream, task_report
 from ganrun.data import DatasetInfo
 from ganrun.errors import TrainingDivergedError
 from ganrun.sweep.hparams import run_hparams, write_hparams, write_session_start
@@ -72,6 +72,10 @@ class Reporter:
             self.fixed_noise = state.fixed_noise[: self.grid_columns].repeat(G.num_classes, 1)
             self.fixed_labels = torch.arange(G.num_classes, device=state.fixed_noise.device).repeat_interleave(
                 self.grid_columns)
+        # A paired task: its fixed evaluation pairs give the input | output | target grid and PSNR/SSIM.
+        self.pairs = (task_report.EvalPairs(state.task, cfg.dataset, source, state.fixed_noise.device, cfg.seed,
+                                            cfg.metrics.batch_size, cfg.trainer.num_workers)
+                      if state.task.paired else None)
         # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
         self.writer = (SummaryWriter(log_dir=str(run_dir), purge_step=state.step + 1 if resumed else None)
                        if self.is_main else distributed.NullWriter())
@@ -166,6 +170,10 @@ class Reporter:
         step = self.state.step
         for suffix, generator in self.generators():
             was_training = generator.training
+            if self.pairs is not None:
+                self._save_grid(self.pairs.grid(generator, self.trainer.num_samples, self.state.objective.autocast),
+                                suffix, "samples/input_output_target")
+                continue
             generator.eval()
             with self.state.objective.autocast:
                 images = generator(self.fixed_noise, self.fixed_labels).float()
@@ -174,9 +182,13 @@ class Reporter:
                 self.writer.add_figure(f"samples/scatter{suffix}", self.source.scatter(images), step)
                 continue
             grid = torchvision.utils.make_grid(images, nrow=self.grid_columns, normalize=True, value_range=(-1, 1))
-            self.writer.add_image(f"samples/fixed_noise{suffix}", grid, step)
-            (self.run_dir / "samples").mkdir(exist_ok=True)
-            torchvision.utils.save_image(grid, self.run_dir / "samples" / f"step_{step:08d}{suffix}.png")
+            self._save_grid(grid, suffix)
+
+    def _save_grid(self, grid: torch.Tensor, suffix: str, tag: str = "samples/fixed_noise") -> None:
+        step = self.state.step
+        self.writer.add_image(f"{tag}{suffix}", grid, step)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        torchvision.utils.save_image(grid, self.run_dir / "samples" / f"step_{step:08d}{suffix}.png")
 
     def evaluate(self, num_samples: int, section: str = "metrics") -> dict:
         """Score raw (and EMA) G on `num_samples` samples; on a forked RNG, so training numbers do not move.
@@ -190,8 +202,9 @@ class Reporter:
         device = next(self.state.G.parameters()).device
         for suffix, generator in ([] if same else self.generators()):
             with isolated_rng(device):
-                results[suffix] = report.evaluate_generator(self.evaluator, generator, self.cfg.model.z_dim,
-                                                            num_samples, seed)
+                results[suffix] = (self.pairs.evaluate(self.evaluator, generator, num_samples) if self.pairs else
+                                   report.evaluate_generator(self.evaluator, generator, self.cfg.model.z_dim,
+                                                             num_samples, seed))
         self.last_evaluation = (self.state.step, num_samples, results)
         if self.is_main:
             for suffix, result in results.items():

@@ -104,6 +104,16 @@ class RealSplit(StrEnum):
     test = "test"
 
 
+class Reconstruction(StrEnum):
+    l1 = "l1"
+    l2 = "l2"
+
+
+class HoleShape(StrEnum):
+    rectangle = "rectangle"
+    freeform = "freeform"
+
+
 class DownstreamGenerator(StrEnum):
     raw = "raw"
     ema = "ema"
@@ -194,6 +204,7 @@ class GanrunSchema:
     optimizer: Any = None
     scheduler: Any = None
     augment: Any = None
+    task: Any = None
     seed: int = spec(ge=0, le=2**63 - 1)  # torch.manual_seed's range
     resume: Optional[str] = spec(nonempty=True)
     resume_force: bool = MISSING
@@ -292,6 +303,72 @@ class MlpDiscriminatorSchema:
 class MlpGeneratorSchema(MlpDiscriminatorSchema):
     z_dim: int = spec(ge=1)
     output: str = spec(choices=GeneratorOutput)
+
+
+@dataclass
+class UNetSchema:
+    _target_: str = MISSING
+    resolution: Optional[int] = spec(ge=4)
+    channels: Optional[int] = spec(choices=(1, 3))
+    extra_channels: int = spec(ge=0)
+    width: int = spec(ge=1)
+    depth: Optional[int] = spec(ge=1)  # at most log2 of the padded size (ganrun.models.unet)
+    dropout: float = spec(ge=0.0, lt=1.0)
+    norm: str = spec(choices=Norm)
+    weight_param: str = spec(choices=WeightParam)
+
+
+@dataclass
+class PatchGANSchema:
+    _target_: str = MISSING
+    channels: Optional[int] = spec(choices=(1, 3))
+    extra_channels: int = spec(ge=0)
+    paired: bool = MISSING
+    width: int = spec(ge=1)
+    n_layers: int = spec(ge=1, le=8)
+    norm: str = spec(choices=Norm)
+    weight_param: str = spec(choices=WeightParam)
+
+
+@dataclass
+class GenerateTaskSchema:
+    _target_: str = MISSING
+    name: str = spec(nonempty=True)
+    paired: bool = MISSING
+    extra_channels: int = spec(ge=0, le=0)
+
+
+@dataclass
+class PairedTaskSchema:
+    _target_: str = MISSING
+    name: str = spec(nonempty=True)
+    paired: bool = spec(choices=(True,))
+    extra_channels: int = spec(ge=0)
+    degradation: Any = None  # typed by its _target_
+    reconstruction: str = spec(choices=Reconstruction)
+    reconstruction_weight: float = spec(ge=0.0)
+    eval_samples: int = spec(ge=2)  # SSIM's and PSNR's means, a grid of pairs
+
+
+@dataclass
+class DownsampleSchema:
+    _target_: str = MISSING
+    factor: int = spec(choices=(2, 4))
+
+
+@dataclass
+class InpaintSchema:
+    _target_: str = MISSING
+    shape: str = spec(choices=HoleShape)
+    min_size: float = spec(gt=0.0, le=1.0)  # fractions of the image side; min_size <= max_size (ganrun.tasks)
+    max_size: float = spec(gt=0.0, le=1.0)
+    fill: float = spec(ge=-1.0, le=1.0)
+
+
+@dataclass
+class GaussianNoiseSchema:
+    _target_: str = MISSING
+    sigma: float = spec(ge=0.0)
 
 
 @dataclass
@@ -408,9 +485,10 @@ class ExperimentSchema(GanrunSchema):
     optimizer: OptimizersSchema = field(default_factory=OptimizersSchema)
     scheduler: Any = None  # typed by its _target_
     augment: Optional[Dict[str, Any]] = None  # name -> a transform, typed by its _target_
+    task: Any = None  # typed by its _target_
 
 
-GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment")  # conf/GROUP/
+GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment", "task")  # conf/GROUP/
 
 # The schema of each `_target_` ganrun ships. A target not listed here (a user's own class) is checked by its
 # signature when it is instantiated.
@@ -423,6 +501,13 @@ TARGET_SCHEMAS = {
     **dict.fromkeys(["ganrun.models.dcgan.Discriminator", "ganrun.models.resnet.Discriminator"],
                     ConvDiscriminatorSchema),
     "ganrun.models.mlp.Generator": MlpGeneratorSchema,
+    "ganrun.models.unet.Generator": UNetSchema,
+    "ganrun.models.patchgan.Discriminator": PatchGANSchema,
+    "ganrun.tasks.Generate": GenerateTaskSchema,
+    "ganrun.tasks.PairedTask": PairedTaskSchema,
+    "ganrun.tasks.Downsample": DownsampleSchema,
+    "ganrun.tasks.Inpaint": InpaintSchema,
+    "ganrun.tasks.GaussianNoise": GaussianNoiseSchema,
     "ganrun.models.mlp.Discriminator": MlpDiscriminatorSchema,
     **dict.fromkeys(["ganrun.losses.NonSaturating", "ganrun.losses.Minimax"], SigmoidLossSchema),
     **dict.fromkeys(["ganrun.losses." + name for name in ("Wasserstein", "Hinge", "LeastSquares", "RelativisticAverageBCE",
@@ -457,5 +542,5 @@ RESUMABLE_KEYS = (
     "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
     "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp",
     "trainer.deterministic", "trainer.channels_last", "trainer.compile", "trainer.compile_mode",
-    "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
+    "task.eval_samples", "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
 )

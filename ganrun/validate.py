@@ -16,6 +16,7 @@ import typing
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from ganrun import tasks
 from ganrun.errors import ConfigError
 from ganrun.schema import GROUPS, TARGET_SCHEMAS, ExperimentSchema, choice_values
 
@@ -38,6 +39,8 @@ def validate(cfg: DictConfig | dict) -> None:
         _precision_recall_neighbours(metrics)
     _warmup_within_the_run(plain.get("scheduler"))
     _toy_layout((plain.get("dataset") or {}).get("source"))
+    _inpaint_sizes((plain.get("task") or {}).get("degradation"))
+    tasks.refuse_options(plain)
 
 
 # ---- every field by its schema
@@ -169,3 +172,11 @@ def _toy_layout(source) -> None:
             and math.isqrt(source["num_modes"]) ** 2 != source["num_modes"]:
         raise ConfigError(f"dataset.source.num_modes={source['num_modes']} must be a square number with "
                           "dataset.source.layout=grid.")
+
+
+def _inpaint_sizes(degradation) -> None:
+    if isinstance(degradation, dict) and isinstance(degradation.get("min_size"), (int, float)) \
+            and isinstance(degradation.get("max_size"), (int, float)) \
+            and degradation["min_size"] > degradation["max_size"]:
+        raise ConfigError(f"task.degradation.min_size={degradation['min_size']} must be <= "
+                          f"task.degradation.max_size={degradation['max_size']}.")

@@ -248,6 +248,30 @@ def hidden_are_the_layer_sizes(choice, key):
     assert sizes[:2] == [7, 5] and len(sizes) == 3
 
 
+def depth_is_the_unet_levels(choice, key):
+    """pix2pix's U-Net: `depth` encoder levels (null: down to 1x1, 5 at 32 px), each halving the size."""
+    assert len(_net(choice, key, None).downs) == 5
+    G = _net(choice, key, 3)
+    assert len(G.downs) == len(G.ups) == 3 and G(torch.randn(2, 1, 32, 32)).shape == (2, 1, 32, 32)
+
+
+def dropout_is_the_decoder_dropout(choice, key):
+    rates = [m.p for m in _net(choice, key, 0.3).modules() if isinstance(m, nn.Dropout)]
+    assert rates == [0.3] * 3
+    assert not any(isinstance(m, nn.Dropout) for m in _net(choice, key, 0.0).modules())
+
+
+def n_layers_is_the_patch_size(choice, key):
+    """The PatchGAN's stride-2 layers: 3 of them (70x70 patches) score 2x2 patches of a 32 px image, 1 (16x16) 14x14."""
+    from ganrun.models.patchgan import receptive_field
+
+    for n_layers, patches, field in ((3, 4, 70), (1, 196, 16)):
+        D = _net(choice, key, n_layers).eval()
+        strided = [m for m in D.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+        assert len(strided) == n_layers and receptive_field(n_layers) == field
+        assert D(torch.randn(2, 1, 32, 32)).shape == (2, patches)
+
+
 def z_dim_is_gs_input(choice, key):
     G = build(at(choice, **{key: 13}).model.generator)
     assert G(torch.randn(2, 13)).shape[0] == 2
@@ -487,6 +511,9 @@ EFFECTS = {
     "model.generator.hidden": hidden_are_the_layer_sizes,
     "model.discriminator.hidden": hidden_are_the_layer_sizes,
     "model.z_dim": z_dim_is_gs_input,
+    "model.generator.depth": depth_is_the_unet_levels,
+    "model.generator.dropout": dropout_is_the_decoder_dropout,
+    "model.discriminator.n_layers": n_layers_is_the_patch_size,
     "model.conditioning": conditioning_needs_labels,
     "model.acgan_weight": acgan_weight_scales_the_class_terms,
     "model.name": model_name_is_a_label,
@@ -512,10 +539,10 @@ EFFECTS = {
                      "dataset.shape", "dataset.generator_output"], toy_dataset),
 }
 # The option each key is tested on, where the first option setting it is not the one to use
-OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet"],
+OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet", "model=pix2pix"],
           "model.discriminator.norm": ["loss=wgan_gp"],
-          "model.generator.width": ["model=dcgan", "model=resnet"], "model.discriminator.width": ["model=dcgan",
-                                                                                                 "model=resnet"],
+          "model.generator.width": ["model=dcgan", "model=resnet", "model=pix2pix"],
+          "model.discriminator.width": ["model=dcgan", "model=resnet", "model=pix2pix"],
           "optimizer.g.betas": ["optimizer=adam"], "optimizer.d.betas": ["optimizer=adam"],
           "optimizer.g.lr": ["optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"],
           "optimizer.d.lr": ["optimizer=sgd"],

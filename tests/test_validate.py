@@ -58,6 +58,15 @@ def composed(*overrides):
                                                                           "unknown rotate"),
     (["augment=instance_noise", "augment.instance_noise.std=-1"], "augment.instance_noise.std=-1 must be >= 0"),
     (["dataset.resize=crop"], "dataset.resize='crop' is not one of resize | pad"),
+    (["task=superres", "model=pix2pix", "task.degradation.factor=8"], "task.degradation.factor=8 is not one of 2 | 4"),
+    (["task=denoise", "model=pix2pix", "task.degradation.sigma=-0.1"], "task.degradation.sigma=-0.1 must be >= 0"),
+    (["task=inpaint", "model=pix2pix", "task.degradation.shape=circle"], "task.degradation.shape='circle' is not one"),
+    (["task=inpaint", "model=pix2pix", "task.degradation.max_size=1.5"], "task.degradation.max_size=1.5 must be <= 1"),
+    (["task=inpaint", "model=pix2pix", "task.eval_samples=1"], "task.eval_samples=1 must be >= 2"),
+    (["task=denoise", "model=pix2pix", "task.reconstruction=l3"], "task.reconstruction='l3' is not one of l1 | l2"),
+    (["task=denoise", "model=pix2pix", "model.generator.depth=0"], "model.generator.depth=0 must be >= 1"),
+    (["task=denoise", "model=pix2pix", "model.discriminator.n_layers=9"], "model.discriminator.n_layers=9 must be <= 8"),
+    (["task=denoise", "model=pix2pix", "model.conditioning=concat"], "task=denoise: model.conditioning=concat"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as refused:
