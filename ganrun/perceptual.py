@@ -183,6 +183,15 @@ def content_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(output.float(), target.float())
 
 
+def perceptual_content(features: FeatureNetwork, output: torch.Tensor, target: torch.Tensor, layers) -> torch.Tensor:
+    """The content loss summed over `layers` (SRGAN's VGG loss at relu5_4): target features without gradient."""
+    features.to(output.device)
+    out = features(output)
+    with torch.no_grad():
+        wanted = features(target)
+    return sum(content_loss(out[name], wanted[name]) for name in layers)
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """G = phi phi^T / (C H W): (N, C, H, W) -> (N, C, C)."""
     n, c, h, w = features.shape

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from ganrun import checkpoint, diagnostics, distributed, downstream, task_report
+from ganrun import checkpoint, diagnostics, distributed, downstream
 from ganrun.data import DatasetInfo
 from ganrun.errors import TrainingDivergedError
 from ganrun.sweep.hparams import run_hparams, write_hparams, write_session_start
@@ -72,10 +72,10 @@ class Reporter:
             self.fixed_noise = state.fixed_noise[: self.grid_columns].repeat(G.num_classes, 1)
             self.fixed_labels = torch.arange(G.num_classes, device=state.fixed_noise.device).repeat_interleave(
                 self.grid_columns)
-        # A paired task: its fixed evaluation pairs give the input | output | target grid and PSNR/SSIM.
-        self.pairs = (task_report.EvalPairs(state.task, cfg.dataset, source, state.fixed_noise.device, cfg.seed,
-                                            cfg.metrics.batch_size, cfg.trainer.num_workers)
-                      if state.task.paired else None)
+        # An image-to-image task: its fixed evaluation set gives the grid (input | output | target, or content |
+        # style | output) and the task's metrics (PSNR/SSIM; the style distances); None for noise-to-image.
+        self.pairs = state.task.evaluation(cfg.dataset, source, state.fixed_noise.device, cfg.seed,
+                                           cfg.metrics.batch_size, cfg.trainer.num_workers)
         # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
         self.writer = (SummaryWriter(log_dir=str(run_dir), purge_step=state.step + 1 if resumed else None)
                        if self.is_main else distributed.NullWriter())
@@ -172,7 +172,7 @@ class Reporter:
             was_training = generator.training
             if self.pairs is not None:
                 self._save_grid(self.pairs.grid(generator, self.trainer.num_samples, self.state.objective.autocast),
-                                suffix, "samples/input_output_target")
+                                suffix, self.pairs.grid_tag)
                 continue
             generator.eval()
             with self.state.objective.autocast:

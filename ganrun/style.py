@@ -28,6 +28,8 @@ from ganrun.data.sources import image_folder
 from ganrun.data.stream import decode_all
 from ganrun.errors import ConfigError
 from ganrun.perceptual import content_loss, style_loss, total_variation
+from ganrun.task_report import eval_images, generate_outputs, triplet_grid
+from ganrun.tasks import check_image_to_image
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +95,31 @@ class StyleTask:
     image_to_image = True
 
     def __init__(self, style: dict, features, content_layers, style_layers, content_weight: float = 1.0,
-                 style_weight: float = 5.0, tv_weight: float = 1e-6, name: str = "style", paired: bool = False,
-                 extra_channels: int = 0, eval_samples: int = 16):
+                 style_weight: float = 5.0, tv_weight: float = 1e-6, adversarial_weight: float = 1.0,
+                 name: str = "style", paired: bool = False, extra_channels: int = 0, eval_samples: int = 16):
+        if paired:
+            raise ConfigError("task.paired=true: task=style's D sees style images, not (content, output) pairs.")
         self.name, self.extra_channels, self.eval_samples = name, int(extra_channels), int(eval_samples)
         self.content_layers, self.style_layers = list(content_layers), list(style_layers)
-        self.content_weight, self.style_weight, self.tv_weight = float(content_weight), float(style_weight), float(
-            tv_weight)
+        self.content_weight, self.style_weight = float(content_weight), float(style_weight)
+        self.tv_weight, self.adversarial_weight = float(tv_weight), float(adversarial_weight)
         self.styles = load_style_images(style.get("root"), style.get("resolution"), style.get("channels"))
         self.features = features(layers=list(dict.fromkeys(self.content_layers + self.style_layers)))
 
     def pairs(self, stream) -> StyleStream:
         return StyleStream(stream, self.styles)
+
+    def objective(self, *args, **kwargs):
+        """PairedObjective with this task's terms: D, unpaired, ignores the content image it gets as condition."""
+        from ganrun.objective import PairedObjective
+
+        return PairedObjective(*args, task=self, **kwargs)
+
+    def evaluation(self, *args, **kwargs) -> StyleEval:
+        return StyleEval(self, *args, **kwargs)
+
+    def check_shapes(self, G, D, info, z_dim: int, device) -> None:
+        check_image_to_image(self.name, G, D, info, device, lambda content: content)
 
     def losses(self, output: torch.Tensor, style: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """The unweighted content, style (Gram) and TV losses of `output` (what the task's metrics report)."""
@@ -133,9 +149,9 @@ class StyleEval:
     (`style_distance_input`: where an unstylised output would stand), and draws the content | style | output grid.
     No FID: the real statistics are the content dataset's, which stylised outputs should move away from."""
 
-    def __init__(self, task, dataset_cfg, source, device, seed: int, batch_size: int, num_workers: int = 0):
-        from ganrun.task_report import eval_images
+    grid_tag = "samples/content_style_output"
 
+    def __init__(self, task, dataset_cfg, source, device, seed: int, batch_size: int, num_workers: int = 0):
         self.task, self.device, self.batch_size = task, torch.device(device), batch_size
         content = eval_images(dataset_cfg, source, num_workers)[: task.eval_samples]
         self.content = content.float().div(127.5).sub(1.0).to(self.device)
@@ -144,8 +160,6 @@ class StyleEval:
         self.baseline = {"style_distance_input": float(self.scores(self.content)["style_distance"])}
 
     def outputs(self, G, autocast=None) -> torch.Tensor:
-        from ganrun.task_report import generate_outputs
-
         return generate_outputs(G, self.content, self.batch_size, self.device, autocast)
 
     @torch.no_grad()
@@ -154,8 +168,7 @@ class StyleEval:
         return {"style_distance": losses["style"], "content_loss": losses["content"]}
 
     def grid(self, G, count: int, autocast=None) -> torch.Tensor:
-        from ganrun.task_report import triplet_grid
-
+        """content | style | output triplets of the first `count` evaluation images."""
         count = min(count, len(self.content))
         output = self.outputs(G, autocast)[:count]
         return triplet_grid([self.content[:count], self.styles[:count], output])
@@ -168,3 +181,4 @@ class StyleEval:
             f"to it; content_loss: at {', '.join(self.task.content_layers)}; *_input: the content image's own"),
             "features": self.task.features.protocol}
         return {"extractor": "style", "metrics": {**values, **self.baseline}, "protocol": protocol}
+

@@ -127,3 +127,19 @@ def test_the_task_terms_are_the_weighted_perceptual_losses(tmp_path, no_hub):
     output.requires_grad_(True)
     sum(w * v for w, v in task.generator_terms(output, styles, content).values()).backward()
     assert output.grad.abs().sum() > 0 and not any(p.grad is not None for p in task.features.parameters())
+
+
+# ---- the task in the runner
+def test_a_style_run_trains_logs_its_terms_and_draws_the_content_style_output_grid(tmp_path, data_root, no_hub):
+    from helpers import events, train_in_process
+
+    folder = make_style_folder(tmp_path / "styles", count=2)
+    run = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "task=style", "model=transformer_net", f"task.style.root={folder}",
+                     "task.features.download=false", "model.generator.num_residual=1", "trainer.sample_every=2",
+                     "ema.bn=batch", "task.content_layers=[relu1_2]", "task.style_layers=[relu1_1,relu1_2]",
+                     steps=2, run_dir=run)
+    scalars = events(run).Tags()["scalars"]
+    for name in ("loss/G_content", "loss/G_style", "loss/G_tv", "loss/G_adversarial"):
+        assert name in scalars, scalars
+    assert "samples/content_style_output" in events(run).Tags()["images"]
