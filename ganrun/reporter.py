@@ -76,6 +76,8 @@ class Reporter:
         # style | output) and the task's metrics (PSNR/SSIM; the style distances); None for noise-to-image.
         self.pairs = state.task.evaluation(cfg.dataset, source, state.fixed_noise.device, cfg.seed,
                                            cfg.metrics.batch_size, cfg.trainer.num_workers)
+        # task=style scores itself (its evaluation set needs no feature extractor of the dataset)
+        self.can_evaluate = evaluator is not None or not getattr(state.task, "uses_evaluator", True)
         # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
         self.writer = (SummaryWriter(log_dir=str(run_dir), purge_step=state.step + 1 if resumed else None)
                        if self.is_main else distributed.NullWriter())
@@ -117,7 +119,7 @@ class Reporter:
         with state.window.clock_paused():  # not training time: the img/s of the next window leaves it out
             if state.step % self.trainer.sample_every == 0:
                 self.log_samples()
-            if self.evaluator is not None and self.metrics.every > 0 and state.step % self.metrics.every == 0:
+            if self.can_evaluate and self.metrics.every > 0 and state.step % self.metrics.every == 0:
                 return state.improves_best(self.evaluate(self.metrics.num_samples)[""]["metrics"].get("FID"))
         return False
 
@@ -219,7 +221,7 @@ class Reporter:
         if state.step % self.trainer.sample_every != 0:
             self.log_samples()
         final = final_ema = None
-        if self.evaluator is not None and self.metrics.final_num_samples > 0:
+        if self.can_evaluate and self.metrics.final_num_samples > 0:
             results = self.evaluate(self.metrics.final_num_samples, section="metrics_final")
             final, final_ema = results[""], results.get("_ema")
         result = TrainResult(state.step, dict(state.last_scalars), final, final_ema, state.best)

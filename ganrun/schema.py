@@ -611,3 +611,5 @@ RESUMABLE_KEYS = (
     "trainer.deterministic", "trainer.channels_last", "trainer.compile", "trainer.compile_mode",
     "task.eval_samples", "dataset.in_memory", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
 )
+# The feature network of the perceptual losses (ganrun.perceptual): whether to try its download, as metrics.download
+RESUMABLE_KEYS += ("task.features.download",)

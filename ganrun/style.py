@@ -92,7 +92,7 @@ class StyleTask:
     ganrun.perceptual.FeatureNetwork) for the union of the content and style layers."""
 
     paired = False  # D sees style images, not (input, output) pairs
-    image_to_image = True
+    uses_evaluator = False  # its metrics are its own (StyleEval): no Inception/classifier statistics are built
 
     def __init__(self, style: dict, features, content_layers, style_layers, content_weight: float = 1.0,
                  style_weight: float = 5.0, tv_weight: float = 1e-6, adversarial_weight: float = 1.0,

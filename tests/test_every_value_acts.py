@@ -272,6 +272,16 @@ def n_layers_is_the_patch_size(choice, key):
         assert D(torch.randn(2, 1, 32, 32)).shape == (2, patches)
 
 
+def num_residual_is_the_block_count(choice, key):
+    """Johnson et al.'s transformation network: `num_residual` residual blocks at a quarter of the resolution."""
+    from ganrun.models.transformer_net import ResidualBlock
+
+    for count in (0, 3):
+        G = _net(choice, key, count)
+        assert sum(isinstance(m, ResidualBlock) for m in G.modules()) == count
+        assert G(torch.randn(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
 def z_dim_is_gs_input(choice, key):
     G = build(at(choice, **{key: 13}).model.generator)
     assert G(torch.randn(2, 13)).shape[0] == 2
@@ -513,6 +523,7 @@ EFFECTS = {
     "model.z_dim": z_dim_is_gs_input,
     "model.generator.depth": depth_is_the_unet_levels,
     "model.generator.dropout": dropout_is_the_decoder_dropout,
+    "model.generator.num_residual": num_residual_is_the_block_count,
     "model.discriminator.n_layers": n_layers_is_the_patch_size,
     "model.conditioning": conditioning_needs_labels,
     "model.acgan_weight": acgan_weight_scales_the_class_terms,
@@ -539,9 +550,10 @@ EFFECTS = {
                      "dataset.shape", "dataset.generator_output"], toy_dataset),
 }
 # The option each key is tested on, where the first option setting it is not the one to use
-OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet", "model=pix2pix"],
+OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet", "model=pix2pix",
+                                   "model=transformer_net"],
           "model.discriminator.norm": ["loss=wgan_gp"],
-          "model.generator.width": ["model=dcgan", "model=resnet", "model=pix2pix"],
+          "model.generator.width": ["model=dcgan", "model=resnet", "model=pix2pix", "model=transformer_net"],
           "model.discriminator.width": ["model=dcgan", "model=resnet", "model=pix2pix"],
           "optimizer.g.betas": ["optimizer=adam"], "optimizer.d.betas": ["optimizer=adam"],
           "optimizer.g.lr": ["optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"],

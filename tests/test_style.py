@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 import numpy as np
@@ -130,16 +131,31 @@ def test_the_task_terms_are_the_weighted_perceptual_losses(tmp_path, no_hub):
 
 
 # ---- the task in the runner
-def test_a_style_run_trains_logs_its_terms_and_draws_the_content_style_output_grid(tmp_path, data_root, no_hub):
+def test_a_style_run_trains_logs_its_terms_and_draws_the_content_style_output_grid(tmp_path, data_root, no_hub,
+                                                                                    monkeypatch):
     from helpers import events, train_in_process
+
+    from ganrun.metrics import report
+
+    def no_evaluator(*args, **kwargs):
+        raise AssertionError("task=style scores itself: no classifier or real statistics are built")
+
+    monkeypatch.setattr(report, "make_evaluator", no_evaluator)
 
     folder = make_style_folder(tmp_path / "styles", count=2)
     run = tmp_path / "run"
     train_in_process(tmp_path, data_root, "task=style", "model=transformer_net", f"task.style.root={folder}",
                      "task.features.download=false", "model.generator.num_residual=1", "trainer.sample_every=2",
-                     "ema.bn=batch", "task.content_layers=[relu1_2]", "task.style_layers=[relu1_1,relu1_2]",
-                     steps=2, run_dir=run)
+                     "task.content_layers=[relu1_2]", "task.style_layers=[relu1_1,relu1_2]", "task.eval_samples=3",
+                     "metrics.every=2", "metrics.final_num_samples=8", "metrics.num_samples=8", steps=2, run_dir=run)
     scalars = events(run).Tags()["scalars"]
-    for name in ("loss/G_content", "loss/G_style", "loss/G_tv", "loss/G_adversarial"):
+    for name in ("loss/G_content", "loss/G_style", "loss/G_tv", "loss/G_adversarial", "metrics/style_distance_style",
+                 "metrics/content_loss_style", "metrics/style_distance_input_style"):
         assert name in scalars, scalars
     assert "samples/content_style_output" in events(run).Tags()["images"]
+    grid = events(run).Images("samples/content_style_output")[-1]
+    assert (grid.width, grid.height) == (2 + 9 * 34, 2 + 34)  # 3 triplets of 32 px images (+2 px padding) in a row
+    evaluations = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert evaluations and all(e["extractor"] == "style" for e in evaluations)
+    features = evaluations[-1]["protocol"]["features"]  # the offline fallback, recorded with every number
+    assert features["comparable_with_papers"] is False and "random weights" in features["network"]
