@@ -209,6 +209,39 @@ def test_lsgan_preset_is_mao_et_al():
     assert has(G, nn.BatchNorm2d) and has(D, nn.BatchNorm2d)  # vgg.py: batch norm in G and in D's layers 2-4
 
 
+# -- pix2pix: Isola et al. 2017 (arXiv:1611.07004) ------------------------------------------------------------
+@pytest.mark.parametrize("task", ["superres", "inpaint", "denoise"])
+def test_pix2pix_preset_is_isola_et_al(task):
+    from ganrun.models import patchgan, unet
+    from ganrun.objective import PairedObjective
+
+    cfg = compose_config("experiment=pix2pix", f"task={task}", "dataset=cifar10", "dataset.resolution=256")
+    assert cfg.task.name == task  # the task stays the user's choice
+    assert cfg.task.reconstruction == "l1" and cfg.task.reconstruction_weight == 100.0  # eq. 4: lambda L1, lambda=100
+    assert isinstance(build(cfg.loss), losses.NonSaturating)  # sec. 3: G maximises log D(x, G(x, z))
+    assert build(cfg.regularizer) == {} and not build(cfg.augment)  # no regularizer, no augmentation
+    assert cfg.trainer.batch_size == 1 and cfg.trainer.n_critic == 1  # sec. 3.3 / 6.2: batch 1, alternating steps
+    for opt in optimizers(cfg):  # sec. 3.3: Adam, lr 0.0002, beta1 0.5, beta2 0.999
+        assert isinstance(opt, torch.optim.Adam)
+        assert opt.defaults["lr"] == 0.0002 and opt.defaults["betas"] == (0.5, 0.999)
+    assert cfg.scheduler.decay == "constant" and cfg.ema.enabled is False  # neither is part of the method
+    G, D = built_models(cfg)
+    assert isinstance(G, unet.Generator) and isinstance(D, patchgan.Discriminator)
+    # sec. 6.1.1: the 256 px U-Net encoder C64-C128-C256-C512-C512-C512-C512-C512, dropout 0.5 in 3 decoder layers
+    assert [d[-1].out_channels if isinstance(d[-1], nn.Conv2d) else d[-2].out_channels for d in G.downs] == \
+        [64, 128, 256, 512, 512, 512, 512, 512]
+    assert [m.p for m in G.modules() if isinstance(m, nn.Dropout)] == [0.5] * 3
+    # sec. 4.4 / 6.1.2: the 70x70 PatchGAN C64-C128-C256-C512, BatchNorm but not on C64, one score per patch
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1] and patchgan.receptive_field(3) == 70
+    assert has(D, nn.BatchNorm2d) and D.paired and convs[0].in_channels == 3 + 3 + (task == "inpaint")
+    for module in (G, D):  # sec. 6.2: weights from N(0, 0.02)
+        weights = torch.cat([m.weight.flatten() for m in module.modules() if isinstance(m, nn.Conv2d)])
+        assert weights.mean().abs() < 1e-3 and weights.std().item() == pytest.approx(0.02, rel=0.02)
+    task_obj = build(cfg.task)
+    assert isinstance(task_obj.objective(G, D, build(cfg.loss), {}, None, 100), PairedObjective)
+
+
 def test_every_preset_is_tested_here():
     from pathlib import Path
 

@@ -289,3 +289,44 @@ def test_a_task_run_resumes_exactly_and_its_checkpoint_passes_the_trust_checks(t
             assert torch.equal(a[name][key], b[name][key]), (name, key)
     check_saved_config(b["config"], "the task checkpoint")  # the task group's _target_s are shipped targets
     assert b["config"]["task"]["degradation"]["_target_"] == "ganrun.tasks.Inpaint"
+
+
+# ---- reporting ---------------------------------------------------------------------------------------------
+def test_pair_scores_are_psnr_and_ssim_of_their_definitions():
+    """PSNR = 10 log10(1 / MSE) per image on [0, 1] then averaged; SSIM 1 for identical images, below for others."""
+    from ganrun.task_report import scores
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 1, 32, 32) * 2 - 1
+    output = target.clone()
+    output[0] += 0.1  # [0, 1] error 0.05 on image 0, none... but for clamping: keep within range
+    output[1] -= 0.2 * (target[1] > -0.5)
+    unit = lambda x: ((x + 1) / 2).clamp(0, 1)  # noqa: E731
+    mse = (unit(output) - unit(target)).pow(2).flatten(1).mean(1)
+    expected = (10 * torch.log10(1 / mse)).mean()
+    got = scores(output, target)
+    assert got["PSNR"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert scores(target, target)["SSIM"].item() == pytest.approx(1.0, abs=1e-6) and got["SSIM"] < 0.99
+
+
+@pytest.mark.slow
+def test_a_task_run_logs_its_grid_and_metrics_to_tensorboard(tmp_path, data_root):
+    """Read back with TensorBoard's own reader: the input | output | target grid, PSNR/SSIM of the outputs and of
+    the inputs, FID of the outputs; IS and precision/recall (noise-to-image variety) are not reported."""
+    from helpers import events
+
+    train_in_process(tmp_path, data_root, "task=superres", "model=pix2pix", "trainer.sample_every=2",
+                     "metrics.every=2", "metrics.num_samples=64", "metrics.num_real=100", "metrics.kid_subset_size=50",
+                     "metrics.kid_subsets=5", "metrics.classifier_epochs=1", "metrics.pr_samples=50",
+                     "metrics.download=false", "metrics.extractor=classifier", f"metrics.cache_dir={tmp_path}/cache",
+                     "task.eval_samples=8", "trainer.num_samples=8", steps=2)
+    acc = events(tmp_path / "run")
+    assert "samples/input_output_target" in acc.Tags()["images"]
+    image = acc.Images("samples/input_output_target")[-1]
+    assert (image.width, image.height) == (2 + 12 * 34, 2 + 2 * 34)  # 4 triplets of 32 px per row, 8 pairs (trainer.num_samples): 2 rows
+    tags = acc.Tags()["scalars"]
+    for name in ("PSNR", "SSIM", "PSNR_input", "SSIM_input", "FID"):
+        assert any(t.startswith(f"metrics/{name}_") for t in tags), name
+    assert not any(t.startswith(("metrics/IS_", "metrics/precision_")) for t in tags)
+    psnr = next(e.value for t in tags if t.startswith("metrics/PSNR_input") for e in acc.Scalars(t))
+    assert 5 < psnr < 60
