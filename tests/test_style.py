@@ -159,3 +159,36 @@ def test_a_style_run_trains_logs_its_terms_and_draws_the_content_style_output_gr
     assert evaluations and all(e["extractor"] == "style" for e in evaluations)
     features = evaluations[-1]["protocol"]["features"]  # the offline fallback, recorded with every number
     assert features["comparable_with_papers"] is False and "random weights" in features["network"]
+
+
+def test_translate_stylises_a_folder_and_sample_refuses_the_run(tmp_path, data_root, no_hub, capsys):
+    import shutil
+
+    import torchvision
+    from helpers import train_in_process, write_png
+
+    from ganrun import sample_cli, translate_cli
+    from ganrun.outputs import load_generator
+
+    folder = make_style_folder(tmp_path / "styles", count=1)
+    run = tmp_path / "run"
+    train_in_process(tmp_path, data_root, "task=style", "model=transformer_net", f"task.style.root={folder}",
+                     "task.features.download=false", "model.generator.num_residual=1",
+                     "task.content_layers=[relu1_2]", "task.style_layers=[relu1_2]", steps=1, run_dir=run)
+    shutil.rmtree(folder)  # translating needs G only: not the style folder, not the feature network
+    inputs = tmp_path / "in"
+    for i in range(2):
+        write_png(inputs / f"c{i}.png", size=(32, 32), mode="L", seed=i)
+    translate_cli.main([str(run), "--in", str(inputs), "--out", str(tmp_path / "out")])
+    G = load_generator(str(run), image_to_image=True)[0]
+    content = torchvision.io.read_image(str(inputs / "c1.png")).float().div(127.5).sub(1).unsqueeze(0)
+    expected = ((G(content).clamp(-1, 1) + 1) * 127.5).round()
+    written = torchvision.io.read_image(str(tmp_path / "out" / "c1.png")).float()
+    assert written.shape == (1, 32, 32) and (written - expected[0]).abs().max() <= 1  # uint8 rounding
+    for main, argv in ((translate_cli.main, [str(run), "--in", str(inputs), "--out", str(tmp_path / "o2"),
+                                             "--degrade"]),
+                       (sample_cli.main, [str(run), "--out", str(tmp_path / "s"), "--num", "2"])):
+        with pytest.raises(SystemExit):
+            main(argv)
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and "task=style" in error[0], error
