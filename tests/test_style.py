@@ -192,3 +192,53 @@ def test_translate_stylises_a_folder_and_sample_refuses_the_run(tmp_path, data_r
             main(argv)
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and "task=style" in error[0], error
+
+
+# ---- every value of the new task keys acts (the keys of conf/task/style.yaml and the paired tasks' new ones)
+def composed_task(*overrides):
+    from hydra import compose, initialize_config_module
+
+    import ganrun.resolvers  # noqa: F401
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        return compose("config", overrides=["task.features.download=false", *overrides]).task
+
+
+def test_every_style_key_acts(tmp_path, no_hub):
+    from ganrun.config import build
+
+    root = f"task.style.root={make_style_folder(tmp_path / 's', count=2)}"
+    base = build(composed_task("task=style", root))
+    assert base.styles.shape == (2, 1, 32, 32) and base.adversarial_weight == 1e-3  # Fashion-MNIST's size
+    changed = build(composed_task("task=style", root, "task.content_weight=2", "task.style_weight=7",
+                                  "task.tv_weight=0.5", "task.adversarial_weight=0.25", "task.content_layers=[relu1_1]",
+                                  "task.style_layers=[relu1_1,relu2_1]", "task.features.network=vgg19",
+                                  "dataset=cifar10", "task.eval_samples=5"))
+    assert (changed.content_weight, changed.style_weight, changed.tv_weight, changed.adversarial_weight) == \
+        (2.0, 7.0, 0.5, 0.25)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert {k: w for k, (w, _) in changed.generator_terms(x, x, x).items()} == {"content": 2.0, "style": 7.0, "tv": 0.5}
+    assert changed.styles.shape == (2, 3, 32, 32) and changed.eval_samples == 5  # CIFAR-10's size and channels
+    assert set(changed.features.layers) == {"relu1_1", "relu2_1"} and "vgg19" in changed.features.protocol["network"]
+    with pytest.raises(ConfigError, match="vgg16 ImageNet weights are unavailable"):
+        build(composed_task("task=style", root, "task.features.offline=error"))
+    wrong = tmp_path / "vgg16-397923af.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(ConfigError, match=str(wrong)):
+        build(composed_task("task=style", root, f"task.features.weights={wrong}"))
+
+
+def test_the_paired_tasks_perceptual_keys_act(tmp_path, no_hub):
+    from ganrun.config import build
+
+    off = build(composed_task("task=superres"))
+    assert off.features is None and off.adversarial_weight == 1.0
+    x, y = (torch.rand(2, 1, 32, 32) * 2 - 1 for _ in range(2))
+    assert set(off.generator_terms(x, y, y)) == {"reconstruction"}
+    on = build(composed_task("task=superres", "task.perceptual_weight=0.5", "task.perceptual_layers=[relu2_2]",
+                             "task.adversarial_weight=1e-3", "task.features.network=vgg16"))
+    terms = on.generator_terms(x, y, y)
+    assert terms["perceptual"][0] == 0.5 and on.adversarial_weight == 1e-3
+    expected = perceptual.content_loss(on.features(x)["relu2_2"], on.features(y)["relu2_2"])
+    torch.testing.assert_close(terms["perceptual"][1], expected)
+    assert "vgg16" in on.features.protocol["network"] and list(on.features.layers) == ["relu2_2"]
