@@ -177,8 +177,8 @@ class StyleEval:
         values = {k: float(v) for k, v in self.scores(self.outputs(G)).items()}
         protocol = {"n_generated": len(self.content), "style": (
             f"{len(self.content)} fixed test content images, content image i with style image i mod "
-            f"{len(self.task.styles)}; style_distance: the Gram distance (sum over {', '.join(self.task.style_layers)}) "
-            f"to it; content_loss: at {', '.join(self.task.content_layers)}; *_input: the content image's own"),
+            f"{len(self.task.styles)}; style_distance: the Gram distance (sum over "
+            f"{', '.join(self.task.style_layers)}) to it; content_loss: at {', '.join(self.task.content_layers)}; *_input: the content image's own"),
             "features": self.task.features.protocol}
         return {"extractor": "style", "metrics": {**values, **self.baseline}, "protocol": protocol}
 

@@ -274,6 +274,9 @@ def check_image_to_image(name: str, G, D, info, device, make_input) -> None:
         raise ConfigError(f"the discriminator returns shape {tuple(score.shape)} per batch of 2 pairs.")
 
 
+IMAGE_TO_IMAGE_GENERATORS = ("ganrun.models.unet.Generator", "ganrun.models.transformer_net.Generator")
+
+
 # ---- options a paired task refuses (called by ganrun.validate on the plain config)
 def refuse_options(config: dict) -> None:
     """One ConfigError line naming the option, for options that belong to noise-to-image generation only."""
@@ -296,7 +299,8 @@ def refuse_options(config: dict) -> None:
                           "real and fake; a pair (input, output) must be transformed together (use augment=none).")
     for reg_name, reg in {**(config.get("regularizer") or {}),
                           **((config.get("loss") or {}).get("regularizers") or {})}.items():
-        if isinstance(reg, dict) and str(reg.get("_target_", "")).endswith("BalancedConsistency") and task.get("paired"):
+        bcr = isinstance(reg, dict) and str(reg.get("_target_", "")).endswith("BalancedConsistency")
+        if bcr and task.get("paired"):
             raise ConfigError(f"{name}: regularizer={reg_name} (bCR) flips and shifts D's image but not its input "
                               "image, which breaks the pair.")
     if (metrics.get("downstream") or {}).get("enabled"):
@@ -305,7 +309,7 @@ def refuse_options(config: dict) -> None:
     ema = config.get("ema") or {}
     generator = model.get("generator") or {}
     if ema.get("enabled") and ema.get("bn") == "standing" and generator.get("norm") == "batch" \
-            and generator.get("_target_") in ("ganrun.models.unet.Generator", "ganrun.models.transformer_net.Generator"):
+            and generator.get("_target_") in IMAGE_TO_IMAGE_GENERATORS:
         raise ConfigError(f"{name}: ema.bn=standing recomputes G's BatchNorm statistics from noise, which a paired "
                           "task's G does not take: use ema.bn=batch, model.generator.norm=instance, or "
                           "ema.enabled=false.")

@@ -53,7 +53,8 @@ class Generator(nn.Module):
             return [layer, norm_layer(norm, c_out), nn.ReLU(True)]
 
         layers = block(conv(channels + extra_channels, widths[0], 9), widths[0])
-        layers += block(conv(widths[0], widths[1], 3, 2), widths[1]) + block(conv(widths[1], widths[2], 3, 2), widths[2])
+        for c_in, c_out in ((widths[0], widths[1]), (widths[1], widths[2])):  # stride 2: down to a quarter
+            layers += block(conv(c_in, c_out, 3, 2), c_out)
         layers += [ResidualBlock(widths[2], norm) for _ in range(num_residual)]
         for c_in, c_out in ((widths[2], widths[1]), (widths[1], widths[0])):
             layers += block(nn.ConvTranspose2d(c_in, c_out, 3, 2, padding=1, output_padding=1), c_out)
