@@ -70,14 +70,20 @@ class GANObjective:
             real, fake = self.augment(real, step), self.augment(generated.detach(), step)
             (real_out, real_cls), (fake_out, fake_cls) = split_output(self.D(real, y)), split_output(self.D(fake, y))
             real_out, fake_out = real_out.float(), fake_out.float()  # losses in fp32 under AMP
-            adversarial = self.loss.d_loss(real_out, fake_out)
             ctx = TermContext(self.critic(y), self.D, real, fake, y, real_cls, fake_cls, d_step)
+        return self.discriminator_step(real_out, fake_out, ctx, generated)
+
+    def discriminator_step(self, real_out, fake_out, ctx: TermContext, generated) -> DiscriminatorStep:
+        """D's adversarial loss on its outputs plus every term due on `ctx`, with the step's logs; `generated`
+        is kept (its graph too) for G's step with reuse_fakes."""
+        with self.autocast:
+            adversarial = self.loss.d_loss(real_out, fake_out)
             terms = {name: t for name, term in self.terms.items() if (t := term.d_term(ctx)) is not None}
             total = adversarial + sum(terms.values())
         logs = {f"penalty/{name}": term for name, term in terms.items()}
         logs.update({"loss/D": total, "loss/D_adversarial": adversarial,
                      "scores/D(x)": self.loss.score(real_out).mean(), "scores/D(G(z))": self.loss.score(fake_out).mean()})
-        return DiscriminatorStep(total, logs, real, y, generated if self.reuse_fakes else None)
+        return DiscriminatorStep(total, logs, ctx.real, ctx.labels, generated if self.reuse_fakes else None)
 
     def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
         """G's loss on `batch_size` fresh fakes (uniform labels when conditional), or on the D step's fakes with
@@ -163,14 +169,8 @@ class PairedObjective(GANObjective):
                 generated = self.G(condition)
             fake = generated.detach()
             real_out, fake_out = self.D(real, condition).float(), self.D(fake, condition).float()
-            adversarial = self.loss.d_loss(real_out, fake_out)
-            ctx = TermContext(self.critic(condition), self.D, real, fake, None, None, None, d_step)
-            terms = {name: t for name, term in self.terms.items() if (t := term.d_term(ctx)) is not None}
-            total = adversarial + sum(terms.values())
-        logs = {f"penalty/{name}": term for name, term in terms.items()}
-        logs.update({"loss/D": total, "loss/D_adversarial": adversarial,
-                     "scores/D(x)": self.loss.score(real_out).mean(), "scores/D(G(z))": self.loss.score(fake_out).mean()})
-        return DiscriminatorStep(total, logs, real, condition, generated if self.reuse_fakes else None)
+            ctx = TermContext(self.critic(condition), self.D, real, fake, condition, None, None, d_step)
+        return self.discriminator_step(real_out, fake_out, ctx, generated)
 
     def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
         condition, target = d_step.labels, d_step.real

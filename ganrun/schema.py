@@ -104,16 +104,6 @@ class RealSplit(StrEnum):
     test = "test"
 
 
-class Reconstruction(StrEnum):
-    l1 = "l1"
-    l2 = "l2"
-
-
-class HoleShape(StrEnum):
-    rectangle = "rectangle"
-    freeform = "freeform"
-
-
 class DownstreamGenerator(StrEnum):
     raw = "raw"
     ema = "ema"
@@ -306,28 +296,26 @@ class MlpGeneratorSchema(MlpDiscriminatorSchema):
 
 
 @dataclass
-class UNetSchema:
+class ImageToImageSchema:  # what pix2pix's U-Net and PatchGAN share
     _target_: str = MISSING
-    resolution: Optional[int] = spec(ge=4)
     channels: Optional[int] = spec(choices=(1, 3))
-    extra_channels: int = spec(ge=0)
+    extra_channels: int = spec(ge=0)  # input channels beyond the image's (the inpainting mask)
     width: int = spec(ge=1)
-    depth: Optional[int] = spec(ge=1)  # at most log2 of the padded size (ganrun.models.unet)
-    dropout: float = spec(ge=0.0, lt=1.0)
     norm: str = spec(choices=Norm)
     weight_param: str = spec(choices=WeightParam)
 
 
 @dataclass
-class PatchGANSchema:
-    _target_: str = MISSING
-    channels: Optional[int] = spec(choices=(1, 3))
-    extra_channels: int = spec(ge=0)
+class PatchGANSchema(ImageToImageSchema):
     paired: bool = MISSING
-    width: int = spec(ge=1)
     n_layers: int = spec(ge=1, le=8)
-    norm: str = spec(choices=Norm)
-    weight_param: str = spec(choices=WeightParam)
+
+
+@dataclass
+class UNetSchema(ImageToImageSchema):
+    resolution: Optional[int] = spec(ge=4)
+    depth: Optional[int] = spec(ge=1)  # at most log2 of the padded size (ganrun.models.unet)
+    dropout: float = spec(ge=0.0, lt=1.0)
 
 
 class FeatureNet(StrEnum):
@@ -358,7 +346,7 @@ class PairedTaskSchema:
     paired: bool = spec(choices=(True,))
     extra_channels: int = spec(ge=0)
     degradation: Any = None  # typed by its _target_
-    reconstruction: str = spec(choices=Reconstruction)
+    reconstruction: str = spec(choices=("l1", "l2"))
     reconstruction_weight: float = spec(ge=0.0)
     eval_samples: int = spec(ge=2)  # SSIM's and PSNR's means, a grid of pairs
     adversarial_weight: float = spec(ge=0.0)
@@ -423,7 +411,7 @@ class DownsampleSchema:
 @dataclass
 class InpaintSchema:
     _target_: str = MISSING
-    shape: str = spec(choices=HoleShape)
+    shape: str = spec(choices=("rectangle", "freeform"))
     min_size: float = spec(gt=0.0, le=1.0)  # fractions of the image side; min_size <= max_size (ganrun.tasks)
     max_size: float = spec(gt=0.0, le=1.0)
     fill: float = spec(ge=-1.0, le=1.0)

@@ -25,11 +25,13 @@ from ganrun.config import build, build_optimizer
 from ganrun.data import decode_all, load_dataset
 from ganrun.data.stream import BatchStream
 from ganrun.errors import ConfigError
+from ganrun.models import unet
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
 from ganrun.regularizers import TermContext
+from ganrun.validate import validate
 
-GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment")
+GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment", "task")
 # Keys that interpolate the run length (their value is a knob of its own)
 INTERPOLATED_KNOBS = {"augment.instance_noise.anneal_steps": "augment=instance_noise",
                       "scheduler.total_steps": "scheduler=linear"}
@@ -308,6 +310,119 @@ def model_name_is_a_label(choice, key):  # shown in the run log: n_critic_and_la
     assert at(choice, **{key: "mine"}).model.name == "mine"
 
 
+# ---- tasks (ganrun/tasks.py; their definitions are tested in tests/test_tasks.py)
+def _task(choice, key, value):
+    return build(at(choice, **{key: value}).task)
+
+
+def _pix2pix(choice, **values):
+    """The config of `choice` (a task) with model=pix2pix, `values` set."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[choice, "model=pix2pix", "model.generator.width=4",
+                                           "model.discriminator.width=4"])
+    for key, value in values.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def task_name_is_a_label(choice, key):
+    if "generate" in choice:  # its refusal names it
+        with pytest.raises(ConfigError, match="task=mine: ganrun.models.unet.Generator maps images"):
+            build(at(choice, **{key: "mine"}).task).check_shapes(unet.Generator(32, 1, width=4), None, None, 1, "cpu")
+        return
+    with pytest.raises(ConfigError, match="^task=mine: model.conditioning=concat"):
+        validate(at(choice, **{key: "mine", "model.conditioning": "concat"}))
+
+
+def paired_is_what_d_sees(choice, key):
+    """paired: D scores (input, output) pairs, its first conv taking both; a paired task cannot be unpaired."""
+    from ganrun.models.patchgan import Discriminator
+
+    D = build(_pix2pix(choice).model.discriminator)
+    assert isinstance(D, Discriminator) and D.paired == (choice != "task=generate")
+    assert D.net[0].in_channels == (1 if choice == "task=generate" else 2)
+    if choice != "task=generate":
+        with pytest.raises(ConfigError, match="task.paired=False is not one of true"):
+            validate(at(choice, **{key: False}))
+
+
+def extra_channels_are_gs_extra_inputs(choice, key):
+    """inpaint's 1 is the mask channel: G's and D's first convs take it; a count its degradation does not make is
+    refused."""
+    G = build(_pix2pix(choice).model.generator)
+    assert G.downs[0][0].in_channels == 1 + (choice == "task=inpaint")
+    with pytest.raises(ConfigError, match="extra input channel"):
+        _task(choice, key, 2)
+
+
+def factor_is_the_shrink(choice, key):
+    x = torch.randn(1, 1, 32, 32)
+    for factor in (2, 4):
+        assert _task(choice, key, factor).degradation.low(x).shape == (1, 1, 32 // factor, 32 // factor)
+
+
+def reconstruction_is_the_norm(choice, key):
+    output, target = torch.tensor([[0.5, -0.5]]), torch.tensor([[0.0, 0.5]])
+    assert _task(choice, key, "l1").reconstruction_loss(output, target).item() == pytest.approx(0.75)
+    assert _task(choice, key, "l2").reconstruction_loss(output, target).item() == pytest.approx(0.625)
+
+
+def reconstruction_weight_scales_the_term(choice, key):
+    torch.manual_seed(0)
+    cfg = _pix2pix(choice, **{key: 0.0})
+    G, D = build(cfg.model.generator), build(cfg.model.discriminator)
+    totals, target = [], torch.rand(2, 1, 32, 32) * 2 - 1
+    for weight in (0.0, 10.0):
+        task = build(_pix2pix(choice, **{key: weight}).task)
+        objective = task.objective(G, D, build(cfg.loss), {}, None, 1, None, True)
+        torch.manual_seed(1)  # the same dropout draws
+        d_step = objective.d_loss(target, task.degradation(target, torch.Generator().manual_seed(0)), 0, 0)
+        g_step = objective.g_loss(2, 0, d_step)
+        totals.append((g_step.total.item(), g_step.logs["loss/G_reconstruction"].item()))
+    assert totals[1][0] == pytest.approx(totals[0][0] + 10 * totals[1][1], rel=1e-4)
+
+
+def eval_samples_is_the_evaluation_set(choice, key, tmp_path, data_root):
+    from ganrun.data import load_dataset
+    from ganrun.task_report import EvalPairs
+
+    cfg = at(choice, **{key: 5, "dataset.source.root": str(data_root), "dataset.source.download": False})
+    source, _ = load_dataset(cfg.dataset)
+    pairs = EvalPairs(build(cfg.task), cfg.dataset, source, "cpu", 0, 4)
+    assert len(pairs.targets) == len(pairs.inputs) == 5
+
+
+def shape_is_the_hole_kind(choice, key):
+    torch.manual_seed(0)
+    rect = _task(choice, key, "rectangle").degradation.mask(50, 32, 32, "cpu")[:, 0]
+    assert torch.all(rect.sum((1, 2)) == rect.amax(2).sum(1) * rect.amax(1).sum(1))  # solid boxes
+    free = _task(choice, key, "freeform").degradation.mask(50, 32, 32, "cpu")[:, 0]
+    assert torch.any(free.sum((1, 2)) != free.amax(2).sum(1) * free.amax(1).sum(1))  # strokes are not
+
+
+def size_bounds_the_holes(choice, key):
+    torch.manual_seed(0)
+    value = 0.125 if key.endswith("max_size") else 0.75
+    other = {"task.degradation.min_size": 0.125} if key.endswith("max_size") else {"task.degradation.max_size": 0.75}
+    degradation = build(at(choice, **{key: value, **other}).task).degradation
+    heights = degradation.mask(200, 32, 32, "cpu")[:, 0].amax(2).sum(1)
+    assert torch.all(heights == (4 if key.endswith("max_size") else 24))
+
+
+def fill_is_the_hole_value(choice, key):
+    torch.manual_seed(0)
+    out = _task(choice, key, -0.25).degradation(torch.ones(4, 1, 16, 16))
+    assert torch.all(out[:, 0][out[:, 1] == 1] == -0.25)
+
+
+def sigma_is_the_noise_std(choice, key):
+    torch.manual_seed(0)
+    x = torch.zeros(50, 1, 64, 64)
+    assert _task(choice, key, 0.15).degradation(x).std().item() == pytest.approx(0.3, rel=0.02)
+
+
 # ---- optimizers: one step on a known gradient
 def _stepped(choice, key, value, steps=1):
     p = nn.Parameter(torch.zeros(3))
@@ -521,6 +636,18 @@ EFFECTS = {
     "model.generator.hidden": hidden_are_the_layer_sizes,
     "model.discriminator.hidden": hidden_are_the_layer_sizes,
     "model.z_dim": z_dim_is_gs_input,
+    "task.name": task_name_is_a_label,
+    "task.paired": paired_is_what_d_sees,
+    "task.extra_channels": extra_channels_are_gs_extra_inputs,
+    "task.degradation.factor": factor_is_the_shrink,
+    "task.reconstruction": reconstruction_is_the_norm,
+    "task.reconstruction_weight": reconstruction_weight_scales_the_term,
+    "task.eval_samples": eval_samples_is_the_evaluation_set,
+    "task.degradation.shape": shape_is_the_hole_kind,
+    "task.degradation.min_size": size_bounds_the_holes,
+    "task.degradation.max_size": size_bounds_the_holes,
+    "task.degradation.fill": fill_is_the_hole_value,
+    "task.degradation.sigma": sigma_is_the_noise_std,
     "model.generator.depth": depth_is_the_unet_levels,
     "model.generator.dropout": dropout_is_the_decoder_dropout,
     "model.generator.num_residual": num_residual_is_the_block_count,
@@ -563,9 +690,12 @@ OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet", "
           "dataset.source.train": ["dataset=fashion_mnist"], "dataset.source.download": ["dataset=mnist"],
           "dataset.name": ["dataset=fashion_mnist"], "dataset.source.scale": ["dataset=grid25", "dataset=ring8"],
           "scheduler.decay": ["scheduler=linear"], "scheduler.final_factor": ["scheduler=linear"],
-          "scheduler.warmup_steps": ["scheduler=linear"]}
+          "scheduler.warmup_steps": ["scheduler=linear"],
+          "task.name": ["task=generate", "task=superres"], "task.paired": ["task=generate", "task=denoise"],
+          "task.extra_channels": ["task=denoise", "task=inpaint"]}
 CASES = [(key, choice) for key, first in shipped_keys().items() for choice in OPTION.get(key, [first])]
-NEEDS_FILES = (n_critic_and_labels_act_in_a_run, image_dataset, folder_dataset, toy_dataset)
+NEEDS_FILES = (n_critic_and_labels_act_in_a_run, image_dataset, folder_dataset, toy_dataset,
+               eval_samples_is_the_evaluation_set)
 
 
 def test_every_shipped_key_has_an_expected_effect():
