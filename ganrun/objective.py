@@ -169,8 +169,10 @@ class PairedObjective(GANObjective):
     """The objective of a paired image-to-image task (pix2pix, Isola et al. 2017, eq. 4): G maps the input image
     (the batch's `condition`, what the stream yields where a class-conditional run has labels) to an output; D
     scores (input, output) pairs against (input, target) pairs, its forward taking the input as its condition
-    (`D(x, condition)`, channel concatenation: pix2pix's conditional D); G minimises the adversarial loss plus
-    `task.reconstruction_weight` x the reconstruction loss (L1 or L2) to the target.
+    (`D(x, condition)`, channel concatenation: pix2pix's conditional D); G minimises `task.adversarial_weight` x
+    the adversarial loss plus the task's weighted terms (`task.generator_terms`: `task.reconstruction_weight` x the
+    reconstruction loss (L1 or L2) to the target, SRGAN's perceptual loss; task=style's content, style and TV
+    terms, where the "target" is the style batch and D, unpaired, ignores its condition).
 
     Every loss applies unchanged on D's patch outputs (their mean over patches and batch, as pix2pix's PatchGAN
     loss); input-gradient penalties differentiate D with respect to the image of the pair, the input held fixed
@@ -203,7 +205,8 @@ class PairedObjective(GANObjective):
             adversarial = self.loss.g_loss(fake_out, real_out)
             ctx = TermContext(self.critic(condition), self.D, None, generated, None, None, None)
             terms = [t for term in self.terms.values() if (t := term.g_term(ctx)) is not None]
-            reconstruction = self.task.reconstruction_loss(generated, target)
-            total = adversarial + self.task.reconstruction_weight * reconstruction + sum(terms)
+            task_terms = self.task.generator_terms(generated, target, condition)  # {name: (weight, loss)}
+            total = (self.task.adversarial_weight * adversarial + sum(w * t for w, t in task_terms.values())
+                     + sum(terms))
         return StepLoss(total, {"loss/G": total, "loss/G_adversarial": adversarial,
-                                "loss/G_reconstruction": reconstruction})
+                                **{f"loss/G_{name}": t for name, (_, t) in task_terms.items()}})

@@ -81,7 +81,7 @@ def load_generator(path: str, device="cpu", ema: bool = False, image_to_image: b
     cfg.metrics.cache_dir = os.environ.get("GANRUN_CACHE", "~/.cache/ganrun")
     validate(cfg)
     task = (cfg.get("task") or {}).get("name", "generate")
-    if bool((cfg.get("task") or {}).get("paired")) != image_to_image:
+    if ((cfg.get("task") or {}).get("_target_", "ganrun.tasks.Generate") != "ganrun.tasks.Generate") != image_to_image:
         raise ConfigError(f"{found} is a task={task} run: its generator " + (
             "translates images; use ganrun-translate RUN_DIR --in DIR --out DIR." if not image_to_image else
             "makes images from noise; use ganrun-sample (ganrun-translate applies a paired task's model)."))

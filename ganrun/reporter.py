@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from ganrun import checkpoint, diagnostics, distributed, downstream, task_report
+from ganrun import checkpoint, diagnostics, distributed, downstream
 from ganrun.data import DatasetInfo
 from ganrun.errors import TrainingDivergedError
 from ganrun.sweep.hparams import run_hparams, write_hparams, write_session_start
@@ -72,10 +72,12 @@ class Reporter:
             self.fixed_noise = state.fixed_noise[: self.grid_columns].repeat(G.num_classes, 1)
             self.fixed_labels = torch.arange(G.num_classes, device=state.fixed_noise.device).repeat_interleave(
                 self.grid_columns)
-        # A paired task: its fixed evaluation pairs give the input | output | target grid and PSNR/SSIM.
-        self.pairs = (task_report.EvalPairs(state.task, cfg.dataset, source, state.fixed_noise.device, cfg.seed,
-                                            cfg.metrics.batch_size, cfg.trainer.num_workers)
-                      if state.task.paired else None)
+        # An image-to-image task: its fixed evaluation set gives the grid (input | output | target, or content |
+        # style | output) and the task's metrics (PSNR/SSIM; the style distances); None for noise-to-image.
+        self.pairs = state.task.evaluation(cfg.dataset, source, state.fixed_noise.device, cfg.seed,
+                                           cfg.metrics.batch_size, cfg.trainer.num_workers)
+        # task=style scores itself (its evaluation set needs no feature extractor of the dataset)
+        self.can_evaluate = evaluator is not None or not getattr(state.task, "uses_evaluator", True)
         # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
         self.writer = (SummaryWriter(log_dir=str(run_dir), purge_step=state.step + 1 if resumed else None)
                        if self.is_main else distributed.NullWriter())
@@ -119,7 +121,7 @@ class Reporter:
         with state.window.clock_paused():  # not training time: the img/s of the next window leaves it out
             if state.step % self.trainer.sample_every == 0:
                 self.log_samples()
-            if self.evaluator is not None and self.metrics.every > 0 and state.step % self.metrics.every == 0:
+            if self.can_evaluate and self.metrics.every > 0 and state.step % self.metrics.every == 0:
                 return state.improves_best(self.evaluate(self.metrics.num_samples)[""]["metrics"].get("FID"))
         return False
 
@@ -177,7 +179,7 @@ class Reporter:
             was_training = generator.training
             if self.pairs is not None:
                 self._save_grid(self.pairs.grid(generator, self.trainer.num_samples, self.state.objective.autocast),
-                                suffix, "samples/input_output_target")
+                                suffix, self.pairs.grid_tag)
                 continue
             generator.eval()
             with self.state.objective.autocast:
@@ -224,7 +226,7 @@ class Reporter:
         if state.step % self.trainer.sample_every != 0:
             self.log_samples()
         final = final_ema = None
-        if self.evaluator is not None and self.metrics.final_num_samples > 0:
+        if self.can_evaluate and self.metrics.final_num_samples > 0:
             results = self.evaluate(self.metrics.final_num_samples, section="metrics_final")
             final, final_ema = results[""], results.get("_ema")
         result = TrainResult(state.step, dict(state.last_scalars), final, final_ema, state.best)

@@ -351,6 +351,19 @@ class UNetSchema(ImageToImageSchema):
     dropout: float = spec(ge=0.0, lt=1.0)
 
 
+class FeatureNet(StrEnum):
+    vgg16 = "vgg16"
+    vgg19 = "vgg19"
+
+
+class OfflineFeatures(StrEnum):
+    random = "random"
+    error = "error"
+
+
+VGG_LAYER = r"relu[1-5]_[1-4]"  # which exist depends on the network (ganrun.perceptual.layer_indices checks)
+
+
 @dataclass
 class GenerateTaskSchema:
     _target_: str = MISSING
@@ -369,6 +382,57 @@ class PairedTaskSchema:
     reconstruction: str = spec(choices=("l1", "l2"))
     reconstruction_weight: float = spec(ge=0.0)
     eval_samples: int = spec(ge=2)  # SSIM's and PSNR's means, a grid of pairs
+    adversarial_weight: float = spec(ge=0.0)
+    perceptual_weight: float = spec(ge=0.0)  # 0: off (no feature network built)
+    perceptual_layers: List[str] = spec(length=(1, None), each=dict(pattern=VGG_LAYER))
+    features: Any = None  # typed by its _target_ (FeatureNetworkSchema)
+
+
+@dataclass
+class FeatureNetworkSchema:
+    """ganrun.perceptual.FeatureNetwork: the fixed network of the perceptual losses."""
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    network: str = spec(choices=FeatureNet)
+    weights: Optional[str] = spec(nonempty=True)
+    download: bool = MISSING
+    offline: str = spec(choices=OfflineFeatures)
+
+
+@dataclass
+class StyleFolderSchema:
+    root: Optional[str] = spec(nonempty=True)  # required (ganrun.style says so, naming the key)
+    resolution: Optional[int] = spec(ge=4)
+    channels: Optional[int] = spec(choices=(1, 3))
+
+
+@dataclass
+class StyleTaskSchema:
+    _target_: str = MISSING
+    name: str = spec(nonempty=True)
+    paired: bool = spec(choices=(False,))  # D sees style images, not pairs
+    extra_channels: int = spec(ge=0, le=0)
+    style: StyleFolderSchema = field(default_factory=StyleFolderSchema)
+    features: Any = None  # typed by its _target_ (FeatureNetworkSchema)
+    content_layers: List[str] = spec(length=(1, None), each=dict(pattern=VGG_LAYER))
+    style_layers: List[str] = spec(length=(1, None), each=dict(pattern=VGG_LAYER))
+    content_weight: float = spec(ge=0.0)
+    style_weight: float = spec(ge=0.0)
+    tv_weight: float = spec(ge=0.0)
+    adversarial_weight: float = spec(ge=0.0)
+    eval_samples: int = spec(ge=1)
+
+
+@dataclass
+class TransformerNetSchema:
+    _target_: str = MISSING
+    resolution: Optional[int] = spec(ge=4)
+    channels: Optional[int] = spec(choices=(1, 3))
+    extra_channels: int = spec(ge=0)
+    width: int = spec(ge=1)
+    num_residual: int = spec(ge=0)
+    norm: str = spec(choices=Norm)
+    weight_param: str = spec(choices=WeightParam)
 
 
 @dataclass
@@ -548,6 +612,9 @@ TARGET_SCHEMAS = {
     "ganrun.models.patchgan.Discriminator": PatchGANSchema,
     "ganrun.tasks.Generate": GenerateTaskSchema,
     "ganrun.tasks.PairedTask": PairedTaskSchema,
+    "ganrun.style.StyleTask": StyleTaskSchema,
+    "ganrun.perceptual.FeatureNetwork": FeatureNetworkSchema,
+    "ganrun.models.transformer_net.Generator": TransformerNetSchema,
     "ganrun.tasks.Downsample": DownsampleSchema,
     "ganrun.tasks.Inpaint": InpaintSchema,
     "ganrun.tasks.GaussianNoise": GaussianNoiseSchema,
@@ -649,3 +716,7 @@ TARGET_SCHEMAS.update({
     "ganrun.models.r3gan.Generator": R3GANGeneratorSchema,
     "ganrun.models.r3gan.Discriminator": R3GANDiscriminatorSchema,
 })
+
+
+# The feature network of the perceptual losses (ganrun.perceptual): whether to try its download, as metrics.download
+RESUMABLE_KEYS += ("task.features.download",)

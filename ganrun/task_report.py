@@ -44,7 +44,32 @@ def scores(output: torch.Tensor, target: torch.Tensor) -> dict:
     return {"PSNR": psnr, "SSIM": ssim}
 
 
+@torch.no_grad()
+def generate_outputs(G, inputs: torch.Tensor, batch_size: int, device, autocast=None) -> torch.Tensor:
+    """G (in eval mode, restored after) on `inputs` in batches of `batch_size`, as float32."""
+    was_training = G.training
+    G.eval()
+    try:
+        parts = []
+        for start in range(0, len(inputs), batch_size):
+            with autocast if autocast is not None else torch.autocast(torch.device(device).type, enabled=False):
+                parts.append(G(inputs[start:start + batch_size]).float())
+        return torch.cat(parts)
+    finally:
+        G.train(was_training)
+
+
+def triplet_grid(columns: list[torch.Tensor]) -> torch.Tensor:
+    """A grid of image triplets (one image of each of the three `columns` side by side), TRIPLETS_PER_ROW per row."""
+    count = len(columns[0])
+    triplets = torch.stack(columns, 1).flatten(0, 1)
+    per_row = min(TRIPLETS_PER_ROW, count)
+    return torchvision.utils.make_grid(triplets.float(), nrow=3 * per_row, normalize=True, value_range=(-1, 1))
+
+
 class EvalPairs:
+    grid_tag = "samples/input_output_target"
+
     def __init__(self, task, dataset_cfg, source, device, seed: int, batch_size: int, num_workers: int = 0):
         self.task, self.device, self.batch_size = task, torch.device(device), batch_size
         self.seed = seed
@@ -57,27 +82,14 @@ class EvalPairs:
         self.baseline = {f"{k}_input": float(v) for k, v in scores(self.inputs[:, :self.channels],
                                                                    self.targets).items()}
 
-    @torch.no_grad()
     def outputs(self, G, inputs: torch.Tensor, autocast=None) -> torch.Tensor:
-        was_training = G.training
-        G.eval()
-        try:
-            parts = []
-            for start in range(0, len(inputs), self.batch_size):
-                with autocast if autocast is not None else torch.autocast(self.device.type, enabled=False):
-                    parts.append(G(inputs[start:start + self.batch_size]).float())
-            return torch.cat(parts)
-        finally:
-            G.train(was_training)
+        return generate_outputs(G, inputs, self.batch_size, self.device, autocast)
 
     def grid(self, G, count: int, autocast=None) -> torch.Tensor:
         """input | output | target triplets of the first `count` evaluation pairs, TRIPLETS_PER_ROW per row."""
         count = min(count, len(self.targets))
         inputs = self.inputs[:count]
-        output = self.outputs(G, inputs, autocast)
-        triplets = torch.stack([inputs[:, :self.channels], output, self.targets[:count]], 1).flatten(0, 1)
-        per_row = min(TRIPLETS_PER_ROW, count)
-        return torchvision.utils.make_grid(triplets.float(), nrow=3 * per_row, normalize=True, value_range=(-1, 1))
+        return triplet_grid([inputs[:, :self.channels], self.outputs(G, inputs, autocast), self.targets[:count]])
 
     def evaluate(self, evaluator, G, num_samples: int) -> dict:
         """PSNR and SSIM on the evaluation set (with the input's own as `*_input`), FID and KID of G's outputs on

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 from ganrun.errors import ConfigError
+from ganrun.perceptual import perceptual_content
 
 
 # ---- degradations
@@ -178,6 +179,9 @@ class Generate:
     def pairs(self, stream):
         return stream
 
+    def evaluation(self, *args, **kwargs):
+        return None  # the reporter's noise grid and metrics
+
     def objective(self, *args, **kwargs):
         from ganrun.objective import GANObjective
 
@@ -199,13 +203,19 @@ class PairedTask:
     paired = True
 
     def __init__(self, name: str, degradation, paired: bool = True, extra_channels: int = 0,
-                 reconstruction: str = "l1", reconstruction_weight: float = 100.0, eval_samples: int = 64):
+                 reconstruction: str = "l1", reconstruction_weight: float = 100.0, eval_samples: int = 64,
+                 adversarial_weight: float = 1.0, perceptual_weight: float = 0.0, perceptual_layers=("relu5_4",),
+                 features=None):
         if extra_channels != degradation.extra_channels:
             raise ConfigError(f"task.extra_channels={extra_channels}: {type(degradation).__name__} gives G "
                               f"{degradation.extra_channels} extra input channel(s).")
         self.name, self.degradation, self.extra_channels = name, degradation, int(extra_channels)
         self.reconstruction, self.reconstruction_weight = reconstruction, float(reconstruction_weight)
         self.eval_samples = int(eval_samples)
+        self.adversarial_weight = float(adversarial_weight)
+        # SRGAN's perceptual (VGG) content loss to the target (Ledig et al. 2017); weight 0: no network is built
+        self.perceptual_weight, self.perceptual_layers = float(perceptual_weight), list(perceptual_layers)
+        self.features = features(layers=self.perceptual_layers) if self.perceptual_weight > 0 else None
 
     def pairs(self, stream) -> PairStream:
         return PairStream(stream, self.degradation)
@@ -214,41 +224,65 @@ class PairedTask:
         loss = F.l1_loss if self.reconstruction == "l1" else F.mse_loss
         return loss(output.float(), target.float())
 
+    def generator_terms(self, output: torch.Tensor, target: torch.Tensor, condition: torch.Tensor) -> dict:
+        """{name: (weight, loss)} of G's terms besides the adversarial one: the reconstruction, and the
+        perceptual content loss when `perceptual_weight` > 0."""
+        terms = {"reconstruction": (self.reconstruction_weight, self.reconstruction_loss(output, target))}
+        if self.features is not None:
+            terms["perceptual"] = (self.perceptual_weight,
+                                   perceptual_content(self.features, output, target, self.perceptual_layers))
+        return terms
+
+    def evaluation(self, *args, **kwargs):
+        """The reporter's fixed evaluation set (ganrun.task_report.EvalPairs)."""
+        from ganrun.task_report import EvalPairs
+
+        return EvalPairs(self, *args, **kwargs)
+
     def objective(self, *args, **kwargs):
         from ganrun.objective import PairedObjective
 
         return PairedObjective(*args, task=self, **kwargs)
 
     def check_shapes(self, G, D, info, z_dim: int, device) -> None:
-        """Refuse networks that cannot play this task, before training: G must map the input (the image's
-        channels plus `extra_channels`) to an image of the dataset's shape, D must score (output, input) pairs."""
-        if not getattr(G, "image_to_image", False):
-            raise ConfigError(f"task={self.name} needs an image-to-image generator (model=pix2pix: U-Net G, "
-                              f"PatchGAN D); {type(G).__module__}.{type(G).__name__} maps noise to images.")
-        if info.points:
-            raise ConfigError(f"task={self.name} degrades images; dataset={info.name} is 2-D points.")
-        shape = info.sample_shape
-        x = torch.zeros(2, *shape, device=device)
-        was_training = G.training
-        G.eval()
-        with torch.no_grad():
-            condition = self.degradation(x, torch.Generator(device).manual_seed(0))
-            out = G(condition)
-            score = D(out, condition)
-        G.train(was_training)
-        if tuple(out.shape[1:]) != tuple(shape):
-            raise ConfigError(f"the generator makes images of shape {tuple(out.shape[1:])} from inputs of shape "
-                              f"{tuple(condition.shape[1:])}, but dataset={info.name} has sample shape {shape}.")
-        if score.ndim < 1 or score.shape[0] != 2:
-            raise ConfigError(f"the discriminator returns shape {tuple(score.shape)} per batch of 2 pairs.")
+        check_image_to_image(self.name, G, D, info, device,
+                             lambda x: self.degradation(x, torch.Generator(device).manual_seed(0)))
+
+
+def check_image_to_image(name: str, G, D, info, device, make_input) -> None:
+    """Refuse networks that cannot play an image-to-image task, before training: G must map the input
+    (`make_input` of images of the dataset's shape: the image's channels plus the task's extra ones) to an image
+    of the dataset's shape, D must score (output, input) pairs (an unpaired D ignores the input)."""
+    if not getattr(G, "image_to_image", False):
+        raise ConfigError(f"task={name} needs an image-to-image generator (model=pix2pix: U-Net G, "
+                          f"model=transformer_net); {type(G).__module__}.{type(G).__name__} maps noise to images.")
+    if info.points:
+        raise ConfigError(f"task={name} maps images to images; dataset={info.name} is 2-D points.")
+    shape = info.sample_shape
+    x = torch.zeros(2, *shape, device=device)
+    was_training = G.training
+    G.eval()
+    with torch.no_grad():
+        condition = make_input(x)
+        out = G(condition)
+        score = D(out, condition)
+    G.train(was_training)
+    if tuple(out.shape[1:]) != tuple(shape):
+        raise ConfigError(f"the generator makes images of shape {tuple(out.shape[1:])} from inputs of shape "
+                          f"{tuple(condition.shape[1:])}, but dataset={info.name} has sample shape {shape}.")
+    if score.ndim < 1 or score.shape[0] != 2:
+        raise ConfigError(f"the discriminator returns shape {tuple(score.shape)} per batch of 2 pairs.")
+
+
+IMAGE_TO_IMAGE_GENERATORS = ("ganrun.models.unet.Generator", "ganrun.models.transformer_net.Generator")
 
 
 # ---- options a paired task refuses (called by ganrun.validate on the plain config)
 def refuse_options(config: dict) -> None:
     """One ConfigError line naming the option, for options that belong to noise-to-image generation only."""
     task = config.get("task") or {}
-    if not task.get("paired"):
-        return
+    if task.get("_target_", "ganrun.tasks.Generate") == "ganrun.tasks.Generate":
+        return  # noise-to-image; every other task maps images to images (task=style: D sees no pairs)
     name = f"task={task.get('name', '?')}"
     model, trainer = config.get("model") or {}, config.get("trainer") or {}
     dataset, metrics = config.get("dataset") or {}, config.get("metrics") or {}
@@ -260,12 +294,13 @@ def refuse_options(config: dict) -> None:
     if trainer.get("g_batch_size") not in (None, trainer.get("batch_size")):
         raise ConfigError(f"{name}: trainer.g_batch_size={trainer['g_batch_size']}: G's step trains on the D step's "
                           "pairs (leave it null).")
-    if config.get("augment"):
+    if config.get("augment") and task.get("paired"):
         raise ConfigError(f"{name}: augment={','.join(config['augment'])} transforms D's inputs independently for "
                           "real and fake; a pair (input, output) must be transformed together (use augment=none).")
     for reg_name, reg in {**(config.get("regularizer") or {}),
                           **((config.get("loss") or {}).get("regularizers") or {})}.items():
-        if isinstance(reg, dict) and str(reg.get("_target_", "")).endswith("BalancedConsistency"):
+        bcr = isinstance(reg, dict) and str(reg.get("_target_", "")).endswith("BalancedConsistency")
+        if bcr and task.get("paired"):
             raise ConfigError(f"{name}: regularizer={reg_name} (bCR) flips and shifts D's image but not its input "
                               "image, which breaks the pair.")
     if (metrics.get("downstream") or {}).get("enabled"):
@@ -274,7 +309,7 @@ def refuse_options(config: dict) -> None:
     ema = config.get("ema") or {}
     generator = model.get("generator") or {}
     if ema.get("enabled") and ema.get("bn") == "standing" and generator.get("norm") == "batch" \
-            and generator.get("_target_") == "ganrun.models.unet.Generator":
+            and generator.get("_target_") in IMAGE_TO_IMAGE_GENERATORS:
         raise ConfigError(f"{name}: ema.bn=standing recomputes G's BatchNorm statistics from noise, which a paired "
                           "task's G does not take: use ema.bn=batch, model.generator.norm=instance, or "
                           "ema.enabled=false.")

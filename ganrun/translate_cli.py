@@ -1,4 +1,5 @@
-"""`ganrun-translate`: apply a paired task's trained generator (task=superres | inpaint | denoise) to a folder of images.
+"""`ganrun-translate`: apply an image-to-image task's trained generator (task=superres | inpaint | denoise | style)
+to a folder of images.
 
     ganrun-translate RUN_DIR --in photos/ --out restored/              # each file -> restored/<name>.png
     ganrun-translate RUN_DIR --in clean/ --out demo/ --degrade --ema   # degrade first: input | output | target
@@ -6,7 +7,8 @@
 The files in --in are the task's inputs: low-res images for superres (scaled to dataset.resolution / factor, then
 bicubic-upsampled as in training), noisy images for denoise. With --degrade they are clean images: the run's own
 degradation (seeded by --seed) makes the inputs, and each output file shows input | output | target side by side.
-Inpainting needs the holes' mask, so it runs with --degrade only. Images are converted, resized and centre-cropped
+Inpainting needs the holes' mask, so it runs with --degrade only. A task=style run stylises the files as content
+images (no --degrade). Images are converted, resized and centre-cropped
 to the run's resolution and channels as in training.
 
 Like the other companions it reads the checkpoint as data (ganrun.outputs.load_generator), never follows a link
@@ -97,7 +99,11 @@ def read_inputs(files, cfg, task, degrade: bool, seed: int):
     from ganrun.data.sources import _open_image
 
     resolution, channels = cfg.dataset.resolution, cfg.dataset.channels
-    factor = getattr(task.degradation, "factor", None)
+    if task is None:  # task=style: the inputs are content images, as they are
+        if degrade:
+            raise ConfigError(f"--degrade: task={cfg.task.name} has no degradation; its inputs are content images.")
+        degrade = False
+    factor = getattr(getattr(task, "degradation", None), "factor", None)
     size = resolution // factor if factor and not degrade else resolution  # superres inputs are low-res images
     transform = image_transform(size, channels)
     images = []
@@ -107,6 +113,8 @@ def read_inputs(files, cfg, task, degrade: bool, seed: int):
         except Exception as exc:  # noqa: BLE001 (PIL raises many kinds)
             raise ConfigError(f"--in {path}: cannot read the image ({exc}).") from None
     x = torch.stack(images).float().div(127.5).sub(1.0)
+    if task is None:
+        return x, None
     if degrade:
         return task.degradation(x, torch.Generator().manual_seed(seed)), x
     if task.degradation.extra_channels:
@@ -133,7 +141,9 @@ def main(argv=None) -> None:
         G, cfg, state, found = load_generator(args.checkpoint, device, args.ema, image_to_image=True)
         out = output_folder(args.out, "--out")
         paths = output_paths(files, out, Path(args.inputs))
-        task = build(cfg.task)
+        # a degradation to build (paired tasks); task=style's G takes the content images as they are (building it
+        # would read its style folder and feature network for nothing)
+        task = build(cfg.task) if cfg.task.get("degradation") is not None else None
         inputs, targets = read_inputs(files, cfg, task, args.degrade, args.seed)
     except ConfigError as exc:
         print(f"ganrun-translate: error: {exc}", file=sys.stderr)
@@ -148,7 +158,7 @@ def main(argv=None) -> None:
             for path, image in zip(paths[start:], to_uint8(outputs)):
                 torchvision.io.write_png(image, str(path))
     log.info("Translated %d images with %s (step %d, task=%s) into %s", len(paths), found, state["step"],
-             task.name, out)
+             cfg.task.name, out)
 
 
 if __name__ == "__main__":

@@ -308,6 +308,16 @@ def n_layers_is_the_patch_size(choice, key):
         assert D(torch.randn(2, 1, 32, 32)).shape == (2, patches)
 
 
+def num_residual_is_the_block_count(choice, key):
+    """Johnson et al.'s transformation network: `num_residual` residual blocks at a quarter of the resolution."""
+    from ganrun.models.transformer_net import ResidualBlock
+
+    for count in (0, 3):
+        G = _net(choice, key, count)
+        assert sum(isinstance(m, ResidualBlock) for m in G.modules()) == count
+        assert G(torch.randn(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
 def z_dim_is_gs_input(choice, key):
     G = build(at(choice, **{key: 13}).model.generator)
     assert G(torch.randn(2, 13)).shape[0] == 2
@@ -688,6 +698,103 @@ def toy_dataset(choice, key, tmp_path, data_root):
             assert (out.abs().max().item() <= 1.0) is squashed
 
 
+# ---- the feature-network losses: SRGAN's perceptual term (paired tasks) and task=style (ganrun/perceptual.py)
+def _style_root(tmp_path, count=2):
+    from PIL import Image
+
+    folder = tmp_path / f"styles{count}"
+    folder.mkdir(exist_ok=True)
+    for i in range(count):
+        Image.fromarray((torch.rand(40, 40) * 255).byte().numpy()).save(folder / f"s{i}.png")
+    return str(folder)
+
+
+def _offline(**values):
+    return {"task.features.download": False, **values}
+
+
+def adversarial_weight_scales_the_term(choice, key):
+    torch.manual_seed(0)
+    cfg = _pix2pix(choice)
+    G, D = build(cfg.model.generator), build(cfg.model.discriminator)
+    target, totals = torch.rand(2, 1, 32, 32) * 2 - 1, []
+    for weight in (0.0, 3.0):
+        task = build(_pix2pix(choice, **{key: weight}).task)
+        objective = task.objective(G, D, build(cfg.loss), {}, None, 1, None, True)
+        torch.manual_seed(1)
+        d_step = objective.d_loss(target, task.degradation(target, torch.Generator().manual_seed(0)), 0, 0)
+        g_step = objective.g_loss(2, 0, d_step)
+        totals.append((g_step.total.item(), g_step.logs["loss/G_adversarial"].item()))
+    assert totals[1][0] == pytest.approx(totals[0][0] + 3 * totals[1][1], rel=1e-4)
+
+
+def perceptual_weight_adds_the_vgg_term(choice, key):
+    assert _task(choice, key, 0.0).features is None  # off: no network built
+    task = build(at(choice, **_offline(**{key: 0.5})).task)
+    x, y = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
+    weight, value = task.generator_terms(x, y, y)["perceptual"]
+    assert weight == 0.5 and value > 0 and task.generator_terms(y, y, y)["perceptual"][1] == 0
+
+
+def perceptual_layers_are_the_layers_read(choice, key):
+    task = build(at(choice, **_offline(**{key: ["relu2_2"], "task.perceptual_weight": 1.0})).task)
+    assert task.features.layers == {"relu2_2": 8} and len(task.features.net) == 9
+
+
+def features_network_is_the_vgg(choice, key):
+    for network, last in (("vgg16", 22), ("vgg19", 26)):  # relu4_3 of VGG16, relu4_4 of VGG19
+        layer = "relu4_3" if network == "vgg16" else "relu4_4"
+        task = build(at(choice, **_offline(**{key: network, "task.perceptual_weight": 1.0,
+                                               "task.perceptual_layers": [layer]})).task)
+        assert task.features.protocol["network"].startswith(network) and len(task.features.net) == last + 1
+
+
+def features_weights_is_the_verified_file(choice, key, tmp_path, data_root):
+    wrong = tmp_path / "vgg19-dcbb9e9d.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(ConfigError, match=f"{wrong}: SHA-256"):
+        build(at(choice, **_offline(**{key: str(wrong), "task.perceptual_weight": 1.0})).task)
+
+
+def features_download_tries_torchvisions_url(choice, key, tmp_path, data_root):
+    from ganrun.metrics import extractors
+
+    tried = []
+    with mock.patch.object(torch.hub, "get_dir", lambda: str(tmp_path / "hub")), \
+            mock.patch.object(extractors, "download", lambda url, destination, timeout=15.0: tried.append(url)):
+        for allowed in (False, True):  # the fake download writes no file: the offline fallback either way
+            build(at(choice, **{key: allowed, "task.perceptual_weight": 1.0}).task)
+    assert tried == ["https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"]
+
+
+def features_offline_is_the_fallback(choice, key, tmp_path, data_root):
+    with mock.patch.object(torch.hub, "get_dir", lambda: str(tmp_path / "hub")):
+        random = build(at(choice, **_offline(**{key: "random", "task.perceptual_weight": 1.0})).task)
+        assert random.features.protocol["comparable_with_papers"] is False
+        with pytest.raises(ConfigError, match="ImageNet weights are unavailable"):
+            build(at(choice, **_offline(**{key: "error", "task.perceptual_weight": 1.0})).task)
+
+
+def style_root_is_the_style_images(choice, key, tmp_path, data_root):
+    for count in (1, 3):
+        task = build(at(choice, **_offline(**{key: _style_root(tmp_path, count)})).task)
+        assert task.styles.shape == (count, 1, 32, 32)
+
+
+def style_layers_are_the_layers_read(choice, key, tmp_path, data_root):
+    task = build(at(choice, **_offline(**{key: ["relu1_1"], "task.style.root": _style_root(tmp_path)})).task)
+    assert "relu1_1" in task.features.layers
+    assert (task.content_layers if key.endswith("content_layers") else task.style_layers) == ["relu1_1"]
+
+
+def style_weights_scale_their_terms(choice, key, tmp_path, data_root):
+    name = key.rsplit(".", 1)[1].removesuffix("_weight")
+    task = build(at(choice, **_offline(**{key: 2.5, "task.style.root": _style_root(tmp_path)})).task)
+    x, s, c = (torch.rand(2, 1, 32, 32) * 2 - 1 for _ in range(3))
+    weight, value = task.generator_terms(x, s, c)[name]
+    assert weight == 2.5 and value > 0
+
+
 EFFECTS = {
     **dict.fromkeys([f"regularizer.{r}.weight" for r in ("r1", "r2", "gp", "dragan", "l2", "bcr", "r1r2", "lecam")],
                     weight_scales_the_term),
@@ -732,8 +839,19 @@ EFFECTS = {
     "task.degradation.max_size": size_bounds_the_holes,
     "task.degradation.fill": fill_is_the_hole_value,
     "task.degradation.sigma": sigma_is_the_noise_std,
+    "task.adversarial_weight": adversarial_weight_scales_the_term,
+    "task.perceptual_weight": perceptual_weight_adds_the_vgg_term,
+    "task.perceptual_layers": perceptual_layers_are_the_layers_read,
+    "task.features.network": features_network_is_the_vgg,
+    "task.features.weights": features_weights_is_the_verified_file,
+    "task.features.download": features_download_tries_torchvisions_url,
+    "task.features.offline": features_offline_is_the_fallback,
+    "task.style.root": style_root_is_the_style_images,
+    **dict.fromkeys(["task.content_layers", "task.style_layers"], style_layers_are_the_layers_read),
+    **dict.fromkeys(["task.content_weight", "task.style_weight", "task.tv_weight"], style_weights_scale_their_terms),
     "model.generator.depth": depth_is_the_unet_levels,
     "model.generator.dropout": dropout_is_the_decoder_dropout,
+    "model.generator.num_residual": num_residual_is_the_block_count,
     "model.discriminator.n_layers": n_layers_is_the_patch_size,
     "model.conditioning": conditioning_needs_labels,
     "model.acgan_weight": acgan_weight_scales_the_class_terms,
@@ -765,9 +883,10 @@ EFFECTS = {
                      "dataset.shape", "dataset.generator_output"], toy_dataset),
 }
 # The option each key is tested on, where the first option setting it is not the one to use
-OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet", "model=pix2pix"],
+OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet", "model=pix2pix",
+                                   "model=transformer_net"],
           "model.discriminator.norm": ["loss=wgan_gp"],
-          "model.generator.width": ["model=dcgan", "model=resnet", "model=pix2pix"],
+          "model.generator.width": ["model=dcgan", "model=resnet", "model=pix2pix", "model=transformer_net"],
           "model.discriminator.width": ["model=dcgan", "model=resnet", "model=pix2pix"],
           "optimizer.g.betas": ["optimizer=adam"], "optimizer.d.betas": ["optimizer=adam"],
           "optimizer.g.lr": ["optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"],
@@ -846,7 +965,9 @@ OPTION.update({key: ["model=dcgan", "model=r3gan", "model=resnet"] for key in
 OPTION["model.generator.width"] = OPTION["model.discriminator.width"] = ["model=dcgan", "model=r3gan", "model=resnet"]
 CASES = [(key, choice) for key, first in shipped_keys().items() for choice in OPTION.get(key, [first])]
 NEEDS_FILES = (n_critic_and_labels_act_in_a_run, image_dataset, folder_dataset, toy_dataset,
-               eval_samples_is_the_evaluation_set)
+               eval_samples_is_the_evaluation_set, features_weights_is_the_verified_file,
+               features_download_tries_torchvisions_url, features_offline_is_the_fallback, style_root_is_the_style_images,
+               style_layers_are_the_layers_read, style_weights_scale_their_terms)
 
 
 def test_every_shipped_key_has_an_expected_effect():

@@ -84,6 +84,27 @@ def composed(*overrides):
     (["task=denoise", "model=pix2pix", "model.generator.depth=0"], "model.generator.depth=0 must be >= 1"),
     (["task=denoise", "model=pix2pix", "model.discriminator.n_layers=9"], "model.discriminator.n_layers=9 must be <= 8"),
     (["task=denoise", "model=pix2pix", "model.conditioning=concat"], "task=denoise: model.conditioning=concat"),
+    # task=style, the feature network, the transformation network, SRGAN's terms
+    (["task=style", "model=transformer_net", "task.style_weight=-1"], "task.style_weight=-1 must be >= 0"),
+    (["task=style", "model=transformer_net", "task.content_weight=nan"], "task.content_weight=nan must be a finite"),
+    (["task=style", "model=transformer_net", "task.tv_weight=-1e-6"], "task.tv_weight=-1e-06 must be >= 0"),
+    (["task=style", "model=transformer_net", "task.adversarial_weight=-1"], "task.adversarial_weight=-1 must be >= 0"),
+    (["task=style", "model=transformer_net", "task.paired=true"], "task.paired=True is not one of false"),
+    (["task=style", "model=transformer_net", "task.style_layers=[conv1_1]"],
+     "task.style_layers[0]='conv1_1' does not match"),
+    (["task=style", "model=transformer_net", "task.content_layers=[]"], "task.content_layers=[] must have at least 1"),
+    (["task=style", "model=transformer_net", "task.style.root=''"], "task.style.root is empty"),
+    (["task=style", "model=transformer_net", "task.features.network=alexnet"],
+     "task.features.network='alexnet' is not one of vgg16 | vgg19"),
+    (["task=style", "model=transformer_net", "task.features.offline=skip"],
+     "task.features.offline='skip' is not one of random | error"),
+    (["task=style", "model=transformer_net", "task.eval_samples=0"], "task.eval_samples=0 must be >= 1"),
+    (["task=style", "model=transformer_net", "model.generator.num_residual=-1"],
+     "model.generator.num_residual=-1 must be >= 0"),
+    (["task=style", "model=transformer_net", "model.conditioning=concat"], "task=style: model.conditioning=concat"),
+    (["task=superres", "model=pix2pix", "task.perceptual_weight=-1"], "task.perceptual_weight=-1 must be >= 0"),
+    (["task=superres", "model=pix2pix", "task.perceptual_layers=[relu6_1]"],
+     "task.perceptual_layers[0]='relu6_1' does not match"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as refused:
