@@ -256,24 +256,26 @@ def image_folder(path: str, skip_unreadable: bool = False, key: str = "dataset.p
         dataset = FlatImageFolder(path)
     if len(dataset) == 0:
         raise ConfigError(f"{key}={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)}).")
-    dataset.skip_unreadable = skip_unreadable
+    dataset.skip_unreadable, dataset.config_key = skip_unreadable, key
     return dataset
 
 
-def report_unreadable(bad: list[tuple[str, str]], total: int, path: str, skip: bool) -> None:
+def report_unreadable(bad: list[tuple[str, str]], total: int, path: str, skip: bool, key: str = "dataset.path") -> None:
     """Unreadable files (path, reason) found while decoding a folder of `total` files: refused naming them, or, with
-    `skip`, left out (by the caller) and counted in the log."""
+    `skip`, left out (by the caller) and counted in the log. `key` names the folder's config key (a style folder's
+    task.style.root has no skip_unreadable)."""
     if not bad:
         return
     listing = "\n  ".join(f"{f} ({r})" for f, r in bad[:5]) + ("\n  ..." if len(bad) > 5 else "")
     if not skip:
         raise ConfigError(
-            f"{len(bad)} unreadable image file(s) in dataset.path={path}:\n  {listing}\n"
-            "Remove or fix them, or set dataset.source.skip_unreadable=true to leave them out."
+            f"{len(bad)} unreadable image file(s) in {key}={path}:\n  {listing}\n"
+            + ("Remove or fix them, or set dataset.source.skip_unreadable=true to leave them out."
+               if key == "dataset.path" else "Remove or fix them.")
         )
     log.warning("Skipped %d unreadable image file(s) of %d in %s:\n  %s", len(bad), total, path, listing)
     if len(bad) == total:
-        raise ConfigError(f"dataset.path={path}: none of the {total} image files can be read.")
+        raise ConfigError(f"{key}={path}: none of the {total} image files can be read.")
 
 
 def _open_image(path: str) -> Image.Image:
