@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ def clear_hydra():
     GlobalHydra.instance().clear()
     yield
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_log_handlers():
+    """A companion's main() run in process configures root logging on that test's captured stderr: drop what a
+    test added, so a later test's log lines never go to a closed capture ("--- Logging error ---")."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in [h for h in root.handlers if h not in before]:
+        root.removeHandler(handler)
 
 
 def pytest_collection_modifyitems(config, items):
