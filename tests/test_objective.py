@@ -271,18 +271,26 @@ def test_other_losses_never_draw_from_the_stream_in_g_step(loss):
     assert next(stream, None) is not None  # the data order of every other loss is unchanged
 
 
-def test_d_step_hands_penalties_the_unaugmented_batches_the_augmentation_and_ds_outputs():
-    from ganrun.regularizers import R1
-
-    G, D = nets()
-    double = type("Double", (), {"check": lambda self, s: None, "__call__": lambda self, x, step: 2 * x})()
+def context_spy():
+    """A term that records the TermContext of each D step: (term, list of contexts)."""
     seen = []
 
     class Spy(Regularizer):
         def d_term(self, ctx):
             seen.append(ctx)
 
-    obj = objective(G, D, terms={"spy": Spy(), "r1": R1(weight=2.0)}, augment=Pipeline({"double": double}))
+    return Spy(), seen
+
+
+DOUBLE = type("Double", (), {"check": lambda self, s: None, "__call__": lambda self, x, step: 2 * x})()
+
+
+def test_d_step_hands_penalties_the_unaugmented_batches_the_augmentation_and_ds_outputs():
+    from ganrun.regularizers import R1
+
+    G, D = nets()
+    spy, seen = context_spy()
+    obj = objective(G, D, terms={"spy": spy, "r1": R1(weight=2.0)}, augment=Pipeline({"double": DOUBLE}))
     real, labels = batch()
     d_step = obj.d_loss(real, labels, step=0, d_step=0)
     ctx = seen[0]
@@ -347,14 +355,9 @@ def test_shared_penalty_equals_the_separate_pass_without_augmentation(conditioni
     import dataclasses
 
     G, D = nets(conditioning, classes)
-    seen = []
-
-    class Spy(Regularizer):
-        def d_term(self, ctx):
-            seen.append(ctx)
-
+    spy, seen = context_spy()
     r1r2 = R1R2(weight=3.0)
-    step = objective(G, D, terms={"r1r2": r1r2, "spy": Spy()}).d_loss(*batch(classes), step=0, d_step=0)
+    step = objective(G, D, terms={"r1r2": r1r2, "spy": spy}).d_loss(*batch(classes), step=0, d_step=0)
     ctx = seen[0]
     assert set(ctx.grad_inputs) == {("real", True), ("fake", True)}
     separate = r1r2.d_term(dataclasses.replace(ctx, grad_inputs={}))
@@ -367,15 +370,9 @@ def test_shared_penalties_through_and_not_through_a_doubling_augmentation_match_
     from ganrun.regularizers import R2
 
     G, D = nets()
-    double = type("Double", (), {"check": lambda self, s: None, "__call__": lambda self, x, step: 2 * x})()
-    seen = []
-
-    class Spy(Regularizer):
-        def d_term(self, ctx):
-            seen.append(ctx)
-
-    obj = objective(G, D, terms={"r1": R1(weight=2.0), "r2": R2(weight=5.0, through_augment=False), "spy": Spy()},
-                    augment=Pipeline({"double": double}))
+    spy, seen = context_spy()
+    obj = objective(G, D, terms={"r1": R1(weight=2.0), "r2": R2(weight=5.0, through_augment=False), "spy": spy},
+                    augment=Pipeline({"double": DOUBLE}))
     calls = d_forwards(D)
     real, labels = batch()
     step = obj.d_loss(real, labels, step=0, d_step=0)
