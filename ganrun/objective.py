@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ganrun.augment import Pipeline
 from ganrun.models.conditioning import random_labels, split_output
 from ganrun.regularizers import TermContext
 
@@ -49,7 +50,8 @@ class GANObjective:
 
     def __init__(self, G: nn.Module, D: nn.Module, loss, terms: dict, augment, z_dim: int, autocast=None,
                  reuse_fakes: bool = False, real_batches=None):
-        self.G, self.D, self.loss, self.terms, self.augment, self.z_dim = G, D, loss, dict(terms), augment, z_dim
+        self.G, self.D, self.loss, self.terms, self.z_dim = G, D, loss, dict(terms), z_dim
+        self.augment = augment if augment is not None else Pipeline(None)  # None: D sees its inputs as they are
         self.reuse_fakes = reuse_fakes
         self.real_batches = real_batches  # next() -> (real, labels): fresh reals for G (`loss.fresh_real_in_g`)
         self.autocast = autocast if autocast is not None else contextlib.nullcontext()
@@ -76,18 +78,25 @@ class GANObjective:
             fake, fake_grads = self.d_input(generated.detach(), "fake", shared, step)
             (real_out, real_cls), (fake_out, fake_cls) = split_output(self.D(real, y)), split_output(self.D(fake, y))
             real_out, fake_out = real_out.float(), fake_out.float()  # losses in fp32 under AMP
-            adversarial = self.loss.d_loss(real_out, fake_out)
             ctx = TermContext(self.critic(y), self.D, real, fake, y, real_cls, fake_cls, d_step,
                               augment=lambda x: self.augment(x, step), unaugmented_real=unaugmented,
                               unaugmented_fake=generated.detach(), real_out=real_out, fake_out=fake_out,
                               grad_inputs={**real_grads, **fake_grads})
+        return self.discriminator_step(ctx, generated)
+
+    def discriminator_step(self, ctx: TermContext, generated) -> DiscriminatorStep:
+        """D's adversarial loss on its outputs (`ctx.real_out`, `ctx.fake_out`) plus every term due on `ctx`, with
+        the step's logs; `generated` is kept (its graph too) for G's step with reuse_fakes."""
+        real_out, fake_out = ctx.real_out, ctx.fake_out
+        with self.autocast:
+            adversarial = self.loss.d_loss(real_out, fake_out)
             terms = {name: t for name, term in self.terms.items() if (t := term.d_term(ctx)) is not None}
             total = adversarial + sum(terms.values())
         logs = {f"penalty/{name}": term for name, term in terms.items()}
         logs.update({"loss/D": total, "loss/D_adversarial": adversarial,
                      "scores/D(x)": self.loss.score(real_out).mean(), "scores/D(G(z))": self.loss.score(fake_out).mean()})
         logs.update(self.augment.observe(real_out))  # adaptive augmentation reads D's verdict on the reals
-        return DiscriminatorStep(total, logs, real.detach(), y, generated if self.reuse_fakes else None)
+        return DiscriminatorStep(total, logs, ctx.real.detach(), ctx.labels, generated if self.reuse_fakes else None)
 
     def shared_inputs(self, d_step: int) -> set:
         """The (kind, through_augment) inputs that terms due on this D step differentiate D's outputs by, sharing
@@ -180,3 +189,50 @@ def frozen(module: nn.Module):
         yield
     finally:
         module.requires_grad_(True)
+
+
+class PairedObjective(GANObjective):
+    """The objective of a paired image-to-image task (pix2pix, Isola et al. 2017, eq. 4): G maps the input image
+    (the batch's `condition`, what the stream yields where a class-conditional run has labels) to an output; D
+    scores (input, output) pairs against (input, target) pairs, its forward taking the input as its condition
+    (`D(x, condition)`, channel concatenation: pix2pix's conditional D); G minimises `task.adversarial_weight` x
+    the adversarial loss plus the task's weighted terms (`task.generator_terms`: `task.reconstruction_weight` x the
+    reconstruction loss (L1 or L2) to the target, SRGAN's perceptual loss; task=style's content, style and TV
+    terms, where the "target" is the style batch and D, unpaired, ignores its condition).
+
+    Every loss applies unchanged on D's patch outputs (their mean over patches and batch, as pix2pix's PatchGAN
+    loss); input-gradient penalties differentiate D with respect to the image of the pair, the input held fixed
+    (R1 of the conditional D). G's step trains on the D step's pairs: with `reuse_fakes` it backpropagates through
+    the D step's output, else it runs G again on the same inputs (a fresh dropout draw)."""
+
+    def __init__(self, *args, task, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task = task
+        self.conditional = True  # D always sees the input image
+
+    def d_loss(self, real: torch.Tensor, condition: torch.Tensor, step: int, d_step: int) -> DiscriminatorStep:
+        with self.autocast:
+            with torch.set_grad_enabled(self.reuse_fakes):
+                generated = self.G(condition)
+            fake = generated.detach()
+            real_out, fake_out = self.D(real, condition).float(), self.D(fake, condition).float()
+            ctx = TermContext(self.critic(condition), self.D, real, fake, condition, None, None, d_step,
+                              real_out=real_out, fake_out=fake_out)
+        return self.discriminator_step(ctx, generated)
+
+    def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
+        condition, target = d_step.labels, d_step.real
+        generated = d_step.fake
+        with self.autocast:
+            if generated is None:
+                generated = self.G(condition)
+            real_out = self.critic(condition)(target).float() if self.loss.needs_real_in_g else None
+            fake_out = self.D(generated, condition).float()
+            adversarial = self.loss.g_loss(fake_out, real_out)
+            ctx = TermContext(self.critic(condition), self.D, None, generated, None, None, None)
+            terms = [t for term in self.terms.values() if (t := term.g_term(ctx)) is not None]
+            task_terms = self.task.generator_terms(generated, target, condition)  # {name: (weight, loss)}
+            total = (self.task.adversarial_weight * adversarial + sum(w * t for w, t in task_terms.values())
+                     + sum(terms))
+        return StepLoss(total, {"loss/G": total, "loss/G_adversarial": adversarial,
+                                **{f"loss/G_{name}": t for name, (_, t) in task_terms.items()}})

@@ -53,10 +53,12 @@ def _make_folder(folder: Path, what: str, path: Path) -> None:
         raise ConfigError(f"{what} {path}: the folder {folder} is not writable.")
 
 
-def load_generator(path: str, device="cpu", ema: bool = False):
+def load_generator(path: str, device="cpu", ema: bool = False, image_to_image: bool = False):
     """The generator of a checkpoint (file or run dir), rebuilt from the config saved with it, in eval mode;
     with `ema`, its exponential moving average (BatchNorm handled as the run's `ema.bn` says). Returns
-    (G, cfg, state, the checkpoint file).
+    (G, cfg, state, the checkpoint file). `image_to_image`: the caller translates images (ganrun-translate), a
+    paired task's run; else it samples noise (the others), a task=generate run: the other kind is refused in one
+    line naming the command that fits.
 
     The saved config is data: checked as such (`ganrun.trust`) and validated like a command line's before anything
     is built, since callers go on to build its dataset and metrics sections too. It never makes a companion
@@ -78,6 +80,11 @@ def load_generator(path: str, device="cpu", ema: bool = False):
         cfg.dataset.source.download = False
     cfg.metrics.cache_dir = os.environ.get("GANRUN_CACHE", "~/.cache/ganrun")
     validate(cfg)
+    task = (cfg.get("task") or {}).get("name", "generate")
+    if ((cfg.get("task") or {}).get("_target_", "ganrun.tasks.Generate") != "ganrun.tasks.Generate") != image_to_image:
+        raise ConfigError(f"{found} is a task={task} run: its generator " + (
+            "translates images; use ganrun-translate RUN_DIR --in DIR --out DIR." if not image_to_image else
+            "makes images from noise; use ganrun-sample (ganrun-translate applies a paired task's model)."))
     G = build(cfg.model.generator)
     G.load_state_dict(state["generator"])
     G = G.to(device).eval()

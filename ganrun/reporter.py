@@ -72,6 +72,12 @@ class Reporter:
             self.fixed_noise = state.fixed_noise[: self.grid_columns].repeat(G.num_classes, 1)
             self.fixed_labels = torch.arange(G.num_classes, device=state.fixed_noise.device).repeat_interleave(
                 self.grid_columns)
+        # An image-to-image task: its fixed evaluation set gives the grid (input | output | target, or content |
+        # style | output) and the task's metrics (PSNR/SSIM; the style distances); None for noise-to-image.
+        self.pairs = state.task.evaluation(cfg.dataset, source, state.fixed_noise.device, cfg.seed,
+                                           cfg.metrics.batch_size, cfg.trainer.num_workers)
+        # task=style scores itself (its evaluation set needs no feature extractor of the dataset)
+        self.can_evaluate = evaluator is not None or not getattr(state.task, "uses_evaluator", True)
         # On resume, TensorBoard drops what the interrupted run logged after its checkpoint.
         self.writer = (SummaryWriter(log_dir=str(run_dir), purge_step=state.step + 1 if resumed else None)
                        if self.is_main else distributed.NullWriter())
@@ -115,7 +121,7 @@ class Reporter:
         with state.window.clock_paused():  # not training time: the img/s of the next window leaves it out
             if state.step % self.trainer.sample_every == 0:
                 self.log_samples()
-            if self.evaluator is not None and self.metrics.every > 0 and state.step % self.metrics.every == 0:
+            if self.can_evaluate and self.metrics.every > 0 and state.step % self.metrics.every == 0:
                 return state.improves_best(self.evaluate(self.metrics.num_samples)[""]["metrics"].get("FID"))
         return False
 
@@ -171,6 +177,10 @@ class Reporter:
         step = self.state.step
         for suffix, generator in self.generators():
             was_training = generator.training
+            if self.pairs is not None:
+                self._save_grid(self.pairs.grid(generator, self.trainer.num_samples, self.state.objective.autocast),
+                                suffix, self.pairs.grid_tag)
+                continue
             generator.eval()
             with self.state.objective.autocast:
                 images = generator(self.fixed_noise, self.fixed_labels).float()
@@ -179,9 +189,13 @@ class Reporter:
                 self.writer.add_figure(f"samples/scatter{suffix}", self.source.scatter(images), step)
                 continue
             grid = torchvision.utils.make_grid(images, nrow=self.grid_columns, normalize=True, value_range=(-1, 1))
-            self.writer.add_image(f"samples/fixed_noise{suffix}", grid, step)
-            (self.run_dir / "samples").mkdir(exist_ok=True)
-            torchvision.utils.save_image(grid, self.run_dir / "samples" / f"step_{step:08d}{suffix}.png")
+            self._save_grid(grid, suffix)
+
+    def _save_grid(self, grid: torch.Tensor, suffix: str, tag: str = "samples/fixed_noise") -> None:
+        step = self.state.step
+        self.writer.add_image(f"{tag}{suffix}", grid, step)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        torchvision.utils.save_image(grid, self.run_dir / "samples" / f"step_{step:08d}{suffix}.png")
 
     def evaluate(self, num_samples: int, section: str = "metrics") -> dict:
         """Score raw (and EMA) G on `num_samples` samples; on a forked RNG, so training numbers do not move.
@@ -195,8 +209,9 @@ class Reporter:
         device = next(self.state.G.parameters()).device
         for suffix, generator in ([] if same else self.generators()):
             with isolated_rng(device):
-                results[suffix] = report.evaluate_generator(self.evaluator, generator, self.cfg.model.z_dim,
-                                                            num_samples, seed)
+                results[suffix] = (self.pairs.evaluate(self.evaluator, generator, num_samples) if self.pairs else
+                                   report.evaluate_generator(self.evaluator, generator, self.cfg.model.z_dim,
+                                                             num_samples, seed))
         self.last_evaluation = (self.state.step, num_samples, results)
         if self.is_main:
             for suffix, result in results.items():
@@ -211,7 +226,7 @@ class Reporter:
         if state.step % self.trainer.sample_every != 0:
             self.log_samples()
         final = final_ema = None
-        if self.evaluator is not None and self.metrics.final_num_samples > 0:
+        if self.can_evaluate and self.metrics.final_num_samples > 0:
             results = self.evaluate(self.metrics.final_num_samples, section="metrics_final")
             final, final_ema = results[""], results.get("_ema")
         result = TrainResult(state.step, dict(state.last_scalars), final, final_ema, state.best)

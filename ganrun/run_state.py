@@ -22,11 +22,10 @@ from ganrun.data import DatasetInfo, make_stream
 from ganrun.diagnostics import TrainingDiagnostics
 from ganrun.ema import GeneratorEMA
 from ganrun.errors import ConfigError, StorageError, TrainingDivergedError
-from ganrun.models import check_shapes
 from ganrun.models.conditioning import conditioning_terms
-from ganrun.objective import GANObjective
 from ganrun.regularizers import check_data, combine, refuse_cuda_graphs_with_penalties, warn_penalty_on_batchnorm
 from ganrun.runtime import amp_dtype, rng_state, set_rng_state
+from ganrun.tasks import Generate
 from ganrun.window import LogWindow
 
 log = logging.getLogger(__name__)
@@ -59,6 +58,7 @@ class RunState:
     @property
     def kimg(self) -> float:
         return self.images / 1000
+    task: object = field(default_factory=Generate)  # what the run makes (ganrun.tasks): noise-to-image or pairs
 
     def record_forced_changes(self, changes: list[str] | None) -> None:
         """Keep, in the run's checkpoints, what a resume with resume_force=true changed and at which step."""
@@ -180,10 +180,11 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     schedulers, augmentation, EMA, data stream, fixed noise. `config` is `cfg` resolved to a plain dict."""
     trainer, z_dim = cfg.trainer, cfg.model.z_dim
     rank, world = distributed.rank(), distributed.world_size()
+    task = build(cfg.task) if cfg.get("task") is not None else Generate()  # checkpoints from before tasks: generate
     torch.manual_seed(cfg.seed)
     G = build(cfg.model.generator).to(device)
     D = build(cfg.model.discriminator).to(device)
-    check_shapes(G, D, info, z_dim, device)
+    task.check_shapes(G, D, info, z_dim, device)
     if trainer.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     if world > 1:
@@ -207,12 +208,12 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     scheduled = schedules.build_schedules(cfg, objects, lr_schedules, trainer.steps, budget_kimg)
     scheduled.apply(0, 0.0)
     augment.check(info.sample_shape)
-    stream = make_stream(source, info, cfg, device, rank, world)
+    stream = task.pairs(make_stream(source, info, cfg, device, rank, world))
     num_fixed = max(trainer.num_samples, 2000) if info.points else trainer.num_samples  # scatter plots need more
     fixed_noise = torch.randn(num_fixed, z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     dtype = amp_dtype(device, trainer.amp)
     autocast = torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-    objective = GANObjective(G, D, loss, terms, augment, z_dim, autocast, reuse_fakes(trainer), stream)
+    objective = task.objective(G, D, loss, terms, augment, z_dim, autocast, reuse_fakes(trainer), stream)
     if trainer.compile:  # in place: parameter names (and so checkpoints) stay those of the plain modules
         G.compile(mode=trainer.compile_mode)
         D.compile(mode=trainer.compile_mode)
@@ -220,4 +221,4 @@ def build_run_state(cfg, config: dict, info: DatasetInfo, source, device: torch.
     return RunState(G, D, opt_g, opt_d, scheduled, ema, stream, objective, fixed_noise, config, list(overrides),
                     run_id, info.fingerprint,
                     diagnostics=TrainingDiagnostics.for_loss(loss, num_classes=info.num_classes),
-                    images_per_step=images_per_step)
+                    images_per_step=images_per_step, task=task)

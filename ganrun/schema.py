@@ -221,6 +221,7 @@ class GanrunSchema:
     optimizer: Any = None
     scheduler: Any = None
     augment: Any = None
+    task: Any = None
     seed: int = spec(ge=0, le=2**63 - 1)  # torch.manual_seed's range
     resume: Optional[str] = spec(nonempty=True)
     resume_force: bool = MISSING
@@ -325,6 +326,134 @@ class MlpDiscriminatorSchema:
 class MlpGeneratorSchema(MlpDiscriminatorSchema):
     z_dim: int = spec(ge=1)
     output: str = spec(choices=GeneratorOutput)
+
+
+@dataclass
+class ImageToImageSchema:  # what pix2pix's U-Net and PatchGAN share
+    _target_: str = MISSING
+    channels: Optional[int] = spec(choices=(1, 3))
+    extra_channels: int = spec(ge=0)  # input channels beyond the image's (the inpainting mask)
+    width: int = spec(ge=1)
+    norm: str = spec(choices=Norm)
+    weight_param: str = spec(choices=WeightParam)
+
+
+@dataclass
+class PatchGANSchema(ImageToImageSchema):
+    paired: bool = MISSING
+    n_layers: int = spec(ge=1, le=8)
+
+
+@dataclass
+class UNetSchema(ImageToImageSchema):
+    resolution: Optional[int] = spec(ge=4)
+    depth: Optional[int] = spec(ge=1)  # at most log2 of the padded size (ganrun.models.unet)
+    dropout: float = spec(ge=0.0, lt=1.0)
+
+
+class FeatureNet(StrEnum):
+    vgg16 = "vgg16"
+    vgg19 = "vgg19"
+
+
+class OfflineFeatures(StrEnum):
+    random = "random"
+    error = "error"
+
+
+VGG_LAYER = r"relu[1-5]_[1-4]"  # which exist depends on the network (ganrun.perceptual.layer_indices checks)
+
+
+@dataclass
+class GenerateTaskSchema:
+    _target_: str = MISSING
+    name: str = spec(nonempty=True)
+    paired: bool = MISSING
+    extra_channels: int = spec(ge=0, le=0)
+
+
+@dataclass
+class PairedTaskSchema:
+    _target_: str = MISSING
+    name: str = spec(nonempty=True)
+    paired: bool = spec(choices=(True,))
+    extra_channels: int = spec(ge=0)
+    degradation: Any = None  # typed by its _target_
+    reconstruction: str = spec(choices=("l1", "l2"))
+    reconstruction_weight: float = spec(ge=0.0)
+    eval_samples: int = spec(ge=2)  # SSIM's and PSNR's means, a grid of pairs
+    adversarial_weight: float = spec(ge=0.0)
+    perceptual_weight: float = spec(ge=0.0)  # 0: off (no feature network built)
+    perceptual_layers: List[str] = spec(length=(1, None), each=dict(pattern=VGG_LAYER))
+    features: Any = None  # typed by its _target_ (FeatureNetworkSchema)
+
+
+@dataclass
+class FeatureNetworkSchema:
+    """ganrun.perceptual.FeatureNetwork: the fixed network of the perceptual losses."""
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    network: str = spec(choices=FeatureNet)
+    weights: Optional[str] = spec(nonempty=True)
+    download: bool = MISSING
+    offline: str = spec(choices=OfflineFeatures)
+
+
+@dataclass
+class StyleFolderSchema:
+    root: Optional[str] = spec(nonempty=True)  # required (ganrun.style says so, naming the key)
+    resolution: Optional[int] = spec(ge=4)
+    channels: Optional[int] = spec(choices=(1, 3))
+
+
+@dataclass
+class StyleTaskSchema:
+    _target_: str = MISSING
+    name: str = spec(nonempty=True)
+    paired: bool = spec(choices=(False,))  # D sees style images, not pairs
+    extra_channels: int = spec(ge=0, le=0)
+    style: StyleFolderSchema = field(default_factory=StyleFolderSchema)
+    features: Any = None  # typed by its _target_ (FeatureNetworkSchema)
+    content_layers: List[str] = spec(length=(1, None), each=dict(pattern=VGG_LAYER))
+    style_layers: List[str] = spec(length=(1, None), each=dict(pattern=VGG_LAYER))
+    content_weight: float = spec(ge=0.0)
+    style_weight: float = spec(ge=0.0)
+    tv_weight: float = spec(ge=0.0)
+    adversarial_weight: float = spec(ge=0.0)
+    eval_samples: int = spec(ge=1)
+
+
+@dataclass
+class TransformerNetSchema:
+    _target_: str = MISSING
+    resolution: Optional[int] = spec(ge=4)
+    channels: Optional[int] = spec(choices=(1, 3))
+    extra_channels: int = spec(ge=0)
+    width: int = spec(ge=1)
+    num_residual: int = spec(ge=0)
+    norm: str = spec(choices=Norm)
+    weight_param: str = spec(choices=WeightParam)
+
+
+@dataclass
+class DownsampleSchema:
+    _target_: str = MISSING
+    factor: int = spec(choices=(2, 4))
+
+
+@dataclass
+class InpaintSchema:
+    _target_: str = MISSING
+    shape: str = spec(choices=("rectangle", "freeform"))
+    min_size: float = spec(gt=0.0, le=1.0)  # fractions of the image side; min_size <= max_size (ganrun.tasks)
+    max_size: float = spec(gt=0.0, le=1.0)
+    fill: float = spec(ge=-1.0, le=1.0)
+
+
+@dataclass
+class GaussianNoiseSchema:
+    _target_: str = MISSING
+    sigma: float = spec(ge=0.0)
 
 
 @dataclass
@@ -463,9 +592,10 @@ class ExperimentSchema(GanrunSchema):
     augment: Optional[Dict[str, Any]] = None  # name -> a transform, typed by its _target_
     schedules: Dict[str, ScheduleSchema] = field(default_factory=dict)  # Hydra cannot merge a dict into a
     # Dict[str, dataclass] from the command line (+schedules.x={...}): entries are typed here, not at compose
+    task: Any = None  # typed by its _target_
 
 
-GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment")  # conf/GROUP/
+GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment", "task")  # conf/GROUP/
 
 # The schema of each `_target_` ganrun ships. A target not listed here (a user's own class) is checked by its
 # signature when it is instantiated.
@@ -478,6 +608,16 @@ TARGET_SCHEMAS = {
     **dict.fromkeys(["ganrun.models.dcgan.Discriminator", "ganrun.models.resnet.Discriminator"],
                     ConvDiscriminatorSchema),
     "ganrun.models.mlp.Generator": MlpGeneratorSchema,
+    "ganrun.models.unet.Generator": UNetSchema,
+    "ganrun.models.patchgan.Discriminator": PatchGANSchema,
+    "ganrun.tasks.Generate": GenerateTaskSchema,
+    "ganrun.tasks.PairedTask": PairedTaskSchema,
+    "ganrun.style.StyleTask": StyleTaskSchema,
+    "ganrun.perceptual.FeatureNetwork": FeatureNetworkSchema,
+    "ganrun.models.transformer_net.Generator": TransformerNetSchema,
+    "ganrun.tasks.Downsample": DownsampleSchema,
+    "ganrun.tasks.Inpaint": InpaintSchema,
+    "ganrun.tasks.GaussianNoise": GaussianNoiseSchema,
     "ganrun.models.mlp.Discriminator": MlpDiscriminatorSchema,
     **dict.fromkeys(["ganrun.losses.NonSaturating", "ganrun.losses.Minimax"], SigmoidLossSchema),
     **dict.fromkeys(["ganrun.losses." + name for name in ("Wasserstein", "Hinge", "LeastSquares", "RelativisticAverageBCE",
@@ -516,7 +656,7 @@ RESUMABLE_KEYS = (
     "trainer.steps", "trainer.log_every", "trainer.sample_every", "trainer.ckpt_every", "trainer.keep_ckpts",
     "trainer.num_samples", "trainer.device", "trainer.num_workers", "trainer.sync_bn", "trainer.amp",
     "trainer.deterministic", "trainer.channels_last", "trainer.compile", "trainer.compile_mode",
-    "dataset.in_memory", "dataset.in_memory_gb", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
+    "task.eval_samples", "dataset.in_memory", "dataset.in_memory_gb", "dataset.path", "dataset.source.root", "dataset.source.path", "dataset.source.download",
     "trainer.kimg",
 )
 
@@ -576,3 +716,7 @@ TARGET_SCHEMAS.update({
     "ganrun.models.r3gan.Generator": R3GANGeneratorSchema,
     "ganrun.models.r3gan.Discriminator": R3GANDiscriminatorSchema,
 })
+
+
+# The feature network of the perceptual losses (ganrun.perceptual): whether to try its download, as metrics.download
+RESUMABLE_KEYS += ("task.features.download",)

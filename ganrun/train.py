@@ -61,7 +61,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> TrainRes
         log.info("Distributed: %d ranks, batch %d per rank = %d effective batch size", distributed.world_size(),
                  cfg.trainer.batch_size, cfg.trainer.batch_size * distributed.world_size())
     evaluator = None
-    if cfg.metrics.every > 0 or cfg.metrics.final_num_samples > 0:
+    if (cfg.metrics.every > 0 or cfg.metrics.final_num_samples > 0) and getattr(state.task, "uses_evaluator", True):
         with distributed.main_rank_first(), isolated_rng(device):  # rank 0 trains/caches the classifier
             evaluator = report.make_evaluator(cfg.metrics, cfg.dataset, device, cfg.trainer.num_workers)
     if resumed is not None:

@@ -16,6 +16,7 @@ import typing
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from ganrun import tasks
 from ganrun.errors import ConfigError
 from ganrun.schema import GROUPS, TARGET_SCHEMAS, ExperimentSchema, choice_values
 
@@ -40,6 +41,8 @@ def validate(cfg: DictConfig | dict) -> None:
     _toy_layout((plain.get("dataset") or {}).get("source"))
     _pairs_have_partners(plain.get("loss"), plain.get("trainer") or {})
     _schedule_keys(plain)
+    _inpaint_sizes((plain.get("task") or {}).get("degradation"))
+    tasks.refuse_options(plain)
 
 
 # ---- every field by its schema
@@ -232,3 +235,11 @@ def _select(tree, key: str):
         else:
             return _select
     return tree
+
+
+def _inpaint_sizes(degradation) -> None:
+    if isinstance(degradation, dict) and isinstance(degradation.get("min_size"), (int, float)) \
+            and isinstance(degradation.get("max_size"), (int, float)) \
+            and degradation["min_size"] > degradation["max_size"]:
+        raise ConfigError(f"task.degradation.min_size={degradation['min_size']} must be <= "
+                          f"task.degradation.max_size={degradation['max_size']}.")

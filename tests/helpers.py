@@ -124,7 +124,7 @@ def every_shipped_config() -> tuple:
 
     conf = Path(ganrun.conf.__path__[0])
     choices = [f"{group}={option.stem}" for group in ("dataset", "model", "loss", "regularizer", "optimizer",
-                                                      "scheduler", "augment", "experiment")
+                                                      "scheduler", "augment", "task", "experiment")
                for option in sorted(conf.joinpath(group).glob("*.yaml"))]
     with initialize_config_module("ganrun.conf", version_base="1.3"):
         return tuple((choice, compose("config", overrides=[choice, *(["dataset.path=/x"] if choice ==

@@ -70,6 +70,15 @@ def test_every_optimizer_builds_with_separate_settings(optimizer):
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10"])
 def test_models_take_their_shape_from_the_dataset(model, dataset):
     cfg = compose_config(f"model={model}", f"dataset={dataset}")
+    if build(cfg.model.generator).__class__.__dict__.get("image_to_image"):  # pix2pix: image in, pairs scored
+        cfg = compose_config(f"model={model}", f"dataset={dataset}", "task=denoise")
+        G, D = build(cfg.model.generator), build(cfg.model.discriminator)
+        shape = (2, cfg.dataset.channels, cfg.dataset.resolution, cfg.dataset.resolution)
+        condition = torch.randn(shape)
+        images = G.eval()(condition)
+        assert images.shape == shape
+        assert D.eval()(images, condition).shape[0] == 2  # one score per patch (tests/test_tasks.py)
+        return
     G, D = build(cfg.model.generator), build(cfg.model.discriminator)
     images = G.eval()(torch.randn(2, cfg.model.z_dim))
     assert images.shape == (2, cfg.dataset.channels, cfg.dataset.resolution, cfg.dataset.resolution)

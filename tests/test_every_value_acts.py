@@ -25,11 +25,13 @@ from ganrun.config import build, build_optimizer
 from ganrun.data import decode_all, load_dataset
 from ganrun.data.stream import BatchStream
 from ganrun.errors import ConfigError
+from ganrun.models import unet
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective
 from ganrun.regularizers import TermContext
+from ganrun.validate import validate
 
-GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment")
+GROUPS = ("dataset", "model", "loss", "regularizer", "optimizer", "scheduler", "augment", "task")
 # Keys that interpolate the run length (their value is a knob of its own)
 INTERPOLATED_KNOBS = {"augment.instance_noise.anneal_steps": "augment=instance_noise",
                       "scheduler.total_steps": "scheduler=linear"}
@@ -282,6 +284,40 @@ def hidden_are_the_layer_sizes(choice, key):
     assert sizes[:2] == [7, 5] and len(sizes) == 3
 
 
+def depth_is_the_unet_levels(choice, key):
+    """pix2pix's U-Net: `depth` encoder levels (null: down to 1x1, 5 at 32 px), each halving the size."""
+    assert len(_net(choice, key, None).downs) == 5
+    G = _net(choice, key, 3)
+    assert len(G.downs) == len(G.ups) == 3 and G(torch.randn(2, 1, 32, 32)).shape == (2, 1, 32, 32)
+
+
+def dropout_is_the_decoder_dropout(choice, key):
+    rates = [m.p for m in _net(choice, key, 0.3).modules() if isinstance(m, nn.Dropout)]
+    assert rates == [0.3] * 3
+    assert not any(isinstance(m, nn.Dropout) for m in _net(choice, key, 0.0).modules())
+
+
+def n_layers_is_the_patch_size(choice, key):
+    """The PatchGAN's stride-2 layers: 3 of them (70x70 patches) score 2x2 patches of a 32 px image, 1 (16x16) 14x14."""
+    from ganrun.models.patchgan import receptive_field
+
+    for n_layers, patches, field in ((3, 4, 70), (1, 196, 16)):
+        D = _net(choice, key, n_layers).eval()
+        strided = [m for m in D.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+        assert len(strided) == n_layers and receptive_field(n_layers) == field
+        assert D(torch.randn(2, 1, 32, 32)).shape == (2, patches)
+
+
+def num_residual_is_the_block_count(choice, key):
+    """Johnson et al.'s transformation network: `num_residual` residual blocks at a quarter of the resolution."""
+    from ganrun.models.transformer_net import ResidualBlock
+
+    for count in (0, 3):
+        G = _net(choice, key, count)
+        assert sum(isinstance(m, ResidualBlock) for m in G.modules()) == count
+        assert G(torch.randn(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
 def z_dim_is_gs_input(choice, key):
     G = build(at(choice, **{key: 13}).model.generator)
     assert G(torch.randn(2, 13)).shape[0] == 2
@@ -306,6 +342,119 @@ def acgan_weight_scales_the_class_terms(choice, key):
 
 def model_name_is_a_label(choice, key):  # shown in the run log: n_critic_and_labels_act_in_a_run
     assert at(choice, **{key: "mine"}).model.name == "mine"
+
+
+# ---- tasks (ganrun/tasks.py; their definitions are tested in tests/test_tasks.py)
+def _task(choice, key, value):
+    return build(at(choice, **{key: value}).task)
+
+
+def _pix2pix(choice, **values):
+    """The config of `choice` (a task) with model=pix2pix, `values` set."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[choice, "model=pix2pix", "model.generator.width=4",
+                                           "model.discriminator.width=4"])
+    for key, value in values.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def task_name_is_a_label(choice, key):
+    if "generate" in choice:  # its refusal names it
+        with pytest.raises(ConfigError, match="task=mine: ganrun.models.unet.Generator maps images"):
+            build(at(choice, **{key: "mine"}).task).check_shapes(unet.Generator(32, 1, width=4), None, None, 1, "cpu")
+        return
+    with pytest.raises(ConfigError, match="^task=mine: model.conditioning=concat"):
+        validate(at(choice, **{key: "mine", "model.conditioning": "concat"}))
+
+
+def paired_is_what_d_sees(choice, key):
+    """paired: D scores (input, output) pairs, its first conv taking both; a paired task cannot be unpaired."""
+    from ganrun.models.patchgan import Discriminator
+
+    D = build(_pix2pix(choice).model.discriminator)
+    assert isinstance(D, Discriminator) and D.paired == (choice != "task=generate")
+    assert D.net[0].in_channels == (1 if choice == "task=generate" else 2)
+    if choice != "task=generate":
+        with pytest.raises(ConfigError, match="task.paired=False is not one of true"):
+            validate(at(choice, **{key: False}))
+
+
+def extra_channels_are_gs_extra_inputs(choice, key):
+    """inpaint's 1 is the mask channel: G's and D's first convs take it; a count its degradation does not make is
+    refused."""
+    G = build(_pix2pix(choice).model.generator)
+    assert G.downs[0][0].in_channels == 1 + (choice == "task=inpaint")
+    with pytest.raises(ConfigError, match="extra input channel"):
+        _task(choice, key, 2)
+
+
+def factor_is_the_shrink(choice, key):
+    x = torch.randn(1, 1, 32, 32)
+    for factor in (2, 4):
+        assert _task(choice, key, factor).degradation.low(x).shape == (1, 1, 32 // factor, 32 // factor)
+
+
+def reconstruction_is_the_norm(choice, key):
+    output, target = torch.tensor([[0.5, -0.5]]), torch.tensor([[0.0, 0.5]])
+    assert _task(choice, key, "l1").reconstruction_loss(output, target).item() == pytest.approx(0.75)
+    assert _task(choice, key, "l2").reconstruction_loss(output, target).item() == pytest.approx(0.625)
+
+
+def reconstruction_weight_scales_the_term(choice, key):
+    torch.manual_seed(0)
+    cfg = _pix2pix(choice, **{key: 0.0})
+    G, D = build(cfg.model.generator), build(cfg.model.discriminator)
+    totals, target = [], torch.rand(2, 1, 32, 32) * 2 - 1
+    for weight in (0.0, 10.0):
+        task = build(_pix2pix(choice, **{key: weight}).task)
+        objective = task.objective(G, D, build(cfg.loss), {}, None, 1, None, True)
+        torch.manual_seed(1)  # the same dropout draws
+        d_step = objective.d_loss(target, task.degradation(target, torch.Generator().manual_seed(0)), 0, 0)
+        g_step = objective.g_loss(2, 0, d_step)
+        totals.append((g_step.total.item(), g_step.logs["loss/G_reconstruction"].item()))
+    assert totals[1][0] == pytest.approx(totals[0][0] + 10 * totals[1][1], rel=1e-4)
+
+
+def eval_samples_is_the_evaluation_set(choice, key, tmp_path, data_root):
+    from ganrun.data import load_dataset
+    from ganrun.task_report import EvalPairs
+
+    cfg = at(choice, **{key: 5, "dataset.source.root": str(data_root), "dataset.source.download": False})
+    source, _ = load_dataset(cfg.dataset)
+    pairs = EvalPairs(build(cfg.task), cfg.dataset, source, "cpu", 0, 4)
+    assert len(pairs.targets) == len(pairs.inputs) == 5
+
+
+def shape_is_the_hole_kind(choice, key):
+    torch.manual_seed(0)
+    rect = _task(choice, key, "rectangle").degradation.mask(50, 32, 32, "cpu")[:, 0]
+    assert torch.all(rect.sum((1, 2)) == rect.amax(2).sum(1) * rect.amax(1).sum(1))  # solid boxes
+    free = _task(choice, key, "freeform").degradation.mask(50, 32, 32, "cpu")[:, 0]
+    assert torch.any(free.sum((1, 2)) != free.amax(2).sum(1) * free.amax(1).sum(1))  # strokes are not
+
+
+def size_bounds_the_holes(choice, key):
+    torch.manual_seed(0)
+    value = 0.125 if key.endswith("max_size") else 0.75
+    other = {"task.degradation.min_size": 0.125} if key.endswith("max_size") else {"task.degradation.max_size": 0.75}
+    degradation = build(at(choice, **{key: value, **other}).task).degradation
+    heights = degradation.mask(200, 32, 32, "cpu")[:, 0].amax(2).sum(1)
+    assert torch.all(heights == (4 if key.endswith("max_size") else 24))
+
+
+def fill_is_the_hole_value(choice, key):
+    torch.manual_seed(0)
+    out = _task(choice, key, -0.25).degradation(torch.ones(4, 1, 16, 16))
+    assert torch.all(out[:, 0][out[:, 1] == 1] == -0.25)
+
+
+def sigma_is_the_noise_std(choice, key):
+    torch.manual_seed(0)
+    x = torch.zeros(50, 1, 64, 64)
+    assert _task(choice, key, 0.15).degradation(x).std().item() == pytest.approx(0.3, rel=0.02)
 
 
 # ---- optimizers: one step on a known gradient
@@ -549,6 +698,103 @@ def toy_dataset(choice, key, tmp_path, data_root):
             assert (out.abs().max().item() <= 1.0) is squashed
 
 
+# ---- the feature-network losses: SRGAN's perceptual term (paired tasks) and task=style (ganrun/perceptual.py)
+def _style_root(tmp_path, count=2):
+    from PIL import Image
+
+    folder = tmp_path / f"styles{count}"
+    folder.mkdir(exist_ok=True)
+    for i in range(count):
+        Image.fromarray((torch.rand(40, 40) * 255).byte().numpy()).save(folder / f"s{i}.png")
+    return str(folder)
+
+
+def _offline(**values):
+    return {"task.features.download": False, **values}
+
+
+def adversarial_weight_scales_the_term(choice, key):
+    torch.manual_seed(0)
+    cfg = _pix2pix(choice)
+    G, D = build(cfg.model.generator), build(cfg.model.discriminator)
+    target, totals = torch.rand(2, 1, 32, 32) * 2 - 1, []
+    for weight in (0.0, 3.0):
+        task = build(_pix2pix(choice, **{key: weight}).task)
+        objective = task.objective(G, D, build(cfg.loss), {}, None, 1, None, True)
+        torch.manual_seed(1)
+        d_step = objective.d_loss(target, task.degradation(target, torch.Generator().manual_seed(0)), 0, 0)
+        g_step = objective.g_loss(2, 0, d_step)
+        totals.append((g_step.total.item(), g_step.logs["loss/G_adversarial"].item()))
+    assert totals[1][0] == pytest.approx(totals[0][0] + 3 * totals[1][1], rel=1e-4)
+
+
+def perceptual_weight_adds_the_vgg_term(choice, key):
+    assert _task(choice, key, 0.0).features is None  # off: no network built
+    task = build(at(choice, **_offline(**{key: 0.5})).task)
+    x, y = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
+    weight, value = task.generator_terms(x, y, y)["perceptual"]
+    assert weight == 0.5 and value > 0 and task.generator_terms(y, y, y)["perceptual"][1] == 0
+
+
+def perceptual_layers_are_the_layers_read(choice, key):
+    task = build(at(choice, **_offline(**{key: ["relu2_2"], "task.perceptual_weight": 1.0})).task)
+    assert task.features.layers == {"relu2_2": 8} and len(task.features.net) == 9
+
+
+def features_network_is_the_vgg(choice, key):
+    for network, last in (("vgg16", 22), ("vgg19", 26)):  # relu4_3 of VGG16, relu4_4 of VGG19
+        layer = "relu4_3" if network == "vgg16" else "relu4_4"
+        task = build(at(choice, **_offline(**{key: network, "task.perceptual_weight": 1.0,
+                                               "task.perceptual_layers": [layer]})).task)
+        assert task.features.protocol["network"].startswith(network) and len(task.features.net) == last + 1
+
+
+def features_weights_is_the_verified_file(choice, key, tmp_path, data_root):
+    wrong = tmp_path / "vgg19-dcbb9e9d.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(ConfigError, match=f"{wrong}: SHA-256"):
+        build(at(choice, **_offline(**{key: str(wrong), "task.perceptual_weight": 1.0})).task)
+
+
+def features_download_tries_torchvisions_url(choice, key, tmp_path, data_root):
+    from ganrun.metrics import extractors
+
+    tried = []
+    with mock.patch.object(torch.hub, "get_dir", lambda: str(tmp_path / "hub")), \
+            mock.patch.object(extractors, "download", lambda url, destination, timeout=15.0: tried.append(url)):
+        for allowed in (False, True):  # the fake download writes no file: the offline fallback either way
+            build(at(choice, **{key: allowed, "task.perceptual_weight": 1.0}).task)
+    assert tried == ["https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"]
+
+
+def features_offline_is_the_fallback(choice, key, tmp_path, data_root):
+    with mock.patch.object(torch.hub, "get_dir", lambda: str(tmp_path / "hub")):
+        random = build(at(choice, **_offline(**{key: "random", "task.perceptual_weight": 1.0})).task)
+        assert random.features.protocol["comparable_with_papers"] is False
+        with pytest.raises(ConfigError, match="ImageNet weights are unavailable"):
+            build(at(choice, **_offline(**{key: "error", "task.perceptual_weight": 1.0})).task)
+
+
+def style_root_is_the_style_images(choice, key, tmp_path, data_root):
+    for count in (1, 3):
+        task = build(at(choice, **_offline(**{key: _style_root(tmp_path, count)})).task)
+        assert task.styles.shape == (count, 1, 32, 32)
+
+
+def style_layers_are_the_layers_read(choice, key, tmp_path, data_root):
+    task = build(at(choice, **_offline(**{key: ["relu1_1"], "task.style.root": _style_root(tmp_path)})).task)
+    assert "relu1_1" in task.features.layers
+    assert (task.content_layers if key.endswith("content_layers") else task.style_layers) == ["relu1_1"]
+
+
+def style_weights_scale_their_terms(choice, key, tmp_path, data_root):
+    name = key.rsplit(".", 1)[1].removesuffix("_weight")
+    task = build(at(choice, **_offline(**{key: 2.5, "task.style.root": _style_root(tmp_path)})).task)
+    x, s, c = (torch.rand(2, 1, 32, 32) * 2 - 1 for _ in range(3))
+    weight, value = task.generator_terms(x, s, c)[name]
+    assert weight == 2.5 and value > 0
+
+
 EFFECTS = {
     **dict.fromkeys([f"regularizer.{r}.weight" for r in ("r1", "r2", "gp", "dragan", "l2", "bcr", "r1r2", "lecam")],
                     weight_scales_the_term),
@@ -581,6 +827,32 @@ EFFECTS = {
     "model.generator.hidden": hidden_are_the_layer_sizes,
     "model.discriminator.hidden": hidden_are_the_layer_sizes,
     "model.z_dim": z_dim_is_gs_input,
+    "task.name": task_name_is_a_label,
+    "task.paired": paired_is_what_d_sees,
+    "task.extra_channels": extra_channels_are_gs_extra_inputs,
+    "task.degradation.factor": factor_is_the_shrink,
+    "task.reconstruction": reconstruction_is_the_norm,
+    "task.reconstruction_weight": reconstruction_weight_scales_the_term,
+    "task.eval_samples": eval_samples_is_the_evaluation_set,
+    "task.degradation.shape": shape_is_the_hole_kind,
+    "task.degradation.min_size": size_bounds_the_holes,
+    "task.degradation.max_size": size_bounds_the_holes,
+    "task.degradation.fill": fill_is_the_hole_value,
+    "task.degradation.sigma": sigma_is_the_noise_std,
+    "task.adversarial_weight": adversarial_weight_scales_the_term,
+    "task.perceptual_weight": perceptual_weight_adds_the_vgg_term,
+    "task.perceptual_layers": perceptual_layers_are_the_layers_read,
+    "task.features.network": features_network_is_the_vgg,
+    "task.features.weights": features_weights_is_the_verified_file,
+    "task.features.download": features_download_tries_torchvisions_url,
+    "task.features.offline": features_offline_is_the_fallback,
+    "task.style.root": style_root_is_the_style_images,
+    **dict.fromkeys(["task.content_layers", "task.style_layers"], style_layers_are_the_layers_read),
+    **dict.fromkeys(["task.content_weight", "task.style_weight", "task.tv_weight"], style_weights_scale_their_terms),
+    "model.generator.depth": depth_is_the_unet_levels,
+    "model.generator.dropout": dropout_is_the_decoder_dropout,
+    "model.generator.num_residual": num_residual_is_the_block_count,
+    "model.discriminator.n_layers": n_layers_is_the_patch_size,
     "model.conditioning": conditioning_needs_labels,
     "model.acgan_weight": acgan_weight_scales_the_class_terms,
     "model.name": model_name_is_a_label,
@@ -611,10 +883,11 @@ EFFECTS = {
                      "dataset.shape", "dataset.generator_output"], toy_dataset),
 }
 # The option each key is tested on, where the first option setting it is not the one to use
-OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet"],
+OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet", "model=pix2pix",
+                                   "model=transformer_net"],
           "model.discriminator.norm": ["loss=wgan_gp"],
-          "model.generator.width": ["model=dcgan", "model=resnet"], "model.discriminator.width": ["model=dcgan",
-                                                                                                 "model=resnet"],
+          "model.generator.width": ["model=dcgan", "model=resnet", "model=pix2pix", "model=transformer_net"],
+          "model.discriminator.width": ["model=dcgan", "model=resnet", "model=pix2pix"],
           "optimizer.g.betas": ["optimizer=adam"], "optimizer.d.betas": ["optimizer=adam"],
           "optimizer.g.lr": ["optimizer=adam", "optimizer=rmsprop", "optimizer=sgd"],
           "optimizer.d.lr": ["optimizer=sgd"],
@@ -623,7 +896,9 @@ OPTION = {"model.generator.norm": ["model=dcgan", "model=mlp", "model=resnet"],
           "dataset.source.train": ["dataset=fashion_mnist"], "dataset.source.download": ["dataset=mnist"],
           "dataset.name": ["dataset=fashion_mnist"], "dataset.source.scale": ["dataset=grid25", "dataset=ring8"],
           "scheduler.decay": ["scheduler=linear"], "scheduler.final_factor": ["scheduler=linear"],
-          "scheduler.warmup_steps": ["scheduler=linear"]}
+          "scheduler.warmup_steps": ["scheduler=linear"],
+          "task.name": ["task=generate", "task=superres"], "task.paired": ["task=generate", "task=denoise"],
+          "task.extra_channels": ["task=denoise", "task=inpaint"]}
 # ---- issue 21: widths per stage, minibatch std, R3GAN's blocks
 def _small(choice, key, value):
     """The network `key` belongs to, with `value` set, R3GAN's at width 16 (the paper's 768 is slow to build)."""
@@ -689,7 +964,10 @@ OPTION.update({key: ["model=dcgan", "model=r3gan", "model=resnet"] for key in
                ("model.generator.widths", "model.discriminator.widths", "model.discriminator.mbstd_group")})
 OPTION["model.generator.width"] = OPTION["model.discriminator.width"] = ["model=dcgan", "model=r3gan", "model=resnet"]
 CASES = [(key, choice) for key, first in shipped_keys().items() for choice in OPTION.get(key, [first])]
-NEEDS_FILES = (n_critic_and_labels_act_in_a_run, image_dataset, folder_dataset, toy_dataset)
+NEEDS_FILES = (n_critic_and_labels_act_in_a_run, image_dataset, folder_dataset, toy_dataset,
+               eval_samples_is_the_evaluation_set, features_weights_is_the_verified_file,
+               features_download_tries_torchvisions_url, features_offline_is_the_fallback, style_root_is_the_style_images,
+               style_layers_are_the_layers_read, style_weights_scale_their_terms)
 
 
 def test_every_shipped_key_has_an_expected_effect():

@@ -28,7 +28,7 @@ def test_help_is_ganruns_own_page(monkeypatch, capsys):
     out = run_main(monkeypatch, capsys, "--help")
     assert "powered by Hydra" not in out and out.startswith("ganrun: a config-driven runner")
     # every group with its options, from the config tree itself
-    assert "loss: hinge, lsgan, minimax, ns, ragan, rahinge, ralsgan, wgan, wgan_gp" in out
+    assert "loss: hinge, lsgan, minimax, ns, ragan, rahinge, ralsgan, rpgan, wgan, wgan_gp" in out
     assert "dataset: cifar10, fashion_mnist, folder, grid25, mnist, ring8" in out
     assert "hydra/launcher" not in out  # Hydra's own groups stay on --hydra-help
     assert "ganrun-eval RUN_DIR" in out and "ganrun-sample RUN_DIR" in out  # companion commands
@@ -53,7 +53,7 @@ def test_help_states_todays_defaults_and_every_command(monkeypatch, capsys):
         default = choices[key] if key in choices else OmegaConf.select(cfg, key)
         assert yaml.safe_load(value.split("|")[0]) == default, f"--help says {key}={value}, the config has {default}"
     commands = {e.name for e in metadata.distribution("ganrun").entry_points if e.group == "console_scripts"}
-    assert len(commands) == 5 and all(f"\n  {name} " in out for name in commands - {"ganrun"}), commands
+    assert len(commands) == 6 and all(f"\n  {name} " in out for name in commands - {"ganrun"}), commands
 
 
 def option_help(help_text: str, option: str) -> str:
@@ -85,6 +85,7 @@ COMMANDS = {
     "completion query": ("ganrun.cli", ["--shell-completion", "query=bash"], {"COMP_LINE": "ganrun loss="}),
     "ganrun-eval --help": ("ganrun.eval_cli", ["--help"], {}),
     "ganrun-sample --help": ("ganrun.sample_cli", ["--help"], {}),
+    "ganrun-translate --help": ("ganrun.translate_cli", ["--help"], {}),
 }
 
 
@@ -102,5 +103,6 @@ def test_interactive_commands_do_not_import_torch(name, tmp_path):
     # the command did its job
     expected = {"ganrun --help": "ganrun-eval", "ganrun --version": "ganrun 0.1", "ganrun --cfg job": "Hinge",
                 "ganrun --info": "Config search path", "completion query": "loss=wgan_gp",
-                "ganrun-eval --help": "--num-samples", "ganrun-sample --help": "--interpolate"}[name]
+                "ganrun-eval --help": "--num-samples", "ganrun-sample --help": "--interpolate",
+                "ganrun-translate --help": "--degrade"}[name]
     assert expected in proc.stdout

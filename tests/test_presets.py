@@ -16,8 +16,9 @@ from hydra import compose, initialize_config_module
 import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
 from ganrun import losses, regularizers
 from ganrun.config import build, build_optimizer
-from ganrun.models import resnet
+from ganrun.models import resnet, transformer_net
 from ganrun.schedules import warmup_then_decay
+from ganrun.validate import validate
 
 
 def compose_config(*overrides):
@@ -208,6 +209,39 @@ def test_lsgan_preset_is_mao_et_al():
     assert has(G, nn.BatchNorm2d) and has(D, nn.BatchNorm2d)  # vgg.py: batch norm in G and in D's layers 2-4
 
 
+# -- pix2pix: Isola et al. 2017 (arXiv:1611.07004) ------------------------------------------------------------
+@pytest.mark.parametrize("task", ["superres", "inpaint", "denoise"])
+def test_pix2pix_preset_is_isola_et_al(task):
+    from ganrun.models import patchgan, unet
+    from ganrun.objective import PairedObjective
+
+    cfg = compose_config("experiment=pix2pix", f"task={task}", "dataset=cifar10", "dataset.resolution=256")
+    assert cfg.task.name == task  # the task stays the user's choice
+    assert cfg.task.reconstruction == "l1" and cfg.task.reconstruction_weight == 100.0  # eq. 4: lambda L1, lambda=100
+    assert isinstance(build(cfg.loss), losses.NonSaturating)  # sec. 3: G maximises log D(x, G(x, z))
+    assert build(cfg.regularizer) == {} and not build(cfg.augment)  # no regularizer, no augmentation
+    assert cfg.trainer.batch_size == 1 and cfg.trainer.n_critic == 1  # sec. 3.3 / 6.2: batch 1, alternating steps
+    for opt in optimizers(cfg):  # sec. 3.3: Adam, lr 0.0002, beta1 0.5, beta2 0.999
+        assert isinstance(opt, torch.optim.Adam)
+        assert opt.defaults["lr"] == 0.0002 and opt.defaults["betas"] == (0.5, 0.999)
+    assert cfg.scheduler.decay == "constant" and cfg.ema.enabled is False  # neither is part of the method
+    G, D = built_models(cfg)
+    assert isinstance(G, unet.Generator) and isinstance(D, patchgan.Discriminator)
+    # sec. 6.1.1: the 256 px U-Net encoder C64-C128-C256-C512-C512-C512-C512-C512, dropout 0.5 in 3 decoder layers
+    assert [d[-1].out_channels if isinstance(d[-1], nn.Conv2d) else d[-2].out_channels for d in G.downs] == \
+        [64, 128, 256, 512, 512, 512, 512, 512]
+    assert [m.p for m in G.modules() if isinstance(m, nn.Dropout)] == [0.5] * 3
+    # sec. 4.4 / 6.1.2: the 70x70 PatchGAN C64-C128-C256-C512, BatchNorm but not on C64, one score per patch
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1] and patchgan.receptive_field(3) == 70
+    assert has(D, nn.BatchNorm2d) and D.paired and convs[0].in_channels == 3 + 3 + (task == "inpaint")
+    for module in (G, D):  # sec. 6.2: weights from N(0, 0.02)
+        weights = torch.cat([m.weight.flatten() for m in module.modules() if isinstance(m, nn.Conv2d)])
+        assert weights.mean().abs() < 1e-3 and weights.std().item() == pytest.approx(0.02, rel=0.02)
+    task_obj = build(cfg.task)
+    assert isinstance(task_obj.objective(G, D, build(cfg.loss), {}, None, 100), PairedObjective)
+
+
 def test_every_preset_is_tested_here():
     from pathlib import Path
 
@@ -248,3 +282,60 @@ def test_a_gradient_penalty_on_a_batchnorm_critic_warns_naming_the_fix(name, cap
     for other in ("l2", "clip", "bcr"):  # no input gradient: nothing to warn about
         assert regularizers.warn_penalty_on_batchnorm(build(compose_config(f"regularizer={other}").regularizer),
                                                       built_models(cfg)[1]) == []
+
+
+# -- image-to-image presets (task=superres, task=style) ------------------------------------------------------
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no weights; no download tried below
+
+
+# -- SRGAN: Ledig et al. 2017 (arXiv:1609.04802) ---------------------------------------------------------------
+def test_srgan_preset_is_ledig_et_al(monkeypatch, tmp_path):
+    offline(monkeypatch, tmp_path)
+    cfg = compose_config("experiment=srgan", "task.features.download=false")
+    validate(cfg)
+    assert cfg.task.name == "superres" and cfg.task.degradation.factor == 4  # "upscaling factor of 4x"
+    assert cfg.trainer.batch_size == 16  # sec. 3.2: "16 random 96 x 96 HR sub images"
+    for opt in optimizers(cfg):  # sec. 3.2: Adam, beta1 = 0.9, learning rate 1e-4 (first 1e5 updates)
+        assert isinstance(opt, torch.optim.Adam) and opt.defaults["lr"] == 1e-4 and opt.defaults["betas"][0] == 0.9
+    assert cfg.trainer.steps == 100_000 and cfg.scheduler.decay == "constant"
+    task = build(cfg.task)
+    # eq. 3: l_SR = l_X + 1e-3 l_Gen; sec. 2.2.1: the VGG54 loss (phi_5,4 of VGG19, after activation), the feature
+    # maps rescaled by 1/12.75: (1/12.75)^2 on their squared distance; SRGAN-VGG54 has no pixel (MSE) term
+    assert task.adversarial_weight == 1e-3 and task.reconstruction_weight == 0.0
+    assert abs(task.perceptual_weight - 1 / 12.75**2) < 1e-6
+    assert task.perceptual_layers == ["relu5_4"] and list(task.features.layers) == ["relu5_4"]
+    assert task.features.layers["relu5_4"] == 35 and task.features.protocol["network"].startswith("vgg19")
+    assert isinstance(build(cfg.loss), losses.NonSaturating)  # eq. 6: -log D(G(I_LR))
+    G, D = build(cfg.model.generator), build(cfg.model.discriminator)
+    assert isinstance(G, transformer_net.Generator)
+    blocks = [m for m in G.modules() if isinstance(m, transformer_net.ResidualBlock)]
+    assert len(blocks) == 16  # fig. 4: B = 16 residual blocks ...
+    assert all(m.out_channels == 64 for b in blocks for m in b.modules() if isinstance(m, nn.Conv2d))  # ... k3n64s1
+    assert any(isinstance(m, nn.BatchNorm2d) for m in blocks[0].modules())  # ... with batch norm
+    assert not D.paired  # D classifies an image, not an (input, output) pair
+    images = torch.randn(2, 1, 28, 28)
+    assert D(images, None).shape[0] == 2
+
+
+# -- fast style transfer: Johnson et al. 2016 (arXiv:1603.08155) -----------------------------------------------
+def test_style_preset_is_johnson_et_al(monkeypatch, tmp_path):
+    offline(monkeypatch, tmp_path)
+    cfg = compose_config("experiment=style", "task.features.download=false")
+    validate(cfg)
+    assert cfg.task.name == "style" and cfg.task.features.network == "vgg16"  # sec. 3: VGG-16 loss network
+    assert list(cfg.task.content_layers) == ["relu2_2"]  # sec. 4.1: "feature reconstruction loss at relu2_2"
+    assert list(cfg.task.style_layers) == ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]  # "... style at relu1_2, ..."
+    # weights not in the paper: the defaults of the authors' train.lua (content 1, style 5, TV 1e-6; sec. 4.1: TV
+    # "between 1e-6 and 1e-4, chosen via cross-validation per style target")
+    assert (cfg.task.content_weight, cfg.task.style_weight, cfg.task.tv_weight) == (1.0, 5.0, 1e-6)
+    assert cfg.trainer.batch_size == 4 and cfg.trainer.steps == 40_000  # sec. 4.1: batch 4, 40,000 iterations
+    for opt in optimizers(cfg):  # sec. 4.1: Adam, learning rate 1e-3
+        assert isinstance(opt, torch.optim.Adam) and opt.defaults["lr"] == 1e-3
+    G = build(cfg.model.generator)
+    # supplementary table 1: 9x9x32, 3x3x64 /2, 3x3x128 /2, 5 residual blocks of 128, ..., 9x9 to the image
+    assert isinstance(G, transformer_net.Generator)
+    assert sum(isinstance(m, transformer_net.ResidualBlock) for m in G.modules()) == 5
+    widths = [m.out_channels for m in G.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert widths[:3] == [32, 64, 128] and widths[-3:] == [64, 32, 1]
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in G.modules())  # Ulyanov et al.'s instance norm

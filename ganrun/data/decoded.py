@@ -170,7 +170,7 @@ class _Decode:
                     continue
                 hash_entry(self.digest, path, label, self.root, st, data if self.whole else None)
                 yield i, label, tensor
-        report_unreadable(bad, len(self.entries), self.root, self.skip)
+        report_unreadable(bad, len(self.entries), self.root, self.skip, getattr(self.folder, "config_key", "dataset.path"))
 
     def _result(self, images, labels, kept, prepared=None) -> DecodedImages:
         classes = list(getattr(self.folder, "classes", []) or [])

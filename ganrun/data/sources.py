@@ -225,7 +225,7 @@ class FlatImageFolder(torchvision.datasets.VisionDataset):
         return _open_image(self.samples[index]), 0
 
 
-def image_folder(path: str, skip_unreadable: bool = False):
+def image_folder(path: str, skip_unreadable: bool = False, key: str = "dataset.path"):
     """An ImageFolder tree (sub-folder per class, labels kept) or a flat folder of images.
 
     A folder holding both images and (non-hidden) sub-folders is refused: neither reading would be what was
@@ -235,14 +235,14 @@ def image_folder(path: str, skip_unreadable: bool = False):
     `skip_unreadable` is set.
     """
     if path is None or not os.path.isdir(os.path.expanduser(str(path))):
-        raise DataNotFoundError(f"dataset.path={path!r} is not a folder. Point it at a folder of images.")
+        raise DataNotFoundError(f"{key}={path!r} is not a folder. Point it at a folder of images.")
     path = os.path.abspath(os.path.expanduser(path))
     entries = list(os.scandir(path))
     class_dirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     loose = [e.name for e in entries if e.is_file() and _is_image(e.name)]
     if class_dirs and loose:
         raise ConfigError(
-            f"dataset.path={path} holds {len(loose)} image file(s) next to {len(class_dirs)} sub-folder(s) "
+            f"{key}={path} holds {len(loose)} image file(s) next to {len(class_dirs)} sub-folder(s) "
             f"({', '.join(class_dirs[:5])}{', ...' if len(class_dirs) > 5 else ''}). Use either a flat folder of "
             "images (one class) or one sub-folder per class: move the loose images into a sub-folder, or the "
             "sub-folders out."
@@ -251,29 +251,31 @@ def image_folder(path: str, skip_unreadable: bool = False):
         try:
             dataset = ClassFolders(path, loader=_open_image)
         except FileNotFoundError as exc:
-            raise ConfigError(f"dataset.path={path}: {exc}") from exc
+            raise ConfigError(f"{key}={path}: {exc}") from exc
     else:
         dataset = FlatImageFolder(path)
     if len(dataset) == 0:
-        raise ConfigError(f"dataset.path={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)}).")
-    dataset.skip_unreadable = skip_unreadable
+        raise ConfigError(f"{key}={path} has no image files (looked for {', '.join(IMG_EXTENSIONS)}).")
+    dataset.skip_unreadable, dataset.config_key = skip_unreadable, key
     return dataset
 
 
-def report_unreadable(bad: list[tuple[str, str]], total: int, path: str, skip: bool) -> None:
+def report_unreadable(bad: list[tuple[str, str]], total: int, path: str, skip: bool, key: str = "dataset.path") -> None:
     """Unreadable files (path, reason) found while decoding a folder of `total` files: refused naming them, or, with
-    `skip`, left out (by the caller) and counted in the log."""
+    `skip`, left out (by the caller) and counted in the log. `key` names the folder's config key (a style folder's
+    task.style.root has no skip_unreadable)."""
     if not bad:
         return
     listing = "\n  ".join(f"{f} ({r})" for f, r in bad[:5]) + ("\n  ..." if len(bad) > 5 else "")
     if not skip:
         raise ConfigError(
-            f"{len(bad)} unreadable image file(s) in dataset.path={path}:\n  {listing}\n"
-            "Remove or fix them, or set dataset.source.skip_unreadable=true to leave them out."
+            f"{len(bad)} unreadable image file(s) in {key}={path}:\n  {listing}\n"
+            + ("Remove or fix them, or set dataset.source.skip_unreadable=true to leave them out."
+               if key == "dataset.path" else "Remove or fix them.")
         )
     log.warning("Skipped %d unreadable image file(s) of %d in %s:\n  %s", len(bad), total, path, listing)
     if len(bad) == total:
-        raise ConfigError(f"dataset.path={path}: none of the {total} image files can be read.")
+        raise ConfigError(f"{key}={path}: none of the {total} image files can be read.")
 
 
 def _open_image(path: str) -> Image.Image:

@@ -38,17 +38,24 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_inception_weights(path: Path) -> str:
-    """The file's SHA-256, after checking it is torch-fidelity's Inception file: anything else (a tampered or
-    truncated download, a pickle someone pointed metrics.inception_weights at) is refused before it is opened."""
+def verify_sha256(path: Path, expected: str, what: str, name: str, url: str, key: str) -> str:
+    """The file's SHA-256, after checking it is (or, where only a prefix is published, starts with) `expected`:
+    anything else (a tampered or truncated download, a pickle someone pointed `key` at) is refused before it is
+    opened, naming the file, the digests and where to get the right one (`name` from `url`)."""
     actual = file_sha256(path)
-    if actual != INCEPTION_SHA256:
+    if not actual.startswith(expected):
         raise ConfigError(
-            f"Inception weights {path}: SHA-256 {actual} is not the expected {INCEPTION_SHA256} of {INCEPTION_FILE}. "
-            f"The file is damaged or not the standard weights; it was not loaded. Delete it and download {INCEPTION_URL} "
-            "again (or set metrics.inception_weights to the right file)."
+            f"{what} {path}: SHA-256 {actual} is not the expected {expected} of {name}. "
+            f"The file is damaged or not the standard weights; it was not loaded. Delete it and download {url} "
+            f"again (or set {key} to the right file)."
         )
     return actual
+
+
+def verify_inception_weights(path: Path) -> str:
+    """torch-fidelity's Inception file, verified by its full SHA-256."""
+    return verify_sha256(path, INCEPTION_SHA256, "Inception weights", INCEPTION_FILE, INCEPTION_URL,
+                         "metrics.inception_weights")
 
 
 @contextlib.contextmanager
@@ -83,27 +90,34 @@ def download(url: str, destination: Path, timeout: float = 15.0) -> None:
         socket.setdefaulttimeout(previous)
 
 
-def find_inception_weights(configured: str | None, allow_download: bool) -> tuple[Path | None, str]:
-    """The weights file to use, or None and why none could be had."""
+def find_weights(configured: str | None, key: str, cached: Path, url: str, verify, allow_download: bool,
+                 download_key: str) -> tuple[Path | None, str]:
+    """A weights file: the one `key` names, else `cached` (the torch hub cache), else a download of `url` into it
+    (checked by `verify`; a bad download is deleted and refused), or None and why none could be had."""
     if configured:
         path = Path(configured).expanduser()
         if path.is_file():
             return path, ""
-        return None, f"metrics.inception_weights={configured} does not exist"
-    cached = hub_inception_path()
+        return None, f"{key}={configured} does not exist"
     if cached.is_file():
         return cached, ""
     if not allow_download:
-        return None, f"{cached} is absent and downloads are off (metrics.download=false)"
+        return None, f"{cached} is absent and downloads are off ({download_key}=false)"
     try:
-        download(INCEPTION_URL, cached)
-        verify_inception_weights(cached)
+        download(url, cached)
+        verify(cached)
         return cached, ""
     except ConfigError:
         cached.unlink(missing_ok=True)  # a bad download must not poison the cache for later runs
         raise
     except Exception as exc:  # offline: URLError, timeout, HTTP errors
-        return None, f"{cached} is absent and downloading {INCEPTION_URL} failed ({exc})"
+        return None, f"{cached} is absent and downloading {url} failed ({exc})"
+
+
+def find_inception_weights(configured: str | None, allow_download: bool) -> tuple[Path | None, str]:
+    """The Inception weights file to use, or None and why none could be had."""
+    return find_weights(configured, "metrics.inception_weights", hub_inception_path(), INCEPTION_URL,
+                        verify_inception_weights, allow_download, "metrics.download")
 
 
 class InceptionExtractor:
