@@ -69,15 +69,19 @@ class GANObjective:
         over the run (lazy terms), `step` counts G steps (augmentation schedules)."""
         y = labels if self.conditional else None
         z = torch.randn(real.shape[0], self.z_dim, device=real.device)
+        shared = self.shared_inputs(d_step)
         with self.autocast:
             with torch.set_grad_enabled(self.reuse_fakes):  # G's graph only when G's step will reuse these fakes
                 generated = self.G(z, y)
-            unaugmented, real, fake = real, self.augment(real, step), self.augment(generated.detach(), step)
+            unaugmented = real
+            real, real_grads = self.d_input(real, "real", shared, step)
+            fake, fake_grads = self.d_input(generated.detach(), "fake", shared, step)
             (real_out, real_cls), (fake_out, fake_cls) = split_output(self.D(real, y)), split_output(self.D(fake, y))
             real_out, fake_out = real_out.float(), fake_out.float()  # losses in fp32 under AMP
             ctx = TermContext(self.critic(y), self.D, real, fake, y, real_cls, fake_cls, d_step,
                               augment=lambda x: self.augment(x, step), unaugmented_real=unaugmented,
-                              unaugmented_fake=generated.detach(), real_out=real_out, fake_out=fake_out)
+                              unaugmented_fake=generated.detach(), real_out=real_out, fake_out=fake_out,
+                              grad_inputs={**real_grads, **fake_grads})
         return self.discriminator_step(ctx, generated)
 
     def discriminator_step(self, ctx: TermContext, generated) -> DiscriminatorStep:
@@ -92,7 +96,29 @@ class GANObjective:
         logs.update({"loss/D": total, "loss/D_adversarial": adversarial,
                      "scores/D(x)": self.loss.score(real_out).mean(), "scores/D(G(z))": self.loss.score(fake_out).mean()})
         logs.update(self.augment.observe(real_out))  # adaptive augmentation reads D's verdict on the reals
-        return DiscriminatorStep(total, logs, ctx.real, ctx.labels, generated if self.reuse_fakes else None)
+        return DiscriminatorStep(total, logs, ctx.real.detach(), ctx.labels, generated if self.reuse_fakes else None)
+
+    def shared_inputs(self, d_step: int) -> set:
+        """The (kind, through_augment) inputs that terms due on this D step differentiate D's outputs by, sharing
+        the step's forward (regularizers.ZeroCentred). None when D is compiled: aot_autograd cannot differentiate
+        its graph twice, so the penalties run their own eager pass (`critic`)."""
+        if eager(self.D) is not self.D:
+            return set()
+        return {need for term in self.terms.values() for need in getattr(term, "shared_inputs", lambda _: ())(d_step)}
+
+    def d_input(self, x: torch.Tensor, kind: str, shared: set, step: int):
+        """D's input for the batch `x` (augmented) and {(kind, through_augment): tensor} for the penalties that
+        share D's forward: `x` made a leaf requiring grad before the augmentation (through it), and/or the
+        augmented batch (D's own input; made a leaf only when it carries no graph from `x`)."""
+        grads = {}
+        if (kind, True) in shared:
+            x = grads[(kind, True)] = x.detach().requires_grad_(True)
+        augmented = self.augment(x, step)
+        if (kind, False) in shared:
+            if not augmented.requires_grad:
+                augmented = augmented.detach().requires_grad_(True)
+            grads[(kind, False)] = augmented
+        return augmented, grads
 
     def g_loss(self, batch_size: int, step: int, d_step: DiscriminatorStep) -> StepLoss:
         """G's loss on `batch_size` fresh fakes (uniform labels when conditional), or on the D step's fakes with

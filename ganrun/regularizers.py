@@ -13,12 +13,21 @@ Input-gradient penalties (R1, R2, R1+R2, GP, DRAGAN) differentiate D through the
 critic(x) = D(augment(x)) at the un-augmented batches, as stylegan2-ada (training/loss.py) and R3GAN do, so the
 penalty constrains D on the data's own space; `through_augment=False` takes the gradient at D's augmented input
 instead (ganrun's behaviour before). Without augmentation both are the same.
+
+The zero-centred penalties (R1, R2, R1+R2) share the D step's forward pass on the steps they are due: the step
+marks the inputs they name (`shared_inputs`) as requiring grad before augmenting and running D, and the penalty
+differentiates D's outputs of the adversarial loss (`TermContext.real_out`/`fake_out`) with respect to them, as
+stylegan2-ada's non-lazy Dmain+Dreg phase and R3GAN's trainer do: no second D pass, and the penalty sees the
+step's own augmentation draw. They fall back to a pass of their own (a fresh augmentation draw) where the step
+offers no shared inputs: D compiled with torch.compile (aot_autograd cannot differentiate its graph twice, see
+GANObjective.critic) and contexts built by hand. GP and DRAGAN always run their own pass: their points
+(interpolates, perturbed reals) are not the loss's inputs.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -47,11 +56,15 @@ class TermContext:
     unaugmented_fake: torch.Tensor | None = None
     real_out: torch.Tensor | None = None  # D's adversarial outputs on `real` and `fake` (fp32), graph kept
     fake_out: torch.Tensor | None = None
+    # {(kind, through_augment): x}: the inputs ("real"/"fake", before the augmentation or D's own input) that
+    # `real_out`/`fake_out` were computed from with x.requires_grad, for penalties sharing D's forward
+    grad_inputs: dict = field(default_factory=dict)
 
     def penalty_inputs(self, through_augment: bool):
         """(critic, real, fake) an input-gradient penalty differentiates: x -> D(augment(x)) at the un-augmented
-        batches (`through_augment`), or D at its augmented inputs. The augmentation draws afresh, as
-        stylegan2-ada's separate regularisation pass does."""
+        batches (`through_augment`), or D at its augmented inputs: a pass of its own, whose augmentation draws
+        afresh (as stylegan2-ada's separate lazy regularisation pass does). Penalties that can share the step's
+        forward read `grad_inputs` instead (ZeroCentred)."""
         if not through_augment or self.augment is None:
             return self.critic, self.real, self.fake
         critic, augment = self.critic, self.augment
@@ -72,7 +85,15 @@ class Regularizer:
 
     def due(self, ctx: TermContext) -> bool:
         """Whether the term acts on this D step: a nonzero weight, and one step in `every`."""
-        return bool(self.weight) and ctx.d_step % self.every == 0
+        return self.due_at(ctx.d_step)
+
+    def due_at(self, d_step: int) -> bool:
+        return bool(self.weight) and d_step % self.every == 0
+
+    def shared_inputs(self, d_step: int) -> tuple:
+        """The (kind, through_augment) inputs, kind "real" or "fake", whose gradient this term takes from the D
+        step's own forward on step `d_step` (TermContext.grad_inputs); none for terms that run their own pass."""
+        return ()
 
     def penalty_inputs(self, ctx: TermContext):
         """(critic, real, fake) that `penalty` reads: D's augmented inputs (input-gradient penalties override)."""
@@ -150,7 +171,13 @@ def refuse_cuda_graphs_with_penalties(regularizers: dict, trainer) -> None:
 def input_gradient_norm(critic, x: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm of d critic(x) / dx, differentiable (create_graph) so it can be penalised."""
     x = x.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return output_gradient_norm(critic(x), x)
+
+
+def output_gradient_norm(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample L2 norm of d out / dx for outputs `out` already computed from `x` (x.requires_grad), kept
+    differentiable (create_graph): the gradient of a forward pass that another loss also reads."""
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
     return grad.flatten(1).norm(2, dim=1)
 
 
@@ -175,6 +202,7 @@ class InputGradientPenalty(Regularizer):
 
 class GradientPenalty(InputGradientPenalty):
     """Gulrajani et al. 2017 (WGAN-GP): E[(||grad D(x_hat)|| - center)^2] on x_hat = e*x + (1-e)*G(z), e ~ U[0,1].
+    A D pass of its own: the interpolates are not the adversarial loss's inputs.
 
     one_sided=True penalises only norms above `center`: E[max(0, ||grad|| - center)^2] (the paper's appendix).
     center=0 gives the zero-centred variant.
@@ -194,23 +222,47 @@ class GradientPenalty(InputGradientPenalty):
         return gap.pow(2).mean()
 
 
-class R1(InputGradientPenalty):
+class ZeroCentred(InputGradientPenalty):
+    """1/2 E[||grad D||^2] at the batches named in `at` ("real", "fake"), from the D step's own forward when the
+    step shares it (TermContext.grad_inputs, see the module docstring), else from a pass of its own (`penalty`)."""
+
+    at: tuple = ()
+
+    def shared_inputs(self, d_step: int) -> tuple:
+        return tuple((kind, self.through_augment) for kind in self.at) if self.due_at(d_step) else ()
+
+    def d_term(self, ctx: TermContext) -> torch.Tensor | None:
+        inputs = [ctx.grad_inputs.get((kind, self.through_augment)) for kind in self.at]
+        if not self.due(ctx) or any(x is None for x in inputs):
+            return super().d_term(ctx)  # not due, or no shared forward: a pass of its own
+        outputs = {"real": ctx.real_out, "fake": ctx.fake_out}
+        penalty = sum(0.5 * output_gradient_norm(outputs[kind], x).pow(2).mean() for kind, x in zip(self.at, inputs))
+        return self.weight * self.every * penalty
+
+
+class R1(ZeroCentred):
     """Mescheder et al. 2018: R1 = 1/2 E_real[||grad D(x)||^2], `weight` is their gamma."""
+
+    at = ("real",)
 
     def penalty(self, critic, real, fake, discriminator):
         return zero_centred(critic, real)
 
 
-class R2(InputGradientPenalty):
+class R2(ZeroCentred):
     """Mescheder et al. 2018: R2 = 1/2 E_fake[||grad D(G(z))||^2], `weight` is their gamma."""
+
+    at = ("fake",)
 
     def penalty(self, critic, real, fake, discriminator):
         return zero_centred(critic, fake)
 
 
-class R1R2(InputGradientPenalty):
+class R1R2(ZeroCentred):
     """R3GAN's penalty (Huang et al. 2024; R3GAN/Trainer.py): gamma/2 (E_real||grad D(x)||^2 +
     E_fake||grad D(G(z))||^2), R1 and R2 with one weight gamma (`weight`), so one schedule moves both."""
+
+    at = ("real", "fake")
 
     def penalty(self, critic, real, fake, discriminator):
         return zero_centred(critic, real) + zero_centred(critic, fake)
@@ -218,7 +270,8 @@ class R1R2(InputGradientPenalty):
 
 class DRAGAN(InputGradientPenalty):
     """Kodali et al. 2017: E[(||grad D(x_hat)|| - 1)^2] at points x_hat = x + a * delta near the real data,
-    delta = 0.5 * std(x) * U[0, 1] per element and a ~ U[0, 1] per sample (lambda = 10 in the paper)."""
+    delta = 0.5 * std(x) * U[0, 1] per element and a ~ U[0, 1] per sample (lambda = 10 in the paper). A D pass of
+    its own: the perturbed reals are not the adversarial loss's inputs."""
 
     def __init__(self, weight: float = 10.0, spread: float = 0.5, every: int = 1, through_augment: bool = True):
         super().__init__(weight, every, through_augment)

@@ -13,7 +13,7 @@ from ganrun.losses import NonSaturating, RelativisticAverageBCE, Wasserstein
 from ganrun.models import mlp
 from ganrun.models.conditioning import conditioning_terms
 from ganrun.objective import GANObjective, frozen
-from ganrun.regularizers import R1, GradientPenalty, Regularizer, WeightClipping
+from ganrun.regularizers import R1, R1R2, GradientPenalty, Regularizer, WeightClipping
 from ganrun.run_state import reuse_fakes
 
 Z, SHAPE, BATCH = 3, [2], 6
@@ -271,18 +271,26 @@ def test_other_losses_never_draw_from_the_stream_in_g_step(loss):
     assert next(stream, None) is not None  # the data order of every other loss is unchanged
 
 
-def test_d_step_hands_penalties_the_unaugmented_batches_the_augmentation_and_ds_outputs():
-    from ganrun.regularizers import R1
-
-    G, D = nets()
-    double = type("Double", (), {"check": lambda self, s: None, "__call__": lambda self, x, step: 2 * x})()
+def context_spy():
+    """A term that records the TermContext of each D step: (term, list of contexts)."""
     seen = []
 
     class Spy(Regularizer):
         def d_term(self, ctx):
             seen.append(ctx)
 
-    obj = objective(G, D, terms={"spy": Spy(), "r1": R1(weight=2.0)}, augment=Pipeline({"double": double}))
+    return Spy(), seen
+
+
+DOUBLE = type("Double", (), {"check": lambda self, s: None, "__call__": lambda self, x, step: 2 * x})()
+
+
+def test_d_step_hands_penalties_the_unaugmented_batches_the_augmentation_and_ds_outputs():
+    from ganrun.regularizers import R1
+
+    G, D = nets()
+    spy, seen = context_spy()
+    obj = objective(G, D, terms={"spy": spy, "r1": R1(weight=2.0)}, augment=Pipeline({"double": DOUBLE}))
     real, labels = batch()
     d_step = obj.d_loss(real, labels, step=0, d_step=0)
     ctx = seen[0]
@@ -310,3 +318,69 @@ def test_lecam_averages_travel_in_the_objective_state():
     expected = obj.d_loss(real, labels, step=0, d_step=1).logs["penalty/lecam"].item()
     torch.manual_seed(7)
     assert fresh.d_loss(real, labels, step=0, d_step=1).logs["penalty/lecam"].item() == pytest.approx(expected)
+
+
+# ---- zero-centred penalties share the D step's forward (stylegan2-ada Dmain+Dreg, R3GAN's trainer)
+def d_forwards(D):
+    """A list that counts D's forward calls (a forward hook)."""
+    calls = []
+    D.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    return calls
+
+
+@pytest.mark.parametrize("make, forwards", [(lambda: R1R2(), 2),
+                                            (lambda: R1(), 2), (lambda: GradientPenalty(), 3)],
+                         ids=["r1r2", "r1", "gp"])
+def test_zero_centred_penalties_reuse_the_d_steps_forward_and_gp_runs_its_own(make, forwards):
+    G, D = nets()
+    calls = d_forwards(D)
+    objective(G, D, terms={"reg": make()}).d_loss(*batch(), step=0, d_step=0)
+    assert len(calls) == forwards  # real, fake (+ GP's interpolates); a separate R1+R2 pass would make 4
+
+
+def test_a_compiled_d_gets_a_penalty_pass_of_its_own():
+    """aot_autograd cannot differentiate a compiled graph twice: with D compiled, R1+R2 runs D eagerly again.
+    (Compiled is simulated by what GANObjective.eager reads, `_compiled_call_impl`, set to the eager call.)"""
+    G, D = nets()
+    calls = d_forwards(D)
+    D._compiled_call_impl = D._call_impl
+    step = objective(G, D, terms={"r1r2": R1R2(weight=2.0)}).d_loss(*batch(), step=0, d_step=0)
+    assert len(calls) == 4 and "penalty/r1r2" in step.logs
+
+
+@pytest.mark.parametrize("conditioning, classes", [("none", None), ("projection", 3)])
+def test_shared_penalty_equals_the_separate_pass_without_augmentation(conditioning, classes):
+    """augment=none: the shared forward's R1+R2 equals the penalty's own pass (split_output keeps a conditional D's
+    adversarial output); float32 on CPU, relative tolerance 1e-6."""
+    import dataclasses
+
+    G, D = nets(conditioning, classes)
+    spy, seen = context_spy()
+    r1r2 = R1R2(weight=3.0)
+    step = objective(G, D, terms={"r1r2": r1r2, "spy": spy}).d_loss(*batch(classes), step=0, d_step=0)
+    ctx = seen[0]
+    assert set(ctx.grad_inputs) == {("real", True), ("fake", True)}
+    separate = r1r2.d_term(dataclasses.replace(ctx, grad_inputs={}))
+    assert step.logs["penalty/r1r2"].item() == pytest.approx(separate.item(), rel=1e-6)
+    assert separate.item() > 0
+
+
+def test_shared_penalties_through_and_not_through_a_doubling_augmentation_match_their_closed_forms():
+    """x -> 2x: R1 through it is 1/2 E||2 D'(2x)||^2, R2 at D's own input 1/2 E||D'(2 G(z))||^2, in one step."""
+    from ganrun.regularizers import R2
+
+    G, D = nets()
+    spy, seen = context_spy()
+    obj = objective(G, D, terms={"r1": R1(weight=2.0), "r2": R2(weight=5.0, through_augment=False), "spy": spy},
+                    augment=Pipeline({"double": DOUBLE}))
+    calls = d_forwards(D)
+    real, labels = batch()
+    step = obj.d_loss(real, labels, step=0, d_step=0)
+    assert len(calls) == 2
+    fake = seen[0].fake.detach().clone().requires_grad_(True)  # 2 G(z), D's own input
+    (grad_fake,) = torch.autograd.grad(D(fake).sum(), fake)
+    x = real.clone().requires_grad_(True)
+    (grad_real,) = torch.autograd.grad(D(2 * x).sum(), x)
+    assert step.logs["penalty/r1"].item() == pytest.approx(2.0 * 0.5 * grad_real.pow(2).sum(1).mean().item(), rel=1e-5)
+    assert step.logs["penalty/r2"].item() == pytest.approx(5.0 * 0.5 * grad_fake.pow(2).sum(1).mean().item(), rel=1e-5)
+    assert not step.real.requires_grad  # the batch handed to G's step carries no graph of the penalty's inputs

@@ -149,6 +149,25 @@ def test_input_gradient_penalties_differentiate_through_the_augmentation_unless_
     assert regularizers.R1().through_augment and regularizers.GradientPenalty().through_augment
 
 
+@pytest.mark.parametrize("make, through, unaugmented", [
+    (lambda t: regularizers.R1(weight=3.0, through_augment=t), 0.5 * 3.0 * 4 * 5.25, 0.5 * 3.0 * 5.25),
+    (lambda t: regularizers.R2(weight=3.0, through_augment=t), 0.5 * 3.0 * 4 * 5.25, 0.5 * 3.0 * 5.25),
+    (lambda t: regularizers.R1R2(weight=3.0, through_augment=t), 3.0 * 4 * 5.25, 3.0 * 5.25),
+])
+def test_zero_centred_penalties_from_the_steps_shared_forward_match_the_closed_forms(make, through, unaugmented):
+    """The D step's own outputs on 2x (x and 2x marked requires_grad, TermContext.grad_inputs) give the same
+    closed forms as a pass of its own; the critic is never called again."""
+    critic = linear_critic(W)
+    real, fake = torch.randn(6, 3).requires_grad_(True), (torch.randn(6, 3) + 1.0).requires_grad_(True)
+    real_aug, fake_aug = 2 * real, 2 * fake
+    grad_inputs = {("real", True): real, ("fake", True): fake, ("real", False): real_aug, ("fake", False): fake_aug}
+    ctx = regularizers.TermContext(None, None, real_aug, fake_aug, augment=lambda x: 2 * x, unaugmented_real=real,
+                                   unaugmented_fake=fake, real_out=critic(real_aug), fake_out=critic(fake_aug),
+                                   grad_inputs=grad_inputs)
+    assert make(True).d_term(ctx).item() == pytest.approx(through, rel=1e-5)
+    assert make(False).d_term(ctx).item() == pytest.approx(unaugmented, rel=1e-5)
+
+
 def test_penalties_through_the_augmentation_read_the_unaugmented_batches():
     seen = []
 
