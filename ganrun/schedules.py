@@ -110,7 +110,11 @@ def param_group_setter(optimizer, name: str, index: int | None = None) -> Callab
 
 def attribute_setter(obj, name: str, key: str, where: str) -> Callable[[float], None]:
     """setattr(obj, name, value) for a float (or unset, None) attribute: the one the config value built. A
-    floating 0-d tensor attribute (a probability kept on the device) is filled in place: no host sync."""
+    floating 0-d tensor attribute (a probability kept on the device) is filled in place: no host sync. An object
+    may refuse a schedule of one of its scalars (`refuse_schedule(name)` returns why: ADA's adaptive p)."""
+    refusal = getattr(obj, "refuse_schedule", lambda _: None)(name)
+    if refusal:
+        raise ConfigError(f"{where}={key}: {refusal}.")
     current = getattr(obj, name, ConfigError)
     if isinstance(current, torch.Tensor) and current.dim() == 0 and current.is_floating_point():
         return lambda value: getattr(obj, name).fill_(value)
