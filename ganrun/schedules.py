@@ -182,13 +182,13 @@ def build_schedules(cfg, objects: dict, lr: list[Scheduled], budget_steps: int, 
     naming numbers of the config), each bound to its object here. A key the `scheduler=` group already schedules
     is refused unless that group leaves the lr alone (constant, no warm-up: the entry then replaces it). A
     `length` of null is the whole run in the schedule's unit (it follows a budget raised on resume)."""
-    named = {}
+    named, groups = {}, list(lr)  # the scheduler group's (G, D) schedules, by position even once one is replaced
     for name, given in (cfg.get("schedules") or {}).items():
         node = OmegaConf.merge(OmegaConf.structured(ScheduleSchema), given)  # the optional fields' defaults
         where = f"schedules.{name}.key"
         key = str(node.key)  # a key scheduled twice was refused by ganrun.validate
         if key in ("optimizer.g.lr", "optimizer.d.lr"):
-            group = lr[0 if key == "optimizer.g.lr" else 1]
+            group = groups[0 if key == "optimizer.g.lr" else 1]
             if not is_identity(group):
                 raise ConfigError(f"{where}={key} is scheduled twice: the scheduler group (scheduler.decay="
                                   f"{group.schedule.kind}) schedules it too; use scheduler=constant with it.")
