@@ -13,6 +13,10 @@ fakes (one more G forward per step); `ema=ema.enabled=true` prices the default E
 
     python benchmarks/loop_overhead.py --threads 2 --pairs 3 --variant fresh=trainer.reuse_fakes=false
     python benchmarks/loop_overhead.py --variant cl=trainer.channels_last=true --variant ema=ema.enabled=true
+
+`--model r3gan` is the R3GAN-class pair: ganrun's `experiment=r3gan_small` with R1 + R2 on every step (R3GAN's
+choice; `regularizer.r1r2.every=1`), its schedules on, against a hand-written RpGAN + gamma/2 (R1 + R2) step on the
+same networks (ganrun.models.r3gan at the preset's widths), G's step on a fresh real batch and the D step's fakes.
 """
 
 from __future__ import annotations
@@ -75,6 +79,54 @@ def handwritten(images: torch.Tensor, steps: int, warmup: int, device) -> float:
     return rate, G, D
 
 
+R3GAN_SMALL = dict(z_dim=64, resolution=RESOLUTION, channels=1, widths=[128, 64, 32, 16], blocks=1, group_size=8,
+                   expansion=2)  # conf/experiment/r3gan_small.yaml's networks
+R3GAN_OVERRIDES = ["experiment=r3gan_small", "trainer.kimg=null", "regularizer.r1r2.every=1",
+                   "~schedules.ema"]  # no EMA in either loop (the ema.enabled=false below)
+
+
+def handwritten_r3gan(images: torch.Tensor, steps: int, warmup: int, device, gamma: float = 0.05):
+    """R3GAN's step written by hand (R3GAN/Trainer.py): D minimises softplus(-(D(x) - D(G(z)))) + gamma/2 (R1 + R2),
+    each penalty the per-sample squared input-gradient norm averaged; G minimises softplus(-(D(G(z)) - D(x')))
+    on a fresh real batch x'. Adam(2e-4, betas (0, 0.9)); images/s after `warmup` steps."""
+    from ganrun.models.r3gan import Discriminator, Generator
+
+    torch.manual_seed(0)
+    G = Generator(**R3GAN_SMALL).to(device)
+    D = Discriminator(**{k: v[::-1] if k == "widths" else v for k, v in R3GAN_SMALL.items() if k != "z_dim"}).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.0, 0.9))
+    images = images.to(device)
+
+    def penalty(x):
+        x = x.detach().requires_grad_(True)
+        out = D(x)
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return out, grad.square().sum((1, 2, 3)).mean()
+
+    start = time.perf_counter()
+    for step in range(steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        real = images[torch.randint(0, len(images), (BATCH,), device=device)].float() / 127.5 - 1
+        fake = G(torch.randn(BATCH, R3GAN_SMALL["z_dim"], device=device))
+        (real_out, r1), (fake_out, r2) = penalty(real), penalty(fake)
+        d_loss = F.softplus(-(real_out - fake_out)).mean() + gamma / 2 * (r1 + r2)
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        real = images[torch.randint(0, len(images), (BATCH,), device=device)].float() / 127.5 - 1
+        g_loss = F.softplus(-(D(fake) - D(real))).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+    loss_value = g_loss.item()
+    assert loss_value == loss_value
+    return (steps - warmup) * BATCH / (time.perf_counter() - start), G, D
+
+
 def ganrun_overrides(root: str, steps: int, device: str, extra: list[str]) -> list[str]:
     return [f"trainer.steps={steps}", f"trainer.log_every={max(1, steps // 2)}", f"trainer.device={device}",
             f"trainer.batch_size={BATCH}", f"dataset.source.root={root}", "metrics.every=0",
@@ -109,7 +161,8 @@ def handwritten_process(args) -> None:
     from ganrun.runtime import select_device
 
     device = select_device(args.device)
-    _, G, D = handwritten(read_images(args.root), args.process_steps, 0, device)
+    loop = handwritten_r3gan if args.model == "r3gan" else handwritten
+    _, G, D = loop(read_images(args.root), args.process_steps, 0, device)
     torch.save({"G": G.state_dict(), "D": D.state_dict()}, "final.pt")
 
 
@@ -124,6 +177,8 @@ def main():
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE]",
                         help="also time ganrun with these overrides (repeatable)")
     parser.add_argument("--skip-process", action="store_true", help="in-process measure only")
+    parser.add_argument("--model", choices=["dcgan", "r3gan"], default="dcgan",
+                        help="r3gan: the R3GAN-class pair (experiment=r3gan_small, R1 + R2 every step)")
     parser.add_argument("--handwritten-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -136,17 +191,18 @@ def main():
     from ganrun.runtime import select_device
 
     device = select_device(args.device)
-    variants = {"ganrun": []}
+    variants = {"ganrun": R3GAN_OVERRIDES if args.model == "r3gan" else []}
     for spec in args.variant:
         name, _, overrides = spec.partition("=")
-        variants[name] = overrides.split(",") if overrides else []
+        variants[name] = variants["ganrun"] + (overrides.split(",") if overrides else [])
     images = read_images(args.root)
     warmup = args.steps // 2
-    contenders = {"hand-written": lambda: handwritten(images, args.steps, warmup, device)[0]}
+    loop = handwritten_r3gan if args.model == "r3gan" else handwritten
+    contenders = {"hand-written": lambda: loop(images, args.steps, warmup, device)[0]}
     contenders.update({name: (lambda extra=extra: ganrun_in_process(args.root, args.steps, args.device, extra))
                        for name, extra in variants.items()})
     script = [sys.executable, os.path.abspath(__file__), "--handwritten-process", "--root", args.root,
-              "--process-steps", str(args.process_steps), "--device", args.device]
+              "--process-steps", str(args.process_steps), "--device", args.device, "--model", args.model]
     processes = {"hand-written": script}
     processes.update({name: ["ganrun", *ganrun_overrides(args.root, args.process_steps, args.device, extra)]
                       for name, extra in variants.items()})
@@ -165,7 +221,7 @@ def main():
               flush=True)
 
     hand_rates, hand_walls = rates.pop("hand-written"), walls.pop("hand-written")
-    print(f"\ndevice: {device}, threads: {torch.get_num_threads()}, Fashion-MNIST, DCGAN 32 px (28 px padded), "
+    print(f"\ndevice: {device}, threads: {torch.get_num_threads()}, Fashion-MNIST, {args.model} 32 px (28 px padded), "
           f"batch {BATCH}, {args.pairs} interleaved pairs, medians")
     print(f"in-process ({args.steps - warmup} timed steps after {warmup} warm-up): hand-written "
           f"{statistics.median(hand_rates):.0f} images/s")

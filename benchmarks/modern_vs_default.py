@@ -63,6 +63,7 @@ def run(arm: str, seed: int, steps: int, snap_every: int, root: str, out: Path) 
 
     def timed_save(self, path, *args, **kwargs):  # the CPU time before writing: saving is not training
         cpu.setdefault(int(self.step), time.process_time() - cpu_start)
+        (run_dir / "bench_cpu.json").write_text(json.dumps(cpu))  # kept if the run is stopped early
         return save(self, path, *args, **kwargs)
 
     run_state.RunState.save = timed_save
@@ -70,10 +71,9 @@ def run(arm: str, seed: int, steps: int, snap_every: int, root: str, out: Path) 
         train(cfg, run_dir, given)
     finally:
         run_state.RunState.save = save
-    (run_dir / "bench_cpu.json").write_text(json.dumps(cpu))
 
 
-def report(out: Path, root: str, samples: int, num_real: int) -> None:
+def report(out: Path, root: str, samples: int, num_real: int, every: int) -> None:
     cfg, _ = config(root, [f"metrics.num_real={num_real}"])
     evaluator = make_evaluator(cfg.metrics, cfg.dataset, torch.device("cpu"))
     scores_path = out / "scores.json"
@@ -81,7 +81,7 @@ def report(out: Path, root: str, samples: int, num_real: int) -> None:
     curves = {}
     for run_dir in sorted(p for p in out.iterdir() if (p / "bench_cpu.json").exists()):
         cpu = {int(k): v for k, v in json.loads((run_dir / "bench_cpu.json").read_text()).items()}
-        for step in sorted(cpu):
+        for step in sorted(s for s in cpu if s % every == 0 or s == max(cpu)):
             path = checkpoint.checkpoint_path(run_dir, step)
             for which, ema in (("raw", False), ("ema", True)):
                 key = f"{run_dir.name}@{step}/{which}@{samples}"
@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="generator steps of this arm's run")
     parser.add_argument("--snap-every", type=int, default=100)
     parser.add_argument("--report", action="store_true", help="score every snapshot in --out and print the curves")
+    parser.add_argument("--score-every", type=int, default=100, help="score the snapshots at multiples of this step")
     parser.add_argument("--samples", type=int, default=2000, help="generated samples per score")
     parser.add_argument("--num-real", type=int, default=5000, help="metrics.num_real of the evaluator")
     parser.add_argument("--root", default="data", help="dataset.source.root (Debian's package is found anyway)")
@@ -122,7 +123,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.report:
-        report(out, args.root, args.samples, args.num_real)
+        report(out, args.root, args.samples, args.num_real, args.score_every)
     else:
         run(args.arm, args.seed, args.steps, args.snap_every, args.root, out)
 
