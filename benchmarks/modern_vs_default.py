@@ -75,7 +75,9 @@ def run(arm: str, seed: int, steps: int, snap_every: int, root: str, out: Path) 
 
 def report(out: Path, root: str, samples: int, num_real: int, every: int) -> None:
     cfg, _ = config(root, [f"metrics.num_real={num_real}"])
-    evaluator = make_evaluator(cfg.metrics, cfg.dataset, torch.device("cpu"))
+    # largest: sized as an evaluation of 5000+ samples, so the offline classifier is trained on the whole training
+    # split (the runs themselves evaluate nothing, which would size it as a smoke run's)
+    evaluator = make_evaluator(cfg.metrics, cfg.dataset, torch.device("cpu"), largest=max(samples, 5000))
     scores_path = out / "scores.json"
     scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
     curves = {}
