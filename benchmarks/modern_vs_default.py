@@ -73,15 +73,17 @@ def run(arm: str, seed: int, steps: int, snap_every: int, root: str, out: Path) 
         run_state.RunState.save = save
 
 
-def report(out: Path, root: str, samples: int, num_real: int, every: int) -> None:
+def report(out: Path, root: str, samples: int, num_real: int, every: int, only: list[str]) -> None:
     cfg, _ = config(root, [f"metrics.num_real={num_real}"])
     # largest: sized as an evaluation of 5000+ samples, so the offline classifier is trained on the whole training
     # split (the runs themselves evaluate nothing, which would size it as a smoke run's)
     evaluator = make_evaluator(cfg.metrics, cfg.dataset, torch.device("cpu"), largest=max(samples, 5000))
-    scores_path = out / "scores.json"
-    scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
     curves = {}
     for run_dir in sorted(p for p in out.iterdir() if (p / "bench_cpu.json").exists()):
+        if only and run_dir.name not in only:
+            continue
+        scores_path = run_dir / "bench_scores.json"  # one file per run: runs can be scored in parallel processes
+        scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
         cpu = {int(k): v for k, v in json.loads((run_dir / "bench_cpu.json").read_text()).items()}
         for step in sorted(s for s in cpu if s % every == 0 or s == max(cpu)):
             path = checkpoint.checkpoint_path(run_dir, step)
@@ -114,6 +116,7 @@ def main() -> None:
     parser.add_argument("--snap-every", type=int, default=100)
     parser.add_argument("--report", action="store_true", help="score every snapshot in --out and print the curves")
     parser.add_argument("--score-every", type=int, default=100, help="score the snapshots at multiples of this step")
+    parser.add_argument("--only", nargs="*", default=[], help="with --report: score these runs (OUT/NAME) only")
     parser.add_argument("--samples", type=int, default=2000, help="generated samples per score")
     parser.add_argument("--num-real", type=int, default=5000, help="metrics.num_real of the evaluator")
     parser.add_argument("--root", default="data", help="dataset.source.root (Debian's package is found anyway)")
@@ -125,7 +128,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.report:
-        report(out, args.root, args.samples, args.num_real, args.score_every)
+        report(out, args.root, args.samples, args.num_real, args.score_every, args.only)
     else:
         run(args.arm, args.seed, args.steps, args.snap_every, args.root, out)
 
