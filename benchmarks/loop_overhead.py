@@ -46,6 +46,13 @@ def read_images(root: str) -> torch.Tensor:
     return F.pad(images, [2, 2, 2, 2])
 
 
+def clock(device) -> float:
+    """Now, once the device has finished what was queued (the timed steps start here)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 def handwritten(images: torch.Tensor, steps: int, warmup: int, device) -> float:
     """The loop a researcher writes by hand on ganrun's default DCGAN; images/s after `warmup` steps."""
     from ganrun.models.dcgan import Discriminator, Generator
@@ -59,9 +66,7 @@ def handwritten(images: torch.Tensor, steps: int, warmup: int, device) -> float:
     start = time.perf_counter()
     for step in range(steps):
         if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+            start = clock(device)
         idx = torch.randint(0, len(images), (BATCH,), device=device)
         real = images[idx].float() / 127.5 - 1
         fake = G(torch.randn(BATCH, Z_DIM, device=device))
@@ -107,9 +112,7 @@ def handwritten_r3gan(images: torch.Tensor, steps: int, warmup: int, device, gam
     start = time.perf_counter()
     for step in range(steps):
         if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+            start = clock(device)
         real = images[torch.randint(0, len(images), (BATCH,), device=device)].float() / 127.5 - 1
         fake = G(torch.randn(BATCH, R3GAN_SMALL["z_dim"], device=device))
         (real_out, r1), (fake_out, r2) = penalty(real), penalty(fake)
