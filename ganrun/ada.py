@@ -2,8 +2,9 @@
 Limited Data"; the reference is NVlabs/stylegan2-ada-pytorch, training/augment.py and training_loop.py).
 
 Every input of D (reals, fakes, and G's fakes in its step) goes through the same random, differentiable pipeline;
-each op acts on a sample with probability p (every op's own strength is 1, as in the reference's presets), its
-parameters drawn per sample on the input's device, with the reference's default ranges:
+each op acts on a sample with probability p x its strength (`strengths`: 1 unless given, as in the reference's
+`augpipe` presets; R3GAN's pipeline halves the colour ops': AugmentPipe(brightness=0.5, ...)), its parameters drawn
+per sample on the input's device, with the reference's default ranges:
 
   geometric, composed into one matrix per sample and applied in one warp with reflection padding:
     xflip (x -> -x, half the time), rotate90 (k x 90 degrees, k uniform in 0..3), xint (an integer translation,
@@ -86,29 +87,43 @@ def _pixels(t: torch.Tensor, width: int, height: int) -> torch.Tensor:
     return torch.stack([t[:, 0] * width, t[:, 1] * height], 1)
 
 
-def draw(ops, batch: int, height: int, width: int, p: torch.Tensor) -> dict[str, torch.Tensor]:
+def parse_strengths(strengths) -> dict[str, float]:
+    """Each op's strength (its probability is p x strength): 1 unless `strengths` (op -> number) names it."""
+    given = dict(strengths or {})
+    unknown = [name for name in given if name not in OPS]
+    if unknown:
+        raise ConfigError(f"augment.ada.strengths.{unknown[0]}: no such op; the ops are {' | '.join(OPS)}.")
+    return {op: float(given.get(op, 1.0)) for op in OPS}
+
+
+def draw(ops, batch: int, height: int, width: int, p: torch.Tensor, strengths: dict | None = None
+         ) -> dict[str, torch.Tensor]:
     """The parameters of each op in `ops` for `batch` samples, acting with probability `p` (a tensor on the
-    device the draws are made on): translations in pixels (x, y), angles in radians, factors; cutout's
-    (side as a fraction of the size, 0 where it does not act; centre x, y as fractions)."""
+    device the draws are made on) times the op's strength (`strengths`, 1 when absent): translations in pixels
+    (x, y), angles in radians, factors; cutout's (side as a fraction of the size, 0 where it does not act;
+    centre x, y as fractions)."""
     device = p.device
+    strengths = strengths or {}
     rand = lambda *shape: torch.rand(batch, *shape, device=device)  # noqa: E731
     randn = lambda *shape: torch.randn(batch, *shape, device=device)  # noqa: E731
-    p_rotate = 1 - torch.sqrt((1 - p).clamp(0, 1))  # before or after aniso: one or the other acts with p
+    at = lambda op: p * strengths.get(op, 1.0)  # noqa: E731  (the op's probability, still a device tensor)
+    p_rotate = 1 - torch.sqrt((1 - at("rotate")).clamp(0, 1))  # before or after aniso: one or the other acts
     draws = {
-        "xflip": lambda: _gated(torch.floor(rand() * 2), p, 0.0),
-        "rotate90": lambda: _gated(torch.floor(rand() * 4), p, 0.0),
-        "xint": lambda: torch.round(_pixels(_gated((rand(2) * 2 - 1) * XINT_MAX, p, 0.0), width, height)),
-        "scale": lambda: _gated(torch.exp2(randn() * SCALE_STD), p, 1.0),
+        "xflip": lambda: _gated(torch.floor(rand() * 2), at("xflip"), 0.0),
+        "rotate90": lambda: _gated(torch.floor(rand() * 4), at("rotate90"), 0.0),
+        "xint": lambda: torch.round(_pixels(_gated((rand(2) * 2 - 1) * XINT_MAX, at("xint"), 0.0), width, height)),
+        "scale": lambda: _gated(torch.exp2(randn() * SCALE_STD), at("scale"), 1.0),
         "rotate": lambda: torch.stack([_gated((rand() * 2 - 1) * math.pi * ROTATE_MAX, p_rotate, 0.0)
                                        for _ in ("before", "after")], 1),  # around aniso, independently
-        "aniso": lambda: _gated(torch.exp2(randn() * ANISO_STD), p, 1.0),
-        "xfrac": lambda: _pixels(_gated(randn(2) * XFRAC_STD, p, 0.0), width, height),
-        "brightness": lambda: _gated(randn() * BRIGHTNESS_STD, p, 0.0),
-        "contrast": lambda: _gated(torch.exp2(randn() * CONTRAST_STD), p, 1.0),
-        "lumaflip": lambda: _gated(torch.floor(rand() * 2), p, 0.0),
-        "hue": lambda: _gated((rand() * 2 - 1) * math.pi * HUE_MAX, p, 0.0),
-        "saturation": lambda: _gated(torch.exp2(randn() * SATURATION_STD), p, 1.0),
-        "cutout": lambda: torch.cat([_gated(torch.full((batch, 1), CUTOUT_SIZE, device=device), p, 0.0), rand(2)], 1),
+        "aniso": lambda: _gated(torch.exp2(randn() * ANISO_STD), at("aniso"), 1.0),
+        "xfrac": lambda: _pixels(_gated(randn(2) * XFRAC_STD, at("xfrac"), 0.0), width, height),
+        "brightness": lambda: _gated(randn() * BRIGHTNESS_STD, at("brightness"), 0.0),
+        "contrast": lambda: _gated(torch.exp2(randn() * CONTRAST_STD), at("contrast"), 1.0),
+        "lumaflip": lambda: _gated(torch.floor(rand() * 2), at("lumaflip"), 0.0),
+        "hue": lambda: _gated((rand() * 2 - 1) * math.pi * HUE_MAX, at("hue"), 0.0),
+        "saturation": lambda: _gated(torch.exp2(randn() * SATURATION_STD), at("saturation"), 1.0),
+        "cutout": lambda: torch.cat([_gated(torch.full((batch, 1), CUTOUT_SIZE, device=device), at("cutout"), 0.0),
+                                     rand(2)], 1),
     }
     return {op: draws[op]() for op in ops}
 
@@ -230,8 +245,9 @@ class ADA:
     """The pipeline with its probability `p`, fixed or tuned from D's real outputs (`observe`); see the module."""
 
     def __init__(self, ops="bgc", p: float = 0.0, target: float | None = 0.6, interval: int = 4,
-                 speed_kimg: float = 500.0):  # ranges: ganrun.schema
+                 speed_kimg: float = 500.0, strengths: dict | None = None):  # ranges: ganrun.schema
         self.ops = parse_ops(ops)
+        self.strengths = parse_strengths(strengths)
         self.target = None if target is None else float(target)
         self.interval, self.speed_kimg = int(interval), float(speed_kimg)
         self._p = torch.tensor(float(p))
@@ -256,6 +272,13 @@ class ADA:
         else:
             self._p = torch.full((), float(value), device=self._p.device)
 
+    def refuse_schedule(self, name: str) -> str | None:
+        """Why the scalar `name` cannot be scheduled (ganrun.schedules asks when it builds the run), else None."""
+        if name == "p" and self.target is not None:
+            return (f"the adaptive rule tunes p (augment.ada.target={self.target}); set augment.ada.target=null "
+                    "to schedule it")
+        return None
+
     def check(self, sample_shape: tuple) -> None:
         if len(sample_shape) != 3 or sample_shape[0] not in (1, 3):
             raise ConfigError("augment=ada works on images of 1 or 3 channels, not on samples of shape "
@@ -269,7 +292,7 @@ class ADA:
 
     def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
         self._on(x.device)
-        return apply(x, draw(self.ops, len(x), x.shape[2], x.shape[3], self._p))
+        return apply(x, draw(self.ops, len(x), x.shape[2], x.shape[3], self._p, self.strengths))
 
     def observe(self, real_out: torch.Tensor) -> dict[str, torch.Tensor]:
         """D's outputs on this D step's real batch: every `interval` calls the adaptive rule moves p. Returns the

@@ -110,7 +110,11 @@ def param_group_setter(optimizer, name: str, index: int | None = None) -> Callab
 
 def attribute_setter(obj, name: str, key: str, where: str) -> Callable[[float], None]:
     """setattr(obj, name, value) for a float (or unset, None) attribute: the one the config value built. A
-    floating 0-d tensor attribute (a probability kept on the device) is filled in place: no host sync."""
+    floating 0-d tensor attribute (a probability kept on the device) is filled in place: no host sync. An object
+    may refuse a schedule of one of its scalars (`refuse_schedule(name)` returns why: ADA's adaptive p)."""
+    refusal = getattr(obj, "refuse_schedule", lambda _: None)(name)
+    if refusal:
+        raise ConfigError(f"{where}={key}: {refusal}.")
     current = getattr(obj, name, ConfigError)
     if isinstance(current, torch.Tensor) and current.dim() == 0 and current.is_floating_point():
         return lambda value: getattr(obj, name).fill_(value)
@@ -178,13 +182,13 @@ def build_schedules(cfg, objects: dict, lr: list[Scheduled], budget_steps: int, 
     naming numbers of the config), each bound to its object here. A key the `scheduler=` group already schedules
     is refused unless that group leaves the lr alone (constant, no warm-up: the entry then replaces it). A
     `length` of null is the whole run in the schedule's unit (it follows a budget raised on resume)."""
-    named = {}
+    named, groups = {}, list(lr)  # the scheduler group's (G, D) schedules, by position even once one is replaced
     for name, given in (cfg.get("schedules") or {}).items():
         node = OmegaConf.merge(OmegaConf.structured(ScheduleSchema), given)  # the optional fields' defaults
         where = f"schedules.{name}.key"
         key = str(node.key)  # a key scheduled twice was refused by ganrun.validate
         if key in ("optimizer.g.lr", "optimizer.d.lr"):
-            group = lr[0 if key == "optimizer.g.lr" else 1]
+            group = groups[0 if key == "optimizer.g.lr" else 1]
             if not is_identity(group):
                 raise ConfigError(f"{where}={key} is scheduled twice: the scheduler group (scheduler.decay="
                                   f"{group.schedule.kind}) schedules it too; use scheduler=constant with it.")

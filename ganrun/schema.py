@@ -571,9 +571,27 @@ class InstanceNoiseSchema:
 
 
 @dataclass
+class AdaStrengthsSchema:  # each op's probability is p x its strength (ganrun.ada.OPS; R3GAN: 0.5 for the colour ops)
+    xflip: float = spec(ge=0.0)
+    rotate90: float = spec(ge=0.0)
+    xint: float = spec(ge=0.0)
+    scale: float = spec(ge=0.0)
+    rotate: float = spec(ge=0.0)
+    aniso: float = spec(ge=0.0)
+    xfrac: float = spec(ge=0.0)
+    brightness: float = spec(ge=0.0)
+    contrast: float = spec(ge=0.0)
+    lumaflip: float = spec(ge=0.0)
+    hue: float = spec(ge=0.0)
+    saturation: float = spec(ge=0.0)
+    cutout: float = spec(ge=0.0)
+
+
+@dataclass
 class AdaSchema:
     _target_: str = MISSING
     ops: str = spec(items=AdaOp)
+    strengths: AdaStrengthsSchema = field(default_factory=AdaStrengthsSchema)
     p: float = spec(**PROBABILITY)  # fixed, or where the adaptive rule starts
     target: Optional[float] = spec(**PROBABILITY)  # null: p fixed (or scheduled)
     interval: int = spec(ge=1)  # D steps between moves of p

@@ -204,6 +204,31 @@ def test_each_op_acts_with_probability_p():
         assert (drawn["rotate"] != 0).float().mean().item() == pytest.approx(1 - math.sqrt(1 - p), abs=0.03)
 
 
+def test_an_op_with_strength_s_acts_at_p_times_s():
+    """The reference's AugmentPipe(brightness=0.5, ...): each op's probability is p x its strength (R3GAN's
+    pipeline halves the colour ops'); the others keep p. n = 8000 draws: binomial sd <= 0.006, tolerance 0.025."""
+    torch.manual_seed(0)
+    n, p = 8000, 0.8
+    strengths = {**ada.parse_strengths(None), "brightness": 0.5, "contrast": 0.25, "scale": 0.0, "cutout": 0.75,
+                 "rotate": 0.5}
+    drawn = ada.draw(ada.OPS, n, 32, 32, torch.tensor(p), strengths)
+    rate = lambda op, identity: (drawn[op] != identity).reshape(n, -1).any(1).float().mean().item()  # noqa: E731
+    for op, identity in (("brightness", 0.0), ("contrast", 1.0), ("scale", 1.0), ("aniso", 1.0), ("hue", 0.0)):
+        assert rate(op, identity) == pytest.approx(p * strengths[op], abs=0.025), op
+    assert (drawn["cutout"][:, 0] == 0.5).float().mean().item() == pytest.approx(p * 0.75, abs=0.025)
+    assert (drawn["rotate"] != 0).any(1).float().mean().item() == pytest.approx(p * 0.5, abs=0.025)
+    ada_half = ADA("bgc", p=p, target=None, strengths={"brightness": 0.5})  # the object passes them to draw
+    assert ada_half.strengths["brightness"] == 0.5 and ada_half.strengths["contrast"] == 1.0
+    x = torch.zeros(n, 1, 4, 4)  # only brightness moves a constant image off 0 (contrast: about 0)
+    moved = (ADA("brightness,contrast", p=p, target=None, strengths={"brightness": 0.5})(x, step=0) != 0)
+    assert moved.flatten(1).any(1).float().mean().item() == pytest.approx(p * 0.5, abs=0.025)
+
+
+def test_an_unknown_op_in_strengths_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r"^augment.ada.strengths.brightnes: no such op"):
+        ADA(strengths={"brightnes": 0.5})
+
+
 def test_p_one_changes_every_sample_and_parameters_differ_per_sample():
     torch.manual_seed(0)
     x = image(batch=1, seed=3).expand(16, -1, -1, -1)
@@ -374,3 +399,34 @@ def test_transforms_without_observe_or_state_add_nothing():
     fresh = Pipeline({"noise": InstanceNoise(), "ada": ADA(p=0.0, target=None)})
     fresh.load_state_dict(mixed.state_dict())
     assert fresh.transforms[1].p.item() == 0.25
+
+
+# ---- a schedule of p (R3GAN's 0 -> 0.55 cosine) and its refusal with the adaptive rule on
+P_SCHEDULE = "+schedules.aug={key:augment.ada.p,kind:cosine,start:0,end:0.55,unit:kimg,length:0.064}"
+
+
+def test_a_scheduled_p_reaches_the_pipeline_and_tensorboard(tmp_path, data_root):
+    from helpers import scalars, train_in_process
+
+    from ganrun.schedules import value_at
+
+    train_in_process(tmp_path, data_root, "augment=ada", "augment.ada.target=null", P_SCHEDULE, steps=4)
+    expected = [value_at(s * 16 / 1000, "cosine", 0.0, 0.55, 0.064) for s in range(4)]  # batch 16: 0.016 kimg/step
+    p, logged = scalars(tmp_path / "run", "augment/p"), scalars(tmp_path / "run", "schedule/aug")
+    assert [p[s] for s in (1, 2, 3, 4)] == pytest.approx(expected, abs=1e-6)  # the p each D step drew with
+    assert expected[1] == pytest.approx(0.55 * (1 - math.cos(math.pi / 4)) / 2) and 0 < expected[2] < 0.55
+    assert logged[3] == pytest.approx(expected[3], abs=1e-6)
+
+
+@pytest.mark.parametrize("schedule", [P_SCHEDULE,
+                                      "+schedules.aug={key:augment.ada.p,kind:cosine,start:0,end:0.55,unit:kimg,"
+                                      "length:20000}"])
+def test_a_schedule_of_an_adaptive_p_is_refused_before_training(tmp_path, data_root, schedule):
+    from helpers import train_in_process
+
+    with pytest.raises(ConfigError) as refused:
+        train_in_process(tmp_path, data_root, "augment=ada", schedule)  # target 0.6 (the default): adaptive
+    message = str(refused.value)
+    assert message.startswith("schedules.aug.key=augment.ada.p: the adaptive rule tunes p (augment.ada.target=0.6)")
+    assert "augment.ada.target=null" in message and "\n" not in message
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))  # before training: nothing written

@@ -598,6 +598,26 @@ def ada_speed_is_kimg_from_0_to_1(choice, key):
 
 
 
+IDENTITY = {"scale": 1.0, "aniso": 1.0, "contrast": 1.0, "saturation": 1.0}  # the other ops' identity: 0
+
+
+def ada_strength_scales_its_ops_probability(choice, key):
+    """augment.ada.strengths.OP: OP acts at p x strength (R3GAN: 0.5 for the colour ops). The rate at strength 0.5
+    is half the rate at 1 (n = 8000 draws at p = 0.8: tolerance 0.08 on the ratio, about 4 sd)."""
+    from ganrun import ada as ada_module
+
+    op, n = key.rsplit(".", 1)[1], 8000
+
+    def rate(strength):
+        torch.manual_seed(0)
+        built = _ada(choice, **{key: strength, "augment.ada.ops": op})
+        params = ada_module.draw(built.ops, n, 32, 32, torch.tensor(0.8), built.strengths)[op]
+        params = params[:, :1] if op == "cutout" else params  # its side; the centre is drawn always
+        return (params != IDENTITY.get(op, 0.0)).reshape(n, -1).any(1).float().mean().item()
+
+    assert rate(0.5) / rate(1.0) == pytest.approx(0.5, abs=0.08) and rate(0.0) == 0.0
+
+
 # ---- datasets (tiny files written by the tests)
 def _info(cfg):
     source, info = load_dataset(cfg.dataset, cfg.metrics.cache_dir)
@@ -874,6 +894,9 @@ EFFECTS = {
     "augment.ada.target": ada_target_is_where_r_t_settles,
     "augment.ada.interval": ada_interval_is_d_steps_per_move,
     "augment.ada.speed_kimg": ada_speed_is_kimg_from_0_to_1,
+    **{f"augment.ada.strengths.{op}": ada_strength_scales_its_ops_probability for op in (
+        "xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac", "brightness", "contrast", "lumaflip", "hue",
+        "saturation", "cutout")},
     **dict.fromkeys(["dataset.channels", "dataset.resolution", "dataset.resize", "dataset.num_classes",
                      "dataset.in_memory", "dataset.source.train", "dataset.source.download", "dataset.name"],
                     image_dataset),

@@ -339,3 +339,113 @@ def test_style_preset_is_johnson_et_al(monkeypatch, tmp_path):
     widths = [m.out_channels for m in G.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     assert widths[:3] == [32, 64, 128] and widths[-3:] == [64, 32, 1]
     assert any(isinstance(m, nn.InstanceNorm2d) for m in G.modules())  # Ulyanov et al.'s instance norm
+
+
+# -- R3GAN: Huang et al. 2024 (arXiv:2501.05441), the released train.py's CIFAR10 preset ----------------------
+# train.py: WidthPerStage = [3 * x // 4 for x in [1024] * 4], BlocksPerStage = [2] * 4, CardinalityPerStage
+# = [3 * 32] * 4, NoiseDimension = 64, ExpansionFactor 2 (networks), Adam betas [0, 0] eps 1e-8 (beta2 scheduled),
+# decay_nimg = 2e7 and the schedules' base_value -> final_value; README: --batch=512 --aug=1 --cond=1.
+R3GAN_CIFAR10 = {"width": 3 * 1024 // 4, "blocks": 2, "cardinality": 3 * 32, "expansion": 2, "z": 64, "batch": 512,
+                 "decay_kimg": 2e7 / 1000, "lr": (2e-4, 5e-5), "beta2": (0.9, 0.99), "gamma": (0.05, 0.005),
+                 "p": (0.0, 0.55), "ema_kimg": (0.0, 5000 * 1000 / 1000)}
+R3GAN_STRENGTHS = {"xflip": 1, "rotate90": 1, "xint": 1, "scale": 1, "rotate": 1, "aniso": 1, "xfrac": 1,
+                   "brightness": 0.5, "contrast": 0.5, "lumaflip": 0.5, "hue": 0.5, "saturation": 0.5, "cutout": 1}
+R3GAN_SCHEDULED = {"optimizer.g.lr": "lr", "optimizer.d.lr": "lr", "optimizer.g.betas.1": "beta2",
+                   "optimizer.d.betas.1": "beta2", "regularizer.r1r2.weight": "gamma", "augment.ada.p": "p",
+                   "ema.half_life_kimg": "ema_kimg"}
+
+
+def built_schedules(cfg, budget_kimg):
+    """The preset's schedules bound to built objects (optimizers, regularizer, ADA, an EMA stand-in)."""
+    from types import SimpleNamespace
+
+    from ganrun.schedules import build_schedules
+
+    opt_g, opt_d = optimizers(cfg)
+    regs = regularizers.combine(build(cfg.loss).regularizers, build(cfg.regularizer) or {})
+    augment = build(cfg.augment) or {}
+    ema = SimpleNamespace(half_life_kimg=float(cfg.ema.half_life_kimg))
+    objects = {"optimizer.g": opt_g, "optimizer.d": opt_d, "loss": build(cfg.loss), "regularizers": regs,
+               "augment": augment, "ema": ema}
+    lr = [build(cfg.scheduler)(opt) for opt in (opt_g, opt_d)]
+    scheduled = build_schedules(cfg, objects, lr, cfg.trainer.steps, budget_kimg)
+    read = {"optimizer.g.lr": lambda: opt_g.param_groups[0]["lr"], "optimizer.d.lr": lambda: opt_d.param_groups[0]["lr"],
+            "optimizer.g.betas.1": lambda: opt_g.param_groups[0]["betas"][1],
+            "optimizer.d.betas.1": lambda: opt_d.param_groups[0]["betas"][1],
+            "regularizer.r1r2.weight": lambda: regs["r1r2"].weight, "ema.half_life_kimg": lambda: ema.half_life_kimg,
+            "augment.ada.p": lambda: augment["ada"].p.item()}
+    return scheduled, read, regs, augment
+
+
+def test_r3gan_preset_is_huang_et_al():
+    from ganrun.ada import ADA
+
+    ref = R3GAN_CIFAR10
+    cfg = compose_config("experiment=r3gan")
+    assert cfg.dataset.name == "cifar10"  # --preset=CIFAR10
+    assert cfg.trainer.batch_size == ref["batch"] and cfg.trainer.n_critic == 1  # --batch=512; D then G
+    assert isinstance(build(cfg.loss), losses.RelativisticPairing)  # R3GANLoss: RpGAN ...
+    regs = regularizers.combine(build(cfg.loss).regularizers, build(cfg.regularizer))
+    assert list(regs) == ["r1r2"] and isinstance(regs["r1r2"], regularizers.R1R2)  # ... + gamma/2 (R1 + R2)
+    assert (regs["r1r2"].every, regs["r1r2"].through_augment) == (1, True)  # every step, of the augmented D
+    for opt in optimizers(cfg):  # G_opt_kwargs / D_opt_kwargs: Adam, beta1 0, eps 1e-8
+        assert isinstance(opt, torch.optim.Adam)
+        assert opt.defaults["betas"][0] == 0.0 and opt.defaults["eps"] == 1e-8
+    ada = build(cfg.augment)["ada"]  # --aug=1: AugmentPipe(xflip=1, ..., brightness=0.5, ..., cutout=1)
+    assert isinstance(ada, ADA) and ada.target is None and ada.strengths == pytest.approx(R3GAN_STRENGTHS)
+    assert set(ada.ops) == set(R3GAN_STRENGTHS)  # every op of the pipeline, cutout included
+    assert cfg.ema.enabled and cfg.ema.half_life_kimg == 0.0 and cfg.ema.half_life_rampup is None
+    # the schedules: cosine_decay_with_warmup from base_value to final_value over decay_nimg, then final_value
+    assert {s.key for s in cfg.schedules.values()} == set(R3GAN_SCHEDULED)
+    assert all(s.kind == "cosine" and s.unit == "kimg" and s.length == ref["decay_kimg"] and not s.get("warmup")
+               for s in cfg.schedules.values())
+    scheduled, read, _, _ = built_schedules(cfg, budget_kimg=1e9)
+    for kimg, fraction in ((0.0, 0.0), (ref["decay_kimg"] / 4, 0.5 - 0.5 * math.cos(math.pi / 4)),
+                           (ref["decay_kimg"] / 2, 0.5), (ref["decay_kimg"], 1.0), (3 * ref["decay_kimg"], 1.0)):
+        scheduled.apply(0, kimg)
+        for key, name in R3GAN_SCHEDULED.items():  # value = base + (1 - 0.5 (1 + cos(pi t / T))) (final - base)
+            base, final = ref[name]
+            assert read[key]() == pytest.approx(base + fraction * (final - base), rel=1e-6, abs=1e-9), (key, kimg)
+    # networks: 4 stages (4 -> 32 px) of 768 channels, 2 blocks each, cardinality 96 at expansion 2, z 64
+    assert cfg.model.z_dim == ref["z"] and cfg.model.conditioning == "projection"  # --cond=1
+    G = build(compose_config("experiment=r3gan").model.generator)
+    D = build(compose_config("experiment=r3gan").model.discriminator)
+    for net in (G, D):
+        grouped = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+        assert len(grouped) == 4 * ref["blocks"]  # one 3x3 per block
+        assert all(m.groups == ref["cardinality"] and m.in_channels == ref["width"] * ref["expansion"]
+                   for m in grouped)
+    assert G.embed.embedding_dim == ref["z"]  # G's ConditionEmbeddingDimension = NoiseDimension
+    assert D.embed.embedding_dim == ref["width"]  # D's ConditionEmbeddingDimension = WidthPerStage[0]
+
+
+def test_r3gan_small_preset_is_r3gan_at_cpu_size(tmp_path, data_root):
+    from helpers import train_in_process
+
+    from ganrun.schedules import value_at
+
+    ref = R3GAN_CIFAR10
+    cfg = compose_config("experiment=r3gan_small")
+    assert cfg.dataset.name == "fashion_mnist" and cfg.dataset.resolution == 32 and cfg.dataset.resize == "pad"
+    assert cfg.trainer.batch_size == 64 and cfg.trainer.kimg == 320 and cfg.model.z_dim == ref["z"]
+    assert isinstance(build(cfg.loss), losses.RelativisticPairing) and not build(cfg.augment)
+    regs = regularizers.combine(build(cfg.loss).regularizers, build(cfg.regularizer))
+    assert list(regs) == ["r1r2"] and regs["r1r2"].every == 4  # lazy: the CPU budget (reference: every step)
+    for opt in optimizers(cfg):
+        assert opt.defaults["betas"][0] == 0.0 and opt.defaults["eps"] == 1e-8
+    G, D = built_models(cfg)
+    assert [m.out_channels for m in G.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)] == \
+        [256, 128, 64, 32]  # 128, 64, 32, 16 channels at expansion 2
+    assert sum(p.numel() for p in G.parameters()) < 1e6 and sum(p.numel() for p in D.parameters()) < 1e6
+    # the reference's start and end values over the whole run (length null: the budget in kimg)
+    assert all(s.unit == "kimg" and s.length is None for s in cfg.schedules.values())
+    scheduled, read, _, _ = built_schedules(cfg, budget_kimg=320)
+    scheduled.apply(0, 80.0)
+    fraction = value_at(80, "cosine", 0.0, 1.0, 320)
+    for key, name in R3GAN_SCHEDULED.items():
+        if key == "augment.ada.p":
+            continue
+        base, final = ref[name] if name != "ema_kimg" else (0.0, 320 / 4)  # half-life: 1/4 of the run, as 5000/20000
+        assert read[key]() == pytest.approx(base + fraction * (final - base), rel=1e-6), key
+    result = train_in_process(tmp_path, data_root, "experiment=r3gan_small", "trainer.kimg=null", steps=1)
+    assert result.step == 1 and all(math.isfinite(v) for v in result.scalars.values() if isinstance(v, float))
