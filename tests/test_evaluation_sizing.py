@@ -90,6 +90,7 @@ def test_the_offline_classifier_trains_on_a_subset_only_for_smoke_sized_evaluati
     assert sizing.classifier_images(64) == 640
     assert sizing.classifier_images(4999) == 49990
     assert sizing.classifier_images(5000) is None and sizing.classifier_images(50000) is None  # the whole split
+    assert sizing.classifier_images(0) is None  # metrics off (a benchmark's evaluator): the whole split, never 0 images
 
 
 def composed_metrics(*overrides):

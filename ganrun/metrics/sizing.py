@@ -58,8 +58,9 @@ def num_real(every: int, num_samples: int, final_num_samples: int) -> int:
 def classifier_images(largest: int) -> int | None:
     """Training images of the offline classifier for a run whose largest evaluation has `largest` samples: all
     (None) for evaluations of 5,000 or more, the classifier cached once per dataset; a smoke-sized evaluation trains
-    one on a seeded subset of 10 images per generated sample (cached apart, named in the protocol)."""
-    return None if largest >= SHORT_SAMPLES else max(CLASSIFIER_IMAGES_PER_SAMPLE * int(largest), 2)
+    one on a seeded subset of 10 images per generated sample (cached apart, named in the protocol). A run that
+    evaluates nothing (0: its evaluator is built for something else, a benchmark or ganrun-eval) gets the full one."""
+    return None if largest <= 0 or largest >= SHORT_SAMPLES else max(CLASSIFIER_IMAGES_PER_SAMPLE * int(largest), 2)
 
 
 def describe(steps: int, metrics) -> str:
