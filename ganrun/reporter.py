@@ -143,9 +143,9 @@ class Reporter:
         state, window = self.state, self.state.window
         values = self.check_finite()
         values.update({name: norm.item() for name, norm in self.grad_norms.items()})
-        images = window.timed_steps * state.images_per_step
-        values["throughput/images_per_sec"] = images / window.elapsed()
-        values["throughput/sec_per_kimg"] = window.elapsed() / (images / 1000)  # stylegan's Timing/sec_per_kimg
+        images, elapsed = window.timed_steps * state.images_per_step, window.elapsed()  # one clock reading for both
+        values["throughput/images_per_sec"] = images / elapsed
+        values["throughput/sec_per_kimg"] = elapsed / (images / 1000)  # stylegan's Timing/sec_per_kimg
         values["progress/kimg"] = state.kimg  # real images shown to D so far, over all ranks, / 1000
         values["lr/G"], values["lr/D"] = state.opt_g.param_groups[0]["lr"], state.opt_d.param_groups[0]["lr"]
         values.update(state.schedules.logged())  # schedule/NAME: each scheduled value, as set for the next step

@@ -164,7 +164,7 @@ def test_resolution_the_model_cannot_make_is_refused(tmp_path, data_root):
     proc = run_ganrun(["dataset.resolution=48", f"hydra.run.dir={tmp_path / 'run'}"], data_root, cwd=tmp_path,
                       check=False)
     assert proc.returncode == 1
-    assert "model=dcgan supports resolutions 28, 32, 64, not dataset.resolution=48" in proc.stdout + proc.stderr
+    assert "model=dcgan supports resolutions 28, 32, 64, 128, 256, not dataset.resolution=48" in proc.stdout + proc.stderr
 
 
 def test_unknown_option_lists_choices(tmp_path, data_root):
