@@ -59,10 +59,14 @@ def flatten(tree, prefix: str = "") -> dict:
 
 
 def select(tree: dict, key: str):
+    """The value at a dotted key (list items by index: optimizer.g.betas.1), or ABSENT."""
     for part in key.split("."):
-        if not isinstance(tree, dict) or part not in tree:
+        if isinstance(tree, dict) and part in tree:
+            tree = tree[part]
+        elif isinstance(tree, list) and part.isdigit() and int(part) < len(tree):
+            tree = tree[int(part)]
+        else:
             return ABSENT
-        tree = tree[part]
     return tree
 
 

@@ -18,6 +18,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from ganrun import tasks
 from ganrun.errors import ConfigError
+from ganrun.resume import ABSENT, select
 from ganrun.schema import GROUPS, TARGET_SCHEMAS, ExperimentSchema, choice_values
 
 
@@ -213,9 +214,9 @@ def _schedule_keys(plain: dict) -> None:
         if key.split(".")[0] not in SECTIONS:
             raise ConfigError(f"{where}={key}: only the objective (loss.*, regularizer.*), the optimizers "
                               "(optimizer.g|d.*), the augmentation (augment.*) and the EMA (ema.*) can be scheduled.")
-        value = _select(plain, key)
-        if value is _select or isinstance(value, (bool, str, list, dict)):
-            raise ConfigError(f"{where}={key} names " + ("no value of this run's config." if value is _select else
+        value = select(plain, key)
+        if value is ABSENT or isinstance(value, (bool, str, list, dict)):
+            raise ConfigError(f"{where}={key} names " + ("no value of this run's config." if value is ABSENT else
                                                          f"{value!r}, not a number."))
         if key in seen:
             raise ConfigError(f"{where}={key} is scheduled twice (schedules.{seen[key]} too).")
@@ -223,18 +224,6 @@ def _schedule_keys(plain: dict) -> None:
         if node.get("length") is not None and node.get("warmup", 0) >= node["length"]:
             raise ConfigError(f"schedules.{name}.warmup={node['warmup']} must be below schedules.{name}.length="
                               f"{node['length']}.")
-
-
-def _select(tree, key: str):
-    """The config value at a dotted key (list items by index: optimizer.g.betas.1), or `_select` when absent."""
-    for part in key.split("."):
-        if isinstance(tree, dict) and part in tree:
-            tree = tree[part]
-        elif isinstance(tree, list) and part.isdigit() and int(part) < len(tree):
-            tree = tree[int(part)]
-        else:
-            return _select
-    return tree
 
 
 def _inpaint_sizes(degradation) -> None:
