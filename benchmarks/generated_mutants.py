@@ -9,11 +9,13 @@ tree is never touched). Mutants that only change a string literal (messages, log
     pip install --no-deps mutmut==2.5.1 glob2 pony junit-xml toml   # mutmut 2's generator only
     python benchmarks/generated_mutants.py [--until HH:MM] [--out results.jsonl] [module ...]
     python benchmarks/generated_mutants.py --summary results.jsonl [more.jsonl ...]   # the kill table
+    python benchmarks/generated_mutants.py --rerun results.jsonl --out after.jsonl   # its survivors, against today's tests
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import json
 import os
@@ -41,6 +43,10 @@ MODULES = {
     "ganrun/models/mlp.py": ["tests/test_models.py"],
     "ganrun/models/conditioning.py": ["tests/test_models.py"],
     "ganrun/models/resnet.py": ["tests/test_models.py"],
+    "ganrun/models/r3gan.py": ["tests/test_r3gan.py", "tests/test_models.py"],
+    "ganrun/ada.py": ["tests/test_ada.py"],
+    "ganrun/ema.py": ["tests/test_ema.py"],
+    "ganrun/run_state.py": ["tests/test_run_state.py"],
 }
 TIMEOUT_S = 240
 
@@ -52,12 +58,43 @@ def mutants(source: str, filename: str):
         yield mutation_id, mutated
 
 
+def diff_of(original: str, mutated: str) -> str:
+    """The changed lines, `old -> new`, as a mutant's record names them."""
+    changed = [(a, b) for a, b in zip(original.splitlines(), mutated.splitlines()) if a != b]
+    return " / ".join(f"{a.strip()} -> {b.strip()}" for a, b in changed)[:300]
+
+
 def string_only(old: str, new: str) -> bool:
     """Whether the mutant only wraps a string literal in XX...XX (mutmut's string mutation)."""
     return new.replace("XX", "") == old
 
 
-def run_tests(repo: Path, tests: list[str]) -> int:
+def without_annotations(source: str) -> str:
+    """The module's AST with every annotation blanked: under `from __future__ import annotations` annotations
+    are strings that ganrun never evaluates, so a mutant that changes only them is equivalent."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):
+            node.annotation = None
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+        elif isinstance(node, ast.AnnAssign):
+            node.annotation = ast.Constant(None)
+    return ast.dump(tree)
+
+
+def annotation_only(original: str, mutated: str) -> bool:
+    if "from __future__ import annotations" not in original:
+        return False
+    try:
+        return without_annotations(original) == without_annotations(mutated)
+    except SyntaxError:  # a mutant that does not compile is no annotation change (and is killed)
+        return False
+
+
+def run_tests(repo: Path, tests: list[str], trace: tuple[Path, Path] | None = None) -> int:
+    """Exit code of the tests in a forked child; with `trace` = (module, out), the module's lines they execute
+    go to out (JSON)."""
     pid = os.fork()
     if pid == 0:  # child: a fresh ganrun from the copy, the heavy libraries already imported
         os.chdir(repo)
@@ -68,7 +105,18 @@ def run_tests(repo: Path, tests: list[str]) -> int:
         import torch
 
         torch.set_num_threads(1)
-        os._exit(int(pytest.main(["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests])))
+        cov = None
+        if trace is not None:
+            import coverage
+
+            cov = coverage.Coverage(data_file=None, include=[str(trace[0])])
+            cov.start()
+        rc = int(pytest.main(["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests]))
+        if cov is not None:
+            cov.stop()
+            data = cov.get_data()
+            trace[1].write_text(json.dumps(sorted(set().union(*(data.lines(f) or [] for f in data.measured_files())))))
+        os._exit(rc)
     deadline = time.time() + TIMEOUT_S
     while time.time() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -83,15 +131,26 @@ def run_tests(repo: Path, tests: list[str]) -> int:
 def summary(paths: list[str]) -> None:
     """Per module: mutants run, killed, survived, kill rate (string-only mutants apart)."""
     rows: dict[str, dict[str, int]] = {}
+    annotations: dict[str, set] = {}  # records of runs made before the runner told annotation-only mutants apart
     for path in paths:
         for record in map(json.loads, open(path)):
-            counts = rows.setdefault(record["module"], {"killed": 0, "survived": 0, "string": 0})
+            module = record["module"]
+            if module not in annotations:
+                source = Path(module).read_text()
+                annotations[module] = {(mid.line_number + 1, diff_of(source, mutated))
+                                       for mid, mutated in mutants(source, module) if annotation_only(source, mutated)}
+            if (record["line"], record["diff"]) in annotations[module]:
+                record["status"] = "annotation"
+            counts = rows.setdefault(module, {"killed": 0, "survived": 0, "unexecuted": 0, "string": 0,
+                                              "annotation": 0})
             counts[record["status"]] += 1
-    print("| module | mutants run | killed | survived | kill rate | string-only (not run) |\n|---|---|---|---|---|---|")
+    print("| module | mutants | killed | survived | of which never executed | kill rate | string-only | annotation-only |\n"
+          "|---|---|---|---|---|---|---|---|")
     for module, c in rows.items():
-        run = c["killed"] + c["survived"]
-        print(f"| {module} | {run} | {c['killed']} | {c['survived']} | {100 * c['killed'] / max(run, 1):.0f}% | "
-              f"{c['string']} |")
+        survived = c["survived"] + c["unexecuted"]
+        total = c["killed"] + survived
+        print(f"| {module} | {total} | {c['killed']} | {survived} | {c['unexecuted']} | "
+              f"{100 * c['killed'] / max(total, 1):.0f}% | {c['string']} | {c['annotation']} |")
 
 
 def main() -> int:
@@ -100,7 +159,13 @@ def main() -> int:
     parser.add_argument("--until", help="stop starting mutants after this UTC time (HH:MM)")
     parser.add_argument("--out", default="generated_mutants.jsonl")
     parser.add_argument("--summary", nargs="+", metavar="JSONL")
+    parser.add_argument("--rerun", metavar="JSONL", help="run only the survivors recorded there (same module source)")
     args = parser.parse_args()
+    wanted = None
+    if args.rerun:
+        wanted = {(r["module"], r["line"], r["diff"]) for r in map(json.loads, open(args.rerun))
+                  if r["status"] in ("survived", "unexecuted")}
+        args.modules = args.modules or sorted({module for module, _, _ in wanted})
     if args.summary:
         summary(args.summary)
         return 0
@@ -122,18 +187,27 @@ def main() -> int:
         for module in args.modules or MODULES:
             tests, target = MODULES[module], repo / module
             original = target.read_text()
-            if run_tests(repo, tests) != 0:
+            trace = Path(tmp) / (target.name + ".json")
+            if run_tests(repo, tests, (target, trace)) != 0:
                 print(f"{module}: the unmutated tests fail", file=sys.stderr)
                 continue
+            executed = set(json.loads(trace.read_text()))
             for mutation_id, mutated in mutants(original, module):
                 now = time.gmtime()
                 if until and (now.tm_hour, now.tm_min) >= (until.tm_hour, until.tm_min):
                     return 0
                 old, new = original.splitlines(), mutated.splitlines()
                 changed = [(a, b) for a, b in zip(old, new) if a != b]
-                diff = " / ".join(f"{a.strip()} -> {b.strip()}" for a, b in changed)[:300]
+                diff = diff_of(original, mutated)
+                if wanted is not None and (module, mutation_id.line_number + 1, diff) not in wanted:
+                    continue
+                lines = [i + 1 for i, (a, b) in enumerate(zip(old, new)) if a != b]
                 if changed and all(string_only(a, b) for a, b in changed):
                     status = "string"
+                elif annotation_only(original, mutated):
+                    status = "annotation"
+                elif lines and not executed.intersection(lines):
+                    status = "unexecuted"
                 else:
                     target.write_text(mutated)
                     try:
