@@ -92,9 +92,19 @@ def annotation_only(original: str, mutated: str) -> bool:
         return False
 
 
-def run_tests(repo: Path, tests: list[str], trace: tuple[Path, Path] | None = None) -> int:
-    """Exit code of the tests in a forked child; with `trace` = (module, out), the module's lines they execute
-    go to out (JSON)."""
+class _TestContexts:
+    """pytest plugin: coverage's context is the running test's node id, so each line knows which tests run it."""
+
+    def __init__(self, cov):
+        self.cov = cov
+
+    def pytest_runtest_protocol(self, item, nextitem):
+        self.cov.switch_context(item.nodeid)
+
+
+def run_tests(repo: Path, tests: list[str], trace: tuple[Path, Path, str] | None = None) -> int:
+    """Exit code of the tests in a forked child. With `trace` = (module file, out, module name): for each line of
+    the module, the node ids of the tests that execute it go to out (JSON); "" for lines run at import."""
     pid = os.fork()
     if pid == 0:  # child: a fresh ganrun from the copy, the heavy libraries already imported
         os.chdir(repo)
@@ -105,17 +115,25 @@ def run_tests(repo: Path, tests: list[str], trace: tuple[Path, Path] | None = No
         import torch
 
         torch.set_num_threads(1)
-        cov = None
+        plugins = []
         if trace is not None:
+            import importlib
+
             import coverage
 
             cov = coverage.Coverage(data_file=None, include=[str(trace[0])])
             cov.start()
-        rc = int(pytest.main(["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests]))
-        if cov is not None:
+            importlib.import_module(trace[2])  # import-time lines (defaults, class bodies) get the context ""
+            plugins.append(_TestContexts(cov))
+        rc = int(pytest.main(["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests], plugins=plugins))
+        if trace is not None:
             cov.stop()
             data = cov.get_data()
-            trace[1].write_text(json.dumps(sorted(set().union(*(data.lines(f) or [] for f in data.measured_files())))))
+            by_line: dict[int, set] = {}
+            for measured in data.measured_files():
+                for line, contexts in data.contexts_by_lineno(measured).items():
+                    by_line.setdefault(line, set()).update(contexts)
+            trace[1].write_text(json.dumps({line: sorted(c) for line, c in by_line.items()}))
         os._exit(rc)
     deadline = time.time() + TIMEOUT_S
     while time.time() < deadline:
@@ -180,6 +198,8 @@ def main() -> int:
 
     import tempfile
     until = time.strptime(args.until, "%H:%M") if args.until else None
+    done = {(r["module"], r["line"], r["diff"]) for r in map(json.loads, open(args.out))} \
+        if os.path.exists(args.out) else set()  # an interrupted run goes on where it stopped
     out = open(args.out, "a")
     with tempfile.TemporaryDirectory(prefix="ganrun-generated-") as tmp:
         repo = Path(tmp) / "repo"
@@ -188,10 +208,11 @@ def main() -> int:
             tests, target = MODULES[module], repo / module
             original = target.read_text()
             trace = Path(tmp) / (target.name + ".json")
-            if run_tests(repo, tests, (target, trace)) != 0:
+            name = module.removesuffix(".py").replace("/", ".")
+            if run_tests(repo, tests, (target, trace, name)) != 0:
                 print(f"{module}: the unmutated tests fail", file=sys.stderr)
                 continue
-            executed = set(json.loads(trace.read_text()))
+            runs = {int(line): contexts for line, contexts in json.loads(trace.read_text()).items()}
             for mutation_id, mutated in mutants(original, module):
                 now = time.gmtime()
                 if until and (now.tm_hour, now.tm_min) >= (until.tm_hour, until.tm_min):
@@ -199,20 +220,24 @@ def main() -> int:
                 old, new = original.splitlines(), mutated.splitlines()
                 changed = [(a, b) for a, b in zip(old, new) if a != b]
                 diff = diff_of(original, mutated)
-                if wanted is not None and (module, mutation_id.line_number + 1, diff) not in wanted:
+                key = (module, mutation_id.line_number + 1, diff)
+                if (wanted is not None and key not in wanted) or key in done:
                     continue
                 lines = [i + 1 for i, (a, b) in enumerate(zip(old, new)) if a != b]
                 if changed and all(string_only(a, b) for a, b in changed):
                     status = "string"
                 elif annotation_only(original, mutated):
                     status = "annotation"
-                elif lines and not executed.intersection(lines):
+                elif lines and not any(runs.get(line) for line in lines):
                     status = "unexecuted"
                 else:
+                    # Only the tests that execute a changed line can see the mutant (a test that never reaches it
+                    # runs exactly as before); a line run at import time ("") may affect any test: all of them.
+                    selected = set().union(*(runs.get(line, ()) for line in lines))
+                    selection = tests if "" in selected else sorted(selected)
                     target.write_text(mutated)
                     try:
-                        start = time.time()
-                        rc = run_tests(repo, tests)
+                        rc = run_tests(repo, selection)
                     finally:
                         target.write_text(original)
                     status = "killed" if rc not in (0, 5) else "survived"
