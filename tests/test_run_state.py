@@ -220,8 +220,12 @@ def test_save_refuses_non_finite_weights_and_passes_on_a_failed_write(tmp_path, 
         state.save(path, tmp_path, keep=2)
     with torch.no_grad():
         next(state.G.parameters())[0, 0] = 0.5
+    torch.manual_seed(3)
     state.save(path, tmp_path, keep=2)
-    assert checkpoint.load(path)["step"] == 4
+    expected_draw = torch.rand(3)  # the stream a resume from this checkpoint goes on with
+    resumed = _minimal_state(seed=9)
+    resumed.load_state_dict(checkpoint.load(path))
+    assert resumed.step == 4 and torch.equal(torch.rand(3), expected_draw)
     monkeypatch.setattr(checkpoint, "save_atomic", lambda *a: (_ for _ in ()).throw(StorageError("disk full")))
     with pytest.raises(StorageError, match="disk full"):
         state.save(path, tmp_path, keep=2)
