@@ -52,16 +52,18 @@ def _local_batch_norms(module: nn.Module) -> nn.Module:
 
 
 class GeneratorEMA:
-    def __init__(self, G: nn.Module, z_dim: int, decay: float = 0.999, start_step: int = 0, rampup: bool = False,
+    def __init__(self, G: nn.Module, z_dim: int, decay: float = 0.999, start_step: int = 0, rampup: bool = True,
                  bn: str = "standing", bn_batches: int = 16, bn_batch_size: int = 64, seed: int = 0,
                  half_life_kimg: float | None = None, half_life_rampup: float | None = None,
                  images_per_step: int = 1):  # ranges and choices: ganrun.schema (validated before)
+        # The defaults are the shipped config's `ema` section (and top-level `seed`); images_per_step = 1: the
+        # half-life counts generator steps. tests/test_ema.py holds them equal.
         self.decay, self.start_step, self.rampup = float(decay), int(start_step), bool(rampup)
         self.half_life_kimg = None if half_life_kimg is None else float(half_life_kimg)  # schedulable
         self.half_life_rampup, self.images_per_step = half_life_rampup, int(images_per_step)
         self.bn, self.bn_batches, self.bn_batch_size = bn, int(bn_batches), int(bn_batch_size)
         self.z_dim, self.seed = z_dim, seed
-        self.beta = 0.0
+        self.beta = 0.0  # the decay the last update used; before any, the average is a copy of G
         self.average = _local_batch_norms(copy.deepcopy(G)).requires_grad_(False)  # the averaged G
         self.updates = 0  # a host-side count: the first update copies G
 

@@ -13,7 +13,7 @@ from ganrun.schedules import warmup_then_decay
 
 def test_update_rule_is_an_exponential_moving_average():
     G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
-    ema = GeneratorEMA(G, 4, decay=0.9)
+    ema = GeneratorEMA(G, 4, decay=0.9, rampup=False)
     before = [p.detach().clone() for p in ema.average.parameters()]
     with torch.no_grad():
         for p in G.parameters():
@@ -90,7 +90,7 @@ def test_warmup_then_decay_schedules(decay, expected):
 
 def test_averaged_bn_mode_averages_floating_buffers_and_copies_the_counter():
     G = dcgan.Generator(z_dim=8, resolution=28, channels=1, width=8)
-    ema = GeneratorEMA(G, 8, decay=0.75, bn="averaged")
+    ema = GeneratorEMA(G, 8, decay=0.75, rampup=False, bn="averaged")
     G(torch.randn(16, 8))  # moves G's running statistics and counters
     ema.update(G, 1)  # copy
     first = {name: b.clone() for name, b in G.named_buffers()}
@@ -196,3 +196,133 @@ def test_the_config_keys_reach_the_average_and_null_keeps_decay():
     ema = GeneratorEMA.from_config(G, halved, images_per_step=64)
     assert ema.beta_at(3, images=128) == pytest.approx(0.5 ** (64 / 6.4))  # ramped: 0.05 x 128 images
     assert ema.beta_at(10**6, images=10**9) == pytest.approx(0.5 ** (64 / 10_000))
+
+
+# ---- the options' defaults and meanings (issue 19: every configurable value shown to act)
+def test_the_constructor_defaults_are_the_shipped_configs_ema_section():
+    """One class serves the config's `ema` section: a GeneratorEMA built without arguments is the shipped one."""
+    import inspect
+
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        cfg = compose("config")
+    defaults = {name: p.default for name, p in inspect.signature(GeneratorEMA).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    shipped = {k: v for k, v in cfg.ema.items() if k != "enabled"}
+    assert {k: defaults[k] for k in shipped} == shipped
+    assert defaults["seed"] == cfg.seed
+
+
+def test_without_images_per_step_the_half_life_counts_generator_steps():
+    """images_per_step defaults to 1 (constructor and from_config): half_life_kimg=0.004 is a half-life of 4 steps,
+    beta = 0.5 ** (1 / 4), whatever the images shown."""
+    from hydra import compose, initialize_config_module
+
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    assert GeneratorEMA(G, 4, half_life_kimg=0.004).beta_at(9, images=10**6) == pytest.approx(0.5 ** 0.25, rel=1e-12)
+    with initialize_config_module("ganrun.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["model.z_dim=4", "ema.half_life_kimg=0.004"])
+    assert GeneratorEMA.from_config(G, cfg).beta_at(9, images=10**6) == pytest.approx(0.5 ** 0.25, rel=1e-12)
+
+
+def test_with_a_ramped_half_life_and_no_images_seen_the_average_follows_g():
+    """stylegan2-ada: ema_nimg = min(ema_nimg, cur_nimg * ema_rampup), so at cur_nimg = 0 the half-life is 0 and
+    beta = 0. `images` left out means none seen yet (beta_at and update)."""
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    ema = GeneratorEMA(G, 4, half_life_kimg=10.0, half_life_rampup=0.5)  # one image per step
+    assert ema.beta_at(3) == 0.0
+    assert ema.beta_at(3, images=1) == pytest.approx(0.5 ** (1 / 0.5), rel=1e-12)  # half-life 0.5 images
+    ema.update(G, 1)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.linspace(-2.0, 1.0, p.numel()).view_as(p))
+    ema.update(G, 2)
+    for averaged, current in zip(ema.average.parameters(), G.parameters(), strict=True):
+        assert torch.allclose(averaged, current, rtol=0, atol=1e-7)
+
+
+def test_a_new_average_is_gs_untrained_copy():
+    """The average starts as a copy of G (beta 0: no past yet) that autograd never trains: its parameters take no
+    gradient, and samples from it carry no graph, while G's stay trainable."""
+    torch.manual_seed(0)
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    ema = GeneratorEMA(G, 4)
+    assert ema.beta == 0.0
+    for averaged, current in zip(ema.average.parameters(), G.parameters(), strict=True):
+        assert torch.equal(averaged, current) and averaged.data_ptr() != current.data_ptr()
+        assert not averaged.requires_grad and current.requires_grad
+    assert not ema.generator()(torch.randn(3, 4)).requires_grad
+
+
+class _Stack(nn.Module):
+    def __init__(self, extra_layer=False, extra_buffer=False):
+        super().__init__()
+        self.first = nn.Linear(2, 3)
+        self.second = nn.Linear(3, 3) if extra_layer else None
+        if extra_buffer:
+            self.register_buffer("counts", torch.zeros(3))
+
+
+@pytest.mark.parametrize("other", [dict(extra_layer=True), dict(extra_buffer=True)], ids=["parameter", "buffer"])
+def test_a_generator_of_another_shape_is_refused(other):
+    """The average of one G cannot follow another: a G with one tensor more (whose others match) is refused, not
+    averaged over the tensors the two share."""
+    torch.manual_seed(0)
+    ema = GeneratorEMA(_Stack(), 2)
+    for step in (1, 2):  # the first update copies, the next averages: both refuse
+        with pytest.raises((ValueError, RuntimeError)):
+            ema.update(_Stack(**other), step)
+
+
+def test_a_decay_of_one_holds_the_average():
+    """theta_ema <- beta theta_ema + (1 - beta) theta with beta = 1: the average stays where it was. Here beta rounds
+    to exactly 1.0 (a half-life of 1e20 kimg; schema: half_life_kimg >= 0, no upper bound)."""
+    G = mlp.Generator(z_dim=4, resolution=2, channels=1, hidden=[3])
+    ema = GeneratorEMA(G, 4, half_life_kimg=1e20, images_per_step=64)
+    assert ema.beta_at(2, images=64) == 1.0
+    ema.update(G, 1, images=0)  # the first update copies G
+    held = [p.detach().clone() for p in ema.average.parameters()]
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.linspace(0.5, 2.0, p.numel()).view_as(p))
+    ema.update(G, 2, images=64)
+    for averaged, before in zip(ema.average.parameters(), held, strict=True):
+        assert torch.equal(averaged, before)
+
+
+@pytest.mark.parametrize("bn", ["raw", "averaged"])
+def test_raw_and_averaged_modes_sample_with_those_running_statistics(bn):
+    """bn=raw samples with raw G's current running statistics, bn=averaged with their average; neither recomputes
+    them (that is bn=standing)."""
+    torch.manual_seed(0)
+    G = dcgan.Generator(z_dim=8, resolution=28, channels=1, width=8)
+    ema = GeneratorEMA(G, 8, decay=0.75, rampup=False, bn=bn, bn_batches=2, bn_batch_size=8)
+    G(torch.randn(16, 8))
+    ema.update(G, 1)
+    first = [m.running_mean.clone() for m in _norms(G)]
+    G(torch.randn(16, 8) * 3 + 1)
+    ema.update(G, 2)
+    sampler = ema.generator()
+    assert not sampler.training
+    for used, old, now in zip([m.running_mean for m in _norms(sampler)], first, [m.running_mean for m in _norms(G)],
+                              strict=True):
+        expected = now if bn == "raw" else 0.75 * old + 0.25 * now
+        assert torch.allclose(used, expected, rtol=0, atol=1e-6)
+
+
+def _norms(module):
+    return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_standing_statistics_draw_their_noise_on_the_averages_device():
+    """The noise of the standing statistics lives where the averaged G does, whatever torch's default device (a
+    GPU run's average on cuda while the default stays cpu; here a cpu average under a `meta` default)."""
+    torch.manual_seed(0)
+    G = dcgan.Generator(z_dim=8, resolution=28, channels=1, width=8)
+    ema = GeneratorEMA(G, 8, bn="standing", bn_batches=2, bn_batch_size=8)
+    expected = [m.running_mean for m in _norms(ema.generator())]
+    with torch.device("meta"):
+        sampler = ema.generator()
+    for used, reference in zip([m.running_mean for m in _norms(sampler)], expected, strict=True):
+        assert used.device.type == "cpu" and torch.allclose(used, reference, rtol=0, atol=1e-6)
