@@ -381,3 +381,38 @@ def test_a_regularizer_built_without_settings_is_its_shipped_config(name):
                                                      f"{name}.yaml")[name])
     built = hydra.utils.get_class(settings.pop("_target_"))()
     assert settings and {key: getattr(built, key) for key in settings} == settings
+
+
+def test_gradient_penalty_interpolates_each_real_fake_pair_with_one_weight_per_sample():
+    """x_hat = e x + (1 - e) G(z), e ~ U[0, 1] per sample (Gulrajani et al. 2017, Algorithm 1): each x_hat lies on
+    the segment from its fake to its real, the same e in every coordinate; e spreads over [0, 1]."""
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach().clone())
+        return x.sum(dim=1)
+
+    torch.manual_seed(0)
+    real, fake = 3 * torch.randn(500, 2) + 1.0, torch.randn(500, 2) - 2.0
+    regularizers.GradientPenalty().penalty(critic, real, fake, None)
+    e = (seen[0] - fake) / (real - fake)  # per coordinate: the same e for both if x_hat is on the segment
+    assert torch.allclose(e[:, 0], e[:, 1], atol=1e-4)
+    assert e.min() >= -1e-5 and e.max() <= 1 + 1e-5 and e[:, 0].mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+def test_dragan_perturbs_by_spread_times_the_datas_std():
+    """x_hat = x + a * spread * std(x) * U[0, 1] (Kodali et al. 2017, with a ~ U[0, 1] per sample): on data of
+    std 3 the offsets fill [0, spread * std], mean spread * std / 4; `spread` sets their scale."""
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach().clone())
+        return x.sum(dim=1)
+
+    torch.manual_seed(0)
+    real = 3 * torch.randn(2000, 2) + 1.0
+    for spread in (0.5, 0.2):
+        regularizers.DRAGAN(spread=spread).penalty(critic, real, None, None)
+        offset, scale = seen[-1] - real, spread * real.std().item()
+        assert offset.min() >= 0 and offset.max() <= scale * (1 + 1e-5) and offset.max() >= 0.9 * scale
+        assert offset.mean().item() == pytest.approx(scale / 4, rel=0.1)
