@@ -416,3 +416,36 @@ def test_dragan_perturbs_by_spread_times_the_datas_std():
         offset, scale = seen[-1] - real, spread * real.std().item()
         assert offset.min() >= 0 and offset.max() <= scale * (1 + 1e-5) and offset.max() >= 0.9 * scale
         assert offset.mean().item() == pytest.approx(scale / 4, rel=0.1)
+
+
+def test_bcr_checks_for_images_and_terms_without_a_check_pass():
+    from ganrun.errors import ConfigError
+
+    bcr = regularizers.BalancedConsistency()
+    for shape in ((3, 8, 8), (1, 4, 6)):
+        regularizers.check_data({"bcr": bcr, "bare": object()}, list(shape))  # C, H, W: accepted
+    for shape in ((2,), (1, 8), (1, 3, 8, 8)):
+        with pytest.raises(ConfigError, match=rf"regularizer=mine \(bCR\) .* shape \({shape[0]},"):
+            regularizers.check_data({"r1": regularizers.R1(), "mine": bcr}, shape)
+
+
+def marker_positions(bcr, n=4000, width=16):
+    """Where bCR's T moves a one-pixel marker in column 7 of 1 x 16 images (flip: 7 -> 8; shifts of +-k px)."""
+    x = torch.zeros(n, 1, 1, width)
+    x[..., 7] = 1.0
+    out = bcr.transform(x)
+    assert torch.equal(out.sum((1, 2, 3)), torch.ones(n))  # the marker stays whole (no shift pushes it off)
+    return out.flatten(1).argmax(1)
+
+
+def test_bcr_transform_flips_with_flip_prob_and_translates_by_up_to_translation_of_the_size():
+    """T (Zhao et al. 2020): a horizontal flip with probability `flip_prob`, then a shift of up to
+    round(translation * size) px either way, uniform over the shifts (ganrun.augment.translation)."""
+    torch.manual_seed(0)
+    for p in (0.0, 0.3, 1.0):
+        flipped = (marker_positions(regularizers.BalancedConsistency(flip_prob=p, translation=0.0)) == 8).float()
+        assert flipped.mean().item() == pytest.approx(p, abs=0.03)
+    for ratio, reach in ((0.125, 2), (0.25, 4)):
+        cols = marker_positions(regularizers.BalancedConsistency(flip_prob=0.0, translation=ratio))
+        assert sorted(set(cols.tolist())) == list(range(7 - reach, 7 + reach + 1))
+        assert torch.bincount(cols - (7 - reach)).float().div(len(cols)).sub(1 / (2 * reach + 1)).abs().max() < 0.03
