@@ -449,3 +449,13 @@ def test_bcr_transform_flips_with_flip_prob_and_translates_by_up_to_translation_
         cols = marker_positions(regularizers.BalancedConsistency(flip_prob=0.0, translation=ratio))
         assert sorted(set(cols.tolist())) == list(range(7 - reach, 7 + reach + 1))
         assert torch.bincount(cols - (7 - reach)).float().div(len(cols)).sub(1 / (2 * reach + 1)).abs().max() < 0.03
+
+
+def test_lecam_averages_move_to_the_device_of_ds_outputs():
+    """The averages live on D's device (no host sync): built (or restored from a checkpoint) on the CPU, they
+    follow D's outputs at the first update. The "meta" device stands in for an accelerator on any CPU."""
+    restored = regularizers.LeCam()
+    restored.load_state_dict({"averages": torch.tensor([0.2, -0.1]), "debias": torch.tensor(0.5)})
+    for lecam in (regularizers.LeCam(), restored):
+        alphas = lecam.update(torch.randn(4, device="meta"), torch.randn(4, device="meta"))
+        assert alphas.device.type == lecam.averages.device.type == lecam.debias.device.type == "meta"
