@@ -260,3 +260,202 @@ def test_lecam_state_round_trips():
     restored.load_state_dict(lecam.state_dict())
     real, fake = torch.tensor([0.3, 0.1]), torch.tensor([0.2, -0.4])
     assert restored.d_term(lecam_context(real, fake)).item() == lecam.d_term(lecam_context(real, fake)).item()
+
+
+# ---- the contract: weight and laziness from the base class, the run's checks before training
+class Constant(regularizers.Regularizer):
+    """A plain penalty written against the bare contract: only `penalty`."""
+
+    def penalty(self, critic, real, fake, discriminator):
+        return torch.tensor(2.5)
+
+
+def bare_context(**fields):
+    """A context built by hand, as tests and users' terms do: only what the term reads."""
+    return regularizers.TermContext(None, None, None, None, **fields)
+
+
+def test_a_plain_penalty_gets_weight_and_laziness_from_the_base_class():
+    """`weight * every * penalty` on one D step in `every` (Karras et al. 2020, section 3.1): the lazy term's sum
+    over the steps equals the eager one's. A term given no settings is its penalty, added on every step; a context
+    built by hand without `d_step` is the first D step (step 0), on which every lazy term is due."""
+    assert Constant().d_term(bare_context(d_step=0)).item() == pytest.approx(2.5, rel=1e-7)
+    assert Constant().d_term(bare_context(d_step=7)).item() == pytest.approx(2.5, rel=1e-7)
+    lazy, eager_term = Constant(weight=0.4, every=3), Constant(weight=0.4)
+    lazy_terms = [lazy.d_term(bare_context(d_step=s)) for s in range(6)]
+    assert [t is None for t in lazy_terms] == [False, True, True, False, True, True]
+    assert lazy_terms[0].item() == pytest.approx(0.4 * 3 * 2.5, rel=1e-6)
+    assert sum(t.item() for t in lazy_terms if t is not None) == pytest.approx(
+        sum(eager_term.d_term(bare_context(d_step=s)).item() for s in range(6)), rel=1e-6)
+    assert Constant(every=2).d_term(bare_context()) is not None  # d_step defaults to the first step
+    assert Constant(weight=0.0).d_term(bare_context()) is None  # a zero weight: never due
+    assert Constant().g_term(bare_context()) is None and regularizers.Regularizer().d_term(bare_context()) is None
+
+
+def test_lazy_zero_centred_penalties_scale_by_every_on_their_steps():
+    """R1 every 4 (StyleGAN2's lazy R1): 4 x gamma/2 E||grad||^2 on steps 0, 4, ..., from a shared forward or its own."""
+    critic = linear_critic(W)
+    r1 = regularizers.R1(weight=3.0, every=4)
+    real = torch.randn(6, 3).requires_grad_(True)
+    shared = regularizers.TermContext(None, None, real, real, d_step=4, real_out=critic(real),
+                                      grad_inputs={("real", True): real})
+    assert r1.shared_inputs(4) == (("real", True),) and r1.shared_inputs(5) == ()
+    assert r1.d_term(shared).item() == pytest.approx(4 * 0.5 * 3.0 * 5.25, rel=1e-5)
+    own = regularizers.TermContext(critic, critic, real.detach(), real.detach(), d_step=8)
+    assert r1.d_term(own).item() == pytest.approx(4 * 0.5 * 3.0 * 5.25, rel=1e-5)
+    assert r1.d_term(regularizers.TermContext(critic, critic, real.detach(), real.detach(), d_step=5)) is None
+
+
+def test_a_chosen_regularizer_replaces_a_carried_one_of_its_kind_and_says_so(caplog):
+    import logging
+
+    carried = {"gradient_penalty": regularizers.GradientPenalty(), "clip": regularizers.WeightClipping()}
+    chosen = {"gp": regularizers.GradientPenalty(one_sided=True), "r1": regularizers.R1()}
+    with caplog.at_level(logging.INFO, logger="ganrun.regularizers"):
+        combined = regularizers.combine(carried, chosen)
+    assert list(combined) == ["clip", "gp", "r1"] and combined["gp"] is chosen["gp"]
+    assert "regularizer=gp replaces the GradientPenalty that the loss carries (loss.regularizers.gradient_penalty)" \
+        in caplog.text and "r1" not in caplog.text
+    assert list(carried) == ["gradient_penalty", "clip"]  # the loss's own dict is left as it was
+    assert list(regularizers.combine({}, chosen)) == ["gp", "r1"]
+
+
+def batchnorm_critic():
+    return nn.Sequential(nn.Flatten(), nn.Linear(2, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+
+
+def every_kind():
+    """One of each regularizer, a switched-off penalty, and a term written against the bare contract."""
+    import types
+
+    return {"r1": regularizers.R1(), "l2": regularizers.L2WeightPenalty(), "bcr": regularizers.BalancedConsistency(),
+            "gp": regularizers.GradientPenalty(), "lecam": regularizers.LeCam(), "clip": regularizers.WeightClipping(),
+            "r2_off": regularizers.R2(weight=0.0), "bare": types.SimpleNamespace(weight=1.0),
+            "dragan": regularizers.DRAGAN(), "r1r2": regularizers.R1R2(), "r2": regularizers.R2()}
+
+
+def test_only_input_gradient_penalties_with_a_weight_warn_on_a_batchnorm_critic(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="ganrun.regularizers"):
+        names = regularizers.warn_penalty_on_batchnorm(every_kind(), batchnorm_critic())
+    assert names == ["r1", "gp", "dragan", "r1r2", "r2"]
+    assert "Gradient penalty r1, gp, dragan, r1r2, r2 on a discriminator with BatchNorm" in caplog.text
+    assert "model.discriminator.norm=layer" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ganrun.regularizers"):
+        assert regularizers.warn_penalty_on_batchnorm(every_kind(), linear_critic(W)) == []
+        assert regularizers.warn_penalty_on_batchnorm({"l2": regularizers.L2WeightPenalty()}, batchnorm_critic()) == []
+    assert not caplog.text
+
+
+@pytest.mark.parametrize("compile, mode, refused", [
+    (True, "reduce-overhead", True), (True, "max-autotune", True), (True, "default", False),
+    (True, "max-autotune-no-cudagraphs", False), (False, "reduce-overhead", False)])
+def test_cuda_graph_compile_modes_are_refused_only_with_input_gradient_penalties(compile, mode, refused):
+    import types
+
+    from ganrun.errors import ConfigError
+
+    trainer = types.SimpleNamespace(compile=compile, compile_mode=mode)
+    if refused:
+        with pytest.raises(ConfigError, match=rf"trainer.compile_mode={mode} replays CUDA graphs, which ganrun does "
+                                              r"not support with the input-gradient penalty r1, gp, dragan, r1r2, r2:"):
+            regularizers.refuse_cuda_graphs_with_penalties(every_kind(), trainer)
+    else:
+        regularizers.refuse_cuda_graphs_with_penalties(every_kind(), trainer)
+    without = {k: v for k, v in every_kind().items() if k not in ("r1", "gp", "dragan", "r1r2", "r2")}
+    regularizers.refuse_cuda_graphs_with_penalties(without, trainer)  # nothing to refuse
+
+
+@pytest.mark.parametrize("name", ["r1", "r2", "gp", "dragan", "bcr", "lecam", "l2", "clip"])
+def test_a_regularizer_built_without_settings_is_its_shipped_config(name):
+    """One class per conf/regularizer/NAME.yaml: the class's defaults are that file's values (loss=wgan_gp's
+    GradientPenalty gives only its weight, so the others act there); a hand-built term is the documented one."""
+    from pathlib import Path
+
+    import hydra.utils
+    from omegaconf import OmegaConf
+
+    settings = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf" / "regularizer" /
+                                                     f"{name}.yaml")[name])
+    built = hydra.utils.get_class(settings.pop("_target_"))()
+    assert settings and {key: getattr(built, key) for key in settings} == settings
+
+
+def test_gradient_penalty_interpolates_each_real_fake_pair_with_one_weight_per_sample():
+    """x_hat = e x + (1 - e) G(z), e ~ U[0, 1] per sample (Gulrajani et al. 2017, Algorithm 1): each x_hat lies on
+    the segment from its fake to its real, the same e in every coordinate; e spreads over [0, 1]."""
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach().clone())
+        return x.sum(dim=1)
+
+    torch.manual_seed(0)
+    real, fake = 3 * torch.randn(500, 2) + 1.0, torch.randn(500, 2) - 2.0
+    regularizers.GradientPenalty().penalty(critic, real, fake, None)
+    e = (seen[0] - fake) / (real - fake)  # per coordinate: the same e for both if x_hat is on the segment
+    assert torch.allclose(e[:, 0], e[:, 1], atol=1e-4)
+    assert e.min() >= -1e-5 and e.max() <= 1 + 1e-5 and e[:, 0].mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+def test_dragan_perturbs_by_spread_times_the_datas_std():
+    """x_hat = x + a * spread * std(x) * U[0, 1] (Kodali et al. 2017, with a ~ U[0, 1] per sample): on data of
+    std 3 the offsets fill [0, spread * std], mean spread * std / 4; `spread` sets their scale."""
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach().clone())
+        return x.sum(dim=1)
+
+    torch.manual_seed(0)
+    real = 3 * torch.randn(2000, 2) + 1.0
+    for spread in (0.5, 0.2):
+        regularizers.DRAGAN(spread=spread).penalty(critic, real, None, None)
+        offset, scale = seen[-1] - real, spread * real.std().item()
+        assert offset.min() >= 0 and offset.max() <= scale * (1 + 1e-5) and offset.max() >= 0.9 * scale
+        assert offset.mean().item() == pytest.approx(scale / 4, rel=0.1)
+
+
+def test_bcr_checks_for_images_and_terms_without_a_check_pass():
+    from ganrun.errors import ConfigError
+
+    bcr = regularizers.BalancedConsistency()
+    for shape in ((3, 8, 8), (1, 4, 6)):
+        regularizers.check_data({"bcr": bcr, "bare": object()}, list(shape))  # C, H, W: accepted
+    for shape in ((2,), (1, 8), (1, 3, 8, 8)):
+        with pytest.raises(ConfigError, match=rf"regularizer=mine \(bCR\) .* shape \({shape[0]},"):
+            regularizers.check_data({"r1": regularizers.R1(), "mine": bcr}, shape)
+
+
+def marker_positions(bcr, n=4000, width=16):
+    """Where bCR's T moves a one-pixel marker in column 7 of 1 x 16 images (flip: 7 -> 8; shifts of +-k px)."""
+    x = torch.zeros(n, 1, 1, width)
+    x[..., 7] = 1.0
+    out = bcr.transform(x)
+    assert torch.equal(out.sum((1, 2, 3)), torch.ones(n))  # the marker stays whole (no shift pushes it off)
+    return out.flatten(1).argmax(1)
+
+
+def test_bcr_transform_flips_with_flip_prob_and_translates_by_up_to_translation_of_the_size():
+    """T (Zhao et al. 2020): a horizontal flip with probability `flip_prob`, then a shift of up to
+    round(translation * size) px either way, uniform over the shifts (ganrun.augment.translation)."""
+    torch.manual_seed(0)
+    for p in (0.0, 0.3, 1.0):
+        flipped = (marker_positions(regularizers.BalancedConsistency(flip_prob=p, translation=0.0)) == 8).float()
+        assert flipped.mean().item() == pytest.approx(p, abs=0.03)
+    for ratio, reach in ((0.125, 2), (0.25, 4)):
+        cols = marker_positions(regularizers.BalancedConsistency(flip_prob=0.0, translation=ratio))
+        assert sorted(set(cols.tolist())) == list(range(7 - reach, 7 + reach + 1))
+        assert torch.bincount(cols - (7 - reach)).float().div(len(cols)).sub(1 / (2 * reach + 1)).abs().max() < 0.03
+
+
+def test_lecam_averages_move_to_the_device_of_ds_outputs():
+    """The averages live on D's device (no host sync): built (or restored from a checkpoint) on the CPU, they
+    follow D's outputs at the first update. The "meta" device stands in for an accelerator on any CPU."""
+    restored = regularizers.LeCam()
+    restored.load_state_dict({"averages": torch.tensor([0.2, -0.1]), "debias": torch.tensor(0.5)})
+    for lecam in (regularizers.LeCam(), restored):
+        alphas = lecam.update(torch.randn(4, device="meta"), torch.randn(4, device="meta"))
+        assert alphas.device.type == lecam.averages.device.type == lecam.debias.device.type == "meta"
