@@ -430,3 +430,136 @@ def test_a_schedule_of_an_adaptive_p_is_refused_before_training(tmp_path, data_r
     assert message.startswith("schedules.aug.key=augment.ada.p: the adaptive rule tunes p (augment.ada.target=0.6)")
     assert "augment.ada.target=null" in message and "\n" not in message
     assert not list(tmp_path.rglob("events.out.tfevents.*"))  # before training: nothing written
+
+
+# ---- the draws: the reference's distributions (AugmentPipe's defaults), on a non-square image
+def test_draws_follow_the_references_distributions():
+    """At p = 1, n = 20000 draws on a 32 x 64 image: xflip and lumaflip 0/1 and rotate90 0..3 equally often;
+    xint integers round(U(-1, 1) x size/8) per axis; scale, aniso 2^N(0, 0.2^2); rotate (both) and hue U(-pi, pi);
+    xfrac N(0, (size/8)^2) px per axis; brightness N(0, 0.2^2); contrast 2^N(0, 0.5^2); saturation 2^N(0, 1);
+    cutout's side 0.5 at a U[0, 1)^2 centre; the coordinates of one op independent. Tolerances: spreads 3%
+    (their relative standard error is 0.5%), means >= 5 standard errors, frequencies 0.015 (sd 0.0035)."""
+    torch.manual_seed(0)
+    n, height, width = 20000, 32, 64
+    d = ada.draw(ada.OPS, n, height, width, torch.tensor(1.0))
+
+    def spread(v, mean, std):
+        assert v.mean().item() == pytest.approx(mean, abs=5 * std / math.sqrt(n))
+        assert v.std().item() == pytest.approx(std, rel=0.03)
+
+    def uncorrelated(a, b):
+        assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 0.05
+
+    for op, choices in (("xflip", 2), ("rotate90", 4), ("lumaflip", 2)):
+        for k in range(choices):
+            assert (d[op] == k).float().mean().item() == pytest.approx(1 / choices, abs=0.015), (op, k)
+        assert set(d[op].unique().tolist()) == set(range(choices))
+    for axis, size in ((0, width), (1, height)):
+        shift = d["xint"][:, axis]
+        assert set(shift.unique().tolist()) == set(range(-size // 8, size // 8 + 1))  # integers, both ends
+        assert shift.mean().item() == pytest.approx(0.0, abs=5 * size / 8 / math.sqrt(3 * n))
+        spread(d["xfrac"][:, axis], 0.0, size / 8)
+    uncorrelated(d["xint"][:, 0], d["xint"][:, 1])
+    uncorrelated(d["xfrac"][:, 0], d["xfrac"][:, 1])
+    for op, std in (("scale", 0.2), ("aniso", 0.2), ("contrast", 0.5), ("saturation", 1.0)):
+        spread(torch.log2(d[op]), 0.0, std)
+    spread(d["brightness"], 0.0, 0.2)
+    for angle in (d["rotate"][:, 0], d["rotate"][:, 1], d["hue"]):
+        assert -math.pi <= angle.min() < -math.pi + 0.01 and math.pi - 0.01 < angle.max() <= math.pi
+        spread(angle, 0.0, math.pi / math.sqrt(3))
+    uncorrelated(d["rotate"][:, 0], d["rotate"][:, 1])
+    assert d["cutout"].shape == (n, 3) and (d["cutout"][:, 0] == 0.5).all()
+    for centre in (d["cutout"][:, 1], d["cutout"][:, 2]):
+        assert 0 <= centre.min() < 0.005 and 0.995 < centre.max() < 1
+        spread(centre, 0.5, 1 / math.sqrt(12))
+    uncorrelated(d["cutout"][:, 1], d["cutout"][:, 2])
+
+
+def test_ada_draws_the_translations_for_the_images_height_and_width():
+    """Through ADA's call on 8 x 32 images: integer shifts of up to 1 row and 4 columns (1/8 of each side), every
+    one of them drawn; each output the reflected shift of its input (tolerance 1e-3 on values up to 256)."""
+    torch.manual_seed(0)
+    height, width = 8, 32
+    where = 1 + torch.arange(height * width, dtype=torch.float32).reshape(1, 1, height, width)
+    x = where.expand(800, 1, -1, -1)
+    out = ADA("xint", p=1.0, target=None)(x, step=0)
+    found = set()
+    for o in out:
+        source = round(o[0, height // 2, width // 2].item()) - 1  # the middle pixel reads an inside one
+        ty, tx = height // 2 - source // width, width // 2 - source % width
+        rows, cols = reflect(torch.arange(height) - ty, height), reflect(torch.arange(width) - tx, width)
+        assert torch.allclose(o[0], where[0, 0][rows][:, cols], atol=1e-3)
+        found.add((ty, tx))
+    assert found == {(ty, tx) for ty in range(-1, 2) for tx in range(-4, 5)}
+
+
+def test_cutout_keeps_pixel_centres_at_half_the_side_from_the_centre():
+    """The reference's mask: a pixel is cut when its centre lies strictly within half the side of the square's
+    centre along both axes (|(j + 0.5)/W - cx| < side/2); a 4 x 8 image with the centre on a pixel centre puts
+    pixel centres exactly on the square's edges (all values exact in binary)."""
+    x = torch.rand(1, 2, 4, 8) + 1
+    out = ada.apply(x, {"cutout": torch.tensor([[0.5, 3.5 / 8, 2.5 / 4]])})  # side 4 columns and 2 rows
+    inside = torch.zeros(4, 8, dtype=torch.bool)
+    inside[2, 2:5] = True  # columns 1 and 5, rows 1 and 3: on the edge, kept
+    assert torch.equal(out[0] == 0, inside.expand(2, -1, -1))
+    assert torch.equal(out[0][:, ~inside], x[0][:, ~inside])
+
+
+# ---- the class: its defaults, presets, refusals, devices
+def test_defaults_are_the_shipped_config():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    shipped = OmegaConf.to_container(OmegaConf.load(Path(ada.__file__).parents[1] / "conf/augment/ada.yaml"))["ada"]
+    default = ADA()
+    assert default.ops == ada.parse_ops(shipped["ops"]) and default._p.item() == shipped["p"]
+    assert (default.target, default.interval, default.speed_kimg) == (shipped["target"], shipped["interval"],
+                                                                      shipped["speed_kimg"])
+    assert default.strengths == ada.parse_strengths(shipped["strengths"]) == {op: 1.0 for op in ada.OPS}
+
+
+def test_presets_are_the_references_groups():
+    assert ada.parse_ops("blit") == ("xflip", "rotate90", "xint")
+    assert ada.parse_ops("geom") == ("scale", "rotate", "aniso", "xfrac")
+    assert ada.parse_ops("color") == ("brightness", "contrast", "lumaflip", "hue", "saturation")
+    assert ada.parse_ops("bg") == ada.parse_ops("blit,geom")
+    assert ada.parse_ops("bgc") == ada.parse_ops("color, bg") == ada.OPS[:-1]
+    assert ada.parse_ops("xfrac,cutout,xflip") == ("xflip", "xfrac", "cutout")
+
+
+def test_only_p_under_the_adaptive_rule_refuses_a_schedule():
+    assert "the adaptive rule tunes p (augment.ada.target=0.6)" in ADA(target=0.6).refuse_schedule("p")
+    assert ADA(target=None).refuse_schedule("p") is None
+    assert ADA(target=0.6).refuse_schedule("speed_kimg") is None
+    assert ADA(target=None).refuse_schedule("speed_kimg") is None
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 6, 10)])
+def test_grey_and_rgb_images_are_accepted(shape):
+    ADA().check(shape)
+
+
+def test_p_and_the_sum_follow_the_data_to_its_device_without_a_host_sync():
+    """On the first observed batch p and the accumulated signs move to its device, asynchronously ('meta': a second
+    device on any CPU machine); a p set from outside from a tensor makes no host sync either."""
+    aug = ADA(p=0.3, interval=2, speed_kimg=0.01)
+    with HostSyncCounter() as syncs:
+        logs = aug.observe(torch.ones(4, 1, device="meta"))
+    assert aug.p.device.type == aug._sign_sum.device.type == "meta"
+    assert logs["augment/p"].device.type == "meta" and syncs.calls == []
+    fixed = ADA(p=0.0, target=None)
+    with HostSyncCounter() as syncs:
+        fixed.p = torch.tensor(0.25, dtype=torch.float64)
+    assert syncs.calls == [] and fixed.p.item() == 0.25
+
+
+def test_a_move_counts_the_images_of_every_rank(monkeypatch):
+    """The reference's step is batch_size x ada_interval over all GPUs: with 2 ranks (their r_t the same) p moves
+    twice as far as on one."""
+    from ganrun import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    aug = ADA("bgc", p=0.5, target=0.6, interval=4, speed_kimg=0.64)  # 2 x 8 x 4 / 640 = 0.1
+    observe_steps(aug, [2.0] * 7 + [-1.0], 4)
+    assert aug.p.item() == pytest.approx(0.6, abs=1e-6)
