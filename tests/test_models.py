@@ -276,3 +276,156 @@ def test_a_folder_of_256_px_images_trains(name, tmp_path):
                               f"dataset.path={tmp_path / 'images'}", "trainer.batch_size=4", "ema.enabled=false",
                               *widths, steps=2)
     assert result.step == 2
+
+
+# ---- issue 19: definitions against closed forms, on asymmetric inputs (generated mutants, docs/mutation.md)
+def layer_list(module):
+    """The leaf layers in order, each as the values that define it (not the in-place flag of an activation, which
+    changes no value)."""
+    rows = []
+    for m in module.modules():
+        if list(m.children()):
+            continue
+        name = type(m).__name__
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            rows.append((name, m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0], m.groups,
+                         m.bias is not None))
+        elif isinstance(m, nn.Linear):
+            rows.append((name, m.in_features, m.out_features, m.bias is not None))
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)):
+            rows.append((name, m.num_features, m.affine))
+        elif isinstance(m, nn.GroupNorm):
+            rows.append((name, m.num_groups, m.num_channels, m.affine))
+        elif isinstance(m, nn.LayerNorm):
+            rows.append((name, tuple(m.normalized_shape), m.elementwise_affine))
+        elif isinstance(m, nn.LeakyReLU):
+            rows.append((name, m.negative_slope))
+        elif isinstance(m, nn.Embedding):
+            rows.append((name, m.num_embeddings, m.embedding_dim))
+        else:
+            rows.append((name,))
+    return rows
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def asymmetric(*shape, seed=0):
+    """A batch whose samples, channels and pixels all differ in scale and offset."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g)
+    for dim, size in enumerate(shape):
+        view = [1] * len(shape)
+        view[dim] = size
+        x = x * torch.linspace(0.5, 2.0, size).view(view) + torch.linspace(-0.3, 0.4, size).view(view)
+    return x
+
+
+def test_norm_layer_normalises_over_the_axes_of_its_definition():
+    from ganrun.models.layers import ConditionalBatchNorm2d, norm_layer
+
+    x = asymmetric(3, 4, 5, 2)
+
+    def standardise(t, dims):
+        mean = t.mean(dim=dims, keepdim=True)
+        return (t - mean) / torch.sqrt(t.var(dim=dims, unbiased=False, keepdim=True) + 1e-5)
+
+    # feature maps: batch over (N, H, W) per channel (Ioffe & Szegedy), instance over (H, W) per sample and channel
+    # (Ulyanov et al.), layer over (C, H, W) per sample (Ba et al.); each with a learned per-channel gain and bias
+    for kind, dims in (("batch", (0, 2, 3)), ("instance", (2, 3)), ("layer", (1, 2, 3))):
+        layer = norm_layer(kind, 4).train()
+        assert [tuple(p.shape) for p in layer.parameters()] == [(4,), (4,)], kind
+        assert torch.allclose(layer(x), standardise(x, dims), atol=1e-5), kind
+    assert layer_list(norm_layer("layer", 4)) == [("GroupNorm", 1, 4, True)]
+    assert isinstance(norm_layer("none", 4), nn.Identity)
+    # flat features (fully connected nets): batch over N, layer over the features
+    flat = x[:, :, 0, 0] * torch.tensor([1.0, -2.0, 3.0]).view(3, 1)
+    assert torch.allclose(norm_layer("batch", 4, image=False).train()(flat), standardise(flat, (0,)), atol=1e-5)
+    assert torch.allclose(norm_layer("layer", 4, image=False)(flat), standardise(flat, (1,)), atol=1e-5)
+    assert layer_list(nn.Sequential(norm_layer("batch", 4, image=False), norm_layer("layer", 4, image=False))) == [
+        ("BatchNorm1d", 4, True), ("LayerNorm", (4,), True)]
+    cbn = norm_layer("conditional_batch", 4, num_classes=3)
+    assert isinstance(cbn, ConditionalBatchNorm2d) and cbn.gain.shape == (3, 4)
+
+
+@pytest.mark.parametrize("kind", ["spectral", "weight"])
+def test_weight_parametrisation_is_the_papers(kind):
+    """Spectral norm: W / sigma(W) on every conv, linear and (Miyato & Koyama) the projection embedding. Weight norm
+    (Salimans & Kingma 2016): W = g v / ||v|| per output unit, on conv and linear layers only."""
+    D = mlp.Discriminator(resolution=3, channels=2, hidden=[7, 5], weight_param=kind, conditioning="projection",
+                          num_classes=3)
+    G = dcgan.Generator(z_dim=4, resolution=28, channels=1, widths=[6, 3], weight_param=kind)
+    layers = [m for net in (D, G) for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    want = "_SpectralNorm" if kind == "spectral" else "_WeightNorm"
+    assert len(layers) == 6  # D: two hidden layers and the head; G: three transposed convs
+    assert all(type(m.parametrizations.weight[0]).__name__ == want for m in layers)
+    assert parametrize.is_parametrized(D.embed) == (kind == "spectral")
+    if kind == "weight":
+        linear = D.net[0]
+        g, v = linear.parametrizations.weight.original0, linear.parametrizations.weight.original1
+        with torch.no_grad():
+            g.copy_(torch.linspace(0.5, 3.0, 7).view(7, 1))
+        assert torch.allclose(linear.weight, g * v / v.norm(dim=1, keepdim=True), atol=1e-6)
+        assert torch.allclose(linear.weight.norm(dim=1), torch.linspace(0.5, 3.0, 7), atol=1e-5)
+
+
+def test_dcgan_init_is_radfords_on_every_layer_of_both_networks():
+    """Radford et al. 2015: all weights from N(0, 0.02); BatchNorm gains from N(1, 0.02) (the reference code), biases 0."""
+    torch.manual_seed(0)
+    for net, n_norms in ((dcgan.Generator(z_dim=100, resolution=64, channels=3, width=32), 4),
+                         (dcgan.Discriminator(resolution=64, channels=3, width=32, norm="instance"), 3)):
+        weights = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+        norms = [m for m in net.modules() if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d))]
+        assert len(weights) == 5 and len(norms) == n_norms
+        for m in weights:
+            assert m.weight.mean().abs() < 0.02 * 4 / m.weight.numel() ** 0.5
+            assert m.weight.std().item() == pytest.approx(0.02, rel=0.25 if m.weight.numel() < 1000 else 0.05)
+            assert m.bias is None or not m.bias.any()
+        gains = torch.cat([m.weight for m in norms])
+        assert gains.mean().item() == pytest.approx(1.0, abs=0.004)
+        assert gains.std().item() == pytest.approx(0.02, rel=0.15)
+        assert not torch.cat([m.bias for m in norms]).any()
+    D = dcgan.Discriminator(resolution=32, channels=1, width=16, norm="layer")
+    assert torch.cat([m.weight for m in D.modules() if isinstance(m, nn.GroupNorm)]).std() < 0.05
+
+
+def test_dcgan_is_the_papers_network_at_64_px():
+    """Radford et al.'s 64 px LSUN net as pytorch/examples dcgan writes it (G 3,576,704 and D 2,765,568 parameters,
+    every conv bias-free), plus ganrun's biases on the three layers no BatchNorm follows: G's output conv (3), D's
+    first conv (64) and D's head (1)."""
+    G, D = dcgan.Generator(), dcgan.Discriminator()  # the defaults: z 100, 64 px RGB, width 64
+    assert n_params(G) == 3_576_704 + 3 and n_params(D) == 2_765_568 + 64 + 1
+    assert G(torch.randn(2, 100)).shape == (2, 3, 64, 64)
+
+
+def test_dcgan_layers_at_28_px_with_widths_and_every_option():
+    """z -> 7x7 by a 7x7 transposed conv, then 4x4 stride-2 transposed convs (padding 1) doubling the size,
+    BatchNorm + ReLU after each but the last, tanh; D: 4x4 stride-2 convs, LeakyReLU(0.2), no norm on the first,
+    the minibatch-std map, then the 7x7 head on the flattened map."""
+    G = dcgan.Generator(z_dim=5, resolution=28, channels=2, widths=[12, 6], conditioning="concat", num_classes=3)
+    assert layer_list(G) == [
+        ("ConvTranspose2d", 8, 12, 7, 1, 0, 1, False), ("BatchNorm2d", 12, True), ("ReLU",),
+        ("ConvTranspose2d", 12, 6, 4, 2, 1, 1, False), ("BatchNorm2d", 6, True), ("ReLU",),
+        ("ConvTranspose2d", 6, 2, 4, 2, 1, 1, True), ("Tanh",)]
+    D = dcgan.Discriminator(resolution=28, channels=2, widths=[6, 12], mbstd_group=2, conditioning="concat",
+                            num_classes=3)
+    assert layer_list(D) == [
+        ("Conv2d", 5, 6, 4, 2, 1, 1, True), ("LeakyReLU", 0.2), ("Conv2d", 6, 12, 4, 2, 1, 1, False),
+        ("BatchNorm2d", 12, True), ("LeakyReLU", 0.2), ("MinibatchStd",), ("Flatten",), ("Linear", 13 * 49, 1, True)]
+    y = torch.tensor([2, 0, 1, 2])
+    images = G(torch.randn(4, 5), y)
+    assert images.shape == (4, 2, 28, 28) and D(images, y).shape == (4,)
+    seen = {}
+    D.net[-1].register_forward_hook(lambda m, inputs, out: seen.setdefault("flat", out))
+    D(images, y)
+    assert seen["flat"].shape == (4, 13 * 7 * 7)
+    # default widths: 8, 4, 2, 1 x width from the smallest map, as many as the doublings
+    for resolution, want in ((28, [6, 3]), (32, [12, 6, 3]), (64, [24, 12, 6, 3])):
+        convs = [m for m in dcgan.Generator(z_dim=2, resolution=resolution, channels=1, width=3).modules()
+                 if isinstance(m, nn.ConvTranspose2d)]
+        assert [c.out_channels for c in convs[:-1]] == want
+        assert [c.kernel_size[0] for c in convs[:1]] == [7 if resolution == 28 else 4]
+        convs = [m for m in dcgan.Discriminator(resolution=resolution, channels=1, width=3).modules()
+                 if isinstance(m, nn.Conv2d)]
+        assert [c.out_channels for c in convs] == want[::-1]
