@@ -284,9 +284,11 @@ def layer_list(module):
     changes no value)."""
     rows = []
     for m in module.modules():
-        if list(m.children()):
+        name = type(m).__name__.replace("Parametrized", "")
+        if name.startswith("_") or name in ("ModuleDict", "ParametrizationList"):  # a weight parametrisation's parts
             continue
-        name = type(m).__name__
+        if list(m.children()) and not parametrize.is_parametrized(m):
+            continue
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             rows.append((name, m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0], m.padding[0], m.groups,
                          m.bias is not None))
@@ -417,7 +419,7 @@ def test_dcgan_layers_at_28_px_with_widths_and_every_option():
     images = G(torch.randn(4, 5), y)
     assert images.shape == (4, 2, 28, 28) and D(images, y).shape == (4,)
     seen = {}
-    D.net[-1].register_forward_hook(lambda m, inputs, out: seen.setdefault("flat", out))
+    D.net[-1].register_forward_hook(lambda m, inputs, out: seen.update(flat=out))
     D(images, y)
     assert seen["flat"].shape == (4, 13 * 7 * 7)
     # default widths: 8, 4, 2, 1 x width from the smallest map, as many as the doublings
@@ -429,3 +431,175 @@ def test_dcgan_layers_at_28_px_with_widths_and_every_option():
         convs = [m for m in dcgan.Discriminator(resolution=resolution, channels=1, width=3).modules()
                  if isinstance(m, nn.Conv2d)]
         assert [c.out_channels for c in convs] == want[::-1]
+
+
+def test_mlp_layers_and_output():
+    """Goodfellow et al.'s fully connected nets: Linear + norm + ReLU (G) or LeakyReLU(0.2) (D) per hidden layer,
+    G's output tanh for images, linear for the toy points; cGAN's one-hot y joins z and the flattened image."""
+    G = mlp.Generator(z_dim=5, resolution=3, channels=2, hidden=[7, 11], norm="batch", conditioning="concat",
+                      num_classes=3)
+    assert layer_list(G) == [("Linear", 8, 7, True), ("BatchNorm1d", 7, True), ("ReLU",), ("Linear", 7, 11, True),
+                             ("BatchNorm1d", 11, True), ("ReLU",), ("Linear", 11, 18, True), ("Tanh",)]
+    D = mlp.Discriminator(resolution=3, channels=2, hidden=[11, 7], norm="layer", conditioning="concat",
+                          num_classes=3)
+    assert layer_list(D) == [("Linear", 21, 11, True), ("LayerNorm", (11,), True), ("LeakyReLU", 0.2),
+                             ("Linear", 11, 7, True), ("LayerNorm", (7,), True), ("LeakyReLU", 0.2),
+                             ("Linear", 7, 1, True)]
+    y = torch.tensor([1, 0, 2, 2])
+    images = G(torch.randn(4, 5), y)
+    assert images.shape == (4, 2, 3, 3) and D(images, y).shape == (4,)
+    x = asymmetric(4, 2, 3, 3)
+    assert torch.equal(D.join_labels(x, y), torch.cat([x.flatten(1), F.one_hot(y, 3).float()], dim=1))
+    assert torch.allclose(D.features(D.join_labels(x, y)), D.net(D.join_labels(x, y)))
+    # toy 2-D points: linear output, not confined to [-1, 1]
+    G = mlp.Generator(z_dim=2, hidden=[4], shape=[2], output="linear")
+    D = mlp.Discriminator(hidden=[4], shape=[2])
+    assert layer_list(G)[-1] == ("Linear", 4, 2, True) and layer_list(D)[0] == ("Linear", 2, 4, True)
+    with torch.no_grad():
+        G.net[-1].bias.fill_(5.0)
+    assert G(torch.randn(3, 2)).min() > 1.0 and D(G(torch.randn(3, 2))).shape == (3,)
+
+
+def yaml_of(model: str):
+    import importlib.resources
+
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(importlib.resources.files("ganrun.conf") / "model" / f"{model}.yaml")
+
+
+# the class defaults that come from the dataset: the paper's data (DCGAN's 64 px LSUN net, SNGAN's and R3GAN's
+# CIFAR-10, the vanilla GAN's MNIST)
+PAPER_DATA = {"dcgan": (64, 3), "resnet": (32, 3), "r3gan": (32, 3), "mlp": (28, 1)}
+
+
+@pytest.mark.parametrize("name", ["dcgan", "resnet", "r3gan", "mlp"])
+def test_class_defaults_are_the_shipped_config(name):
+    """Each class serves one section of conf/model/<name>.yaml: its keyword defaults are that section's values
+    (a class built without the config is the configured network), and the dataset-given ones the paper's data."""
+    import inspect
+
+    module = {"dcgan": dcgan, "resnet": resnet, "r3gan": r3gan, "mlp": mlp}[name]
+    cfg = yaml_of(name)
+    for cls, section in ((module.Generator, cfg.generator), (module.Discriminator, cfg.discriminator)):
+        defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+        assert set(defaults) == set(section) - {"_target_"}, cls
+        for key in defaults:
+            value = section._get_node(key)._value()
+            if key == "z_dim":
+                value = cfg.z_dim
+            elif key in ("resolution", "channels"):
+                value = PAPER_DATA[name][key == "channels"]
+            elif key == "num_classes" or key == "shape" or key == "output":
+                continue  # dataset-given: no default class count, image data, tanh (checked in their tests)
+            elif key == "conditioning":
+                value = cfg.conditioning
+            value = list(value) if hasattr(value, "__len__") and not isinstance(value, str) else value
+            default = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
+            assert default == value, (cls, key)
+    assert inspect.signature(mlp.Generator).parameters["output"].default == "tanh"
+    assert inspect.signature(mlp.Generator).parameters["shape"].default is None
+
+
+def test_conditioning_needs_at_least_two_classes():
+    for classes in (None, 0, 1):
+        with pytest.raises(ConfigError, match=f"at least 2 classes, but the dataset has num_classes={classes}"):
+            mlp.Generator(z_dim=4, hidden=[4], conditioning="concat", num_classes=classes)
+    G = mlp.Generator(z_dim=4, hidden=[4], resolution=2, conditioning="acgan", num_classes=2)  # binary labels
+    assert (G.z_dim, G.num_classes, G.input_dim) == (4, 2, 6)
+    G = mlp.Generator(z_dim=4, hidden=[4], resolution=2, conditioning="none", num_classes=10)  # labels unused
+    assert (G.z_dim, G.num_classes, G.input_dim) == (4, 0, 4)
+    assert G(torch.randn(3, 4)).shape == (3, 1, 2, 2)
+    D = dcgan.Discriminator(resolution=28, channels=2, width=4, conditioning="none", num_classes=10)
+    assert D.in_channels == 2 and D.embed is None and D.classifier is None
+    assert D(torch.randn(3, 2, 28, 28)).shape == (3,)
+
+
+def test_random_labels_are_uniform_over_the_classes_of_a_conditional_generator():
+    from ganrun.models.conditioning import random_labels
+
+    assert random_labels(mlp.Generator(z_dim=4, hidden=[4]), 5, "cpu") is None
+    assert random_labels(nn.Identity(), 5, "cpu") is None  # a network without classes (e.g. a translation G)
+    G = mlp.Generator(z_dim=4, hidden=[4], conditioning="projection", num_classes=3)
+    y = random_labels(G, 3000, "cpu", torch.Generator().manual_seed(0))
+    assert y.shape == (3000,) and y.dtype == torch.int64
+    assert torch.bincount(y, minlength=3).tolist() == pytest.approx([1000] * 3, abs=100)  # ~6 sigma
+    assert torch.equal(y, random_labels(G, 3000, "cpu", torch.Generator().manual_seed(0)))
+
+
+def test_cgan_concat_joins_one_hot_labels_to_z_and_as_constant_maps_to_d():
+    torch.manual_seed(0)
+    G = dcgan.Generator(z_dim=3, resolution=28, channels=1, width=4, conditioning="concat", num_classes=4)
+    z, y = asymmetric(5, 3), torch.tensor([3, 0, 2, 1, 3])
+    assert torch.equal(G.join_labels(z, y), torch.cat([z, F.one_hot(y, 4).float()], dim=1))
+    seen = {}
+    G.net[0].register_forward_hook(lambda m, inputs, out: seen.update({"in": inputs[0]}))
+    G(z, y)
+    assert torch.equal(seen["in"], torch.cat([z, F.one_hot(y, 4).float()], dim=1).view(5, 7, 1, 1))
+    D = dcgan.Discriminator(resolution=28, channels=2, width=4, conditioning="concat", num_classes=4)
+    x = asymmetric(5, 2, 28, 28)
+    joined = D.join_labels(x, y)
+    assert joined.shape == (5, 6, 28, 28) and torch.equal(joined[:, :2], x)
+    assert torch.equal(joined[:, 2:], F.one_hot(y, 4).float()[:, :, None, None].expand(5, 4, 28, 28))
+    seen.clear()
+    D.net[0].register_forward_hook(lambda m, inputs, out: seen.update({"in": inputs[0]}))
+    D(x, y)
+    assert torch.equal(seen["in"], joined)
+
+
+def test_projection_and_acgan_heads():
+    """Projection (Miyato & Koyama 2018, eq. 3): D(x, y) = psi(phi(x)) + <embed(y), phi(x)>, needs y; AC-GAN
+    (Odena et al. 2017): a class head next to the adversarial one, D needs no label."""
+    torch.manual_seed(0)
+    D = resnet.Discriminator(resolution=32, channels=1, width=6, conditioning="projection", num_classes=3,
+                             weight_param="none").eval()
+    x, y = asymmetric(4, 1, 32, 32), torch.tensor([2, 0, 1, 2])
+    with torch.no_grad():
+        D.embed.weight.copy_(asymmetric(3, 6, seed=1))
+    h = D.features(x)
+    want = h @ D.adversarial.weight[0] + (D.embed.weight[y] * h).sum(dim=1)
+    assert torch.allclose(D(x, y), want, atol=1e-5)
+    with pytest.raises(ValueError, match="D\\(x, y\\)"):
+        D(x)
+    D = resnet.Discriminator(resolution=32, channels=1, width=6, conditioning="acgan", num_classes=3).eval()
+    out, classes = D(x)  # no label needed
+    h = D.features(x)
+    assert torch.allclose(out, D.adversarial(h)[:, 0], atol=1e-6)
+    assert torch.allclose(classes, D.classifier(h), atol=1e-6) and classes.shape == (4, 3)
+    assert D.embed is None and layer_list(D.classifier) == [("Linear", 6, 3, True)]
+
+
+def test_acgan_class_terms_are_odenas_cross_entropies():
+    """Odena et al. 2017 eq. 2-3 as minimised losses: D adds w (CE(real) + CE(fake)), G adds w CE(fake)."""
+    from ganrun.models.conditioning import conditioning_terms
+    from ganrun.regularizers import TermContext
+
+    real_classes, fake_classes = asymmetric(4, 3, seed=1) * 2, asymmetric(4, 3, seed=2) - 1
+    labels = torch.tensor([2, 0, 1, 2])
+    ctx = TermContext(critic=None, discriminator=None, real=None, fake=None, labels=labels,
+                      real_classes=real_classes, fake_classes=fake_classes)
+
+    def ce(logits):  # -log softmax at the label, averaged
+        return -(logits.log_softmax(dim=1)[torch.arange(4), labels]).mean()
+
+    D = dcgan.Discriminator(resolution=28, channels=1, width=4, conditioning="acgan", num_classes=3)
+    term = conditioning_terms(D, 0.7)["acgan_class"]
+    assert term.d_term(ctx).item() == pytest.approx(0.7 * (ce(real_classes) + ce(fake_classes)).item(), rel=1e-6)
+    assert term.g_term(ctx).item() == pytest.approx(0.7 * ce(fake_classes).item(), rel=1e-6)
+    assert conditioning_terms(D)["acgan_class"].weight == 1.0  # the paper's weight
+    for conditioning in ("none", "concat", "projection"):
+        D = dcgan.Discriminator(resolution=28, channels=1, width=4, conditioning=conditioning, num_classes=3)
+        assert conditioning_terms(D) == {}
+    assert conditioning_terms(nn.Identity()) == {}
+
+
+def test_unsupported_resolution_names_the_key_and_the_toy_hint():
+    from ganrun.models.layers import check_resolution
+
+    with pytest.raises(ConfigError) as refused:
+        check_resolution("dcgan", 48, (28, 32))
+    assert str(refused.value) == "model=dcgan supports resolutions 28, 32, not dataset.resolution=48."
+    with pytest.raises(ConfigError) as refused:
+        check_resolution("resnet", None, (28, 32))
+    assert str(refused.value).endswith("dataset.resolution=None (toy 2-D points: use model=mlp).")
+    check_resolution("resnet", 32, (28, 32))
