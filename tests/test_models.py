@@ -603,3 +603,168 @@ def test_unsupported_resolution_names_the_key_and_the_toy_hint():
         check_resolution("resnet", None, (28, 32))
     assert str(refused.value).endswith("dataset.resolution=None (toy 2-D points: use model=mlp).")
     check_resolution("resnet", 32, (28, 32))
+
+
+def conv_params(c_in, c_out, k, bias=True):
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+def sngan_g_params(z, channels, widths, start=4, norm_params=2):
+    """SNGAN's ResNet G: linear z -> start^2 x widths[0]; per up-block norm, conv3x3, norm, conv3x3 and a 1x1
+    shortcut; norm and conv3x3 to the image."""
+    n = z * start * start * widths[0] + start * start * widths[0]
+    for a, b in zip(widths, widths[1:]):
+        n += norm_params * (a + b) + conv_params(a, b, 3) + conv_params(b, b, 3) + conv_params(a, b, 1)
+    return n + norm_params * widths[-1] + conv_params(widths[-1], channels, 3)
+
+
+def sngan_d_params(c_in, widths, downsample, head_inputs=None):
+    """Per down-block two 3x3 convs, and a 1x1 shortcut where the block downsamples or changes the width (always
+    in the first); a bias-free linear head."""
+    n = 0
+    for i, (a, b, down) in enumerate(zip(c_in, widths, downsample)):
+        n += conv_params(a, b, 3) + conv_params(b, b, 3) + (conv_params(a, b, 1) if i == 0 or down or a != b else 0)
+    return n + widths[-1]
+
+
+def test_resnet_parameters_are_sngans_closed_form():
+    # the paper's CIFAR-10 nets (the class defaults): G 256 channels from 4x4, three up-blocks; D 128 channels,
+    # two downsampling blocks then two that keep the size
+    assert n_params(resnet.Generator()) == sngan_g_params(128, 3, [256] * 4) == 4_276_739
+    assert n_params(resnet.Discriminator()) == sngan_d_params([3, 128, 128, 128], [128] * 4,
+                                                              [True, True, False, False]) == 1_053_824
+    # 64 px, widths per block, minibatch std before the last block (one more input map), concat / projection
+    G = resnet.Generator(z_dim=6, resolution=64, channels=2, widths=[11, 9, 7, 5, 3], conditioning="concat",
+                         num_classes=3)
+    assert n_params(G) == sngan_g_params(9, 2, [11, 9, 7, 5, 3])
+    assert G(torch.randn(2, 6), torch.tensor([0, 2])).shape == (2, 2, 64, 64)
+    D = resnet.Discriminator(resolution=64, channels=2, widths=[3, 5, 7, 9, 11], mbstd_group=2,
+                             conditioning="projection", num_classes=3)
+    assert n_params(D) == sngan_d_params([2, 3, 5, 7, 10], [3, 5, 7, 9, 11], [True] * 4 + [False]) + 3 * 11
+    assert D(torch.randn(4, 2, 64, 64), torch.tensor([0, 2, 1, 1])).shape == (4,)
+    # 28 px: from 7x7, two up-blocks; D as at 32 px
+    G = resnet.Generator(z_dim=4, resolution=28, channels=1, width=5)
+    assert n_params(G) == sngan_g_params(4, 1, [5, 5, 5], start=7) and G.start == 7
+    D = resnet.Discriminator(resolution=28, channels=1, width=5, conditioning="concat", num_classes=2)
+    assert n_params(D) == sngan_d_params([3, 5, 5, 5], [5] * 4, [True, True, False, False])
+    # conditional BatchNorm: per-class gains and biases in place of BatchNorm's own (3 classes: 2 x 3 per channel)
+    G = resnet.Generator(z_dim=4, resolution=32, channels=1, width=5, norm="conditional_batch",
+                         conditioning="projection", num_classes=3)
+    assert n_params(G) == sngan_g_params(4, 1, [5] * 4, norm_params=6)
+
+
+def test_resnet_feature_map_sizes_and_default_widths():
+    def sizes(blocks, x):
+        out = []
+        for block in blocks:
+            x = block(x)
+            out.append(tuple(x.shape[1:]))
+        return out
+
+    D = resnet.Discriminator(resolution=32, channels=1, width=4)
+    assert sizes(D.blocks, torch.randn(2, 1, 32, 32)) == [(4, 16, 16), (4, 8, 8), (4, 8, 8), (4, 8, 8)]
+    D = resnet.Discriminator(resolution=64, channels=1, width=2)
+    assert sizes(D.blocks, torch.randn(2, 1, 64, 64)) == [(2, 32, 32), (4, 16, 16), (8, 8, 8), (16, 4, 4),
+                                                          (32, 4, 4)]
+    G = resnet.Generator(z_dim=3, resolution=64, channels=1, width=2)
+    h = G.linear(torch.randn(2, 3)).view(2, G.c0, 4, 4)
+    assert sizes(G.blocks, h) == [(16, 8, 8), (8, 16, 16), (4, 32, 32), (2, 64, 64)]
+    # the paper's default widths: 32 px G 256, D 128; 64 px from 64 (G 16 x 64 at 4 x 4)
+    assert resnet.Generator(resolution=32, z_dim=2).c0 == 256
+    assert resnet.Generator(resolution=64, z_dim=2).c0 == 1024
+    def widths(D):
+        return [[m for m in b.main if isinstance(m, nn.Conv2d)][-1].out_channels for b in D.blocks]
+
+    assert widths(resnet.Discriminator(resolution=32)) == [128] * 4
+    assert widths(resnet.Discriminator(resolution=64)) == [64, 128, 256, 512, 1024]
+
+
+def test_resnet_blocks_are_gulrajanis_pre_activation_blocks():
+    """Up: BN-ReLU-up-conv3x3-BN-ReLU-conv3x3 + conv1x1(up(x)); down: ReLU-conv3x3-ReLU-conv3x3-avgpool +
+    avgpool(conv1x1(x)); the first (optimized) block: conv3x3-ReLU-conv3x3-avgpool + conv1x1(avgpool(x)); a block
+    keeping the size and the width: identity shortcut. Nearest-neighbour upsampling, 2x2 average pooling."""
+    torch.manual_seed(0)
+    x = asymmetric(3, 4, 6, 5)
+
+    def conv(layer, t):
+        return F.conv2d(t, layer.weight, layer.bias, padding=layer.kernel_size[0] // 2)
+
+    def bn(t):
+        return F.batch_norm(t, None, None, training=True)
+
+    up = resnet.UpBlock(4, 6, "batch").train()
+    c1, c2, sc = [m for m in up.main if isinstance(m, nn.Conv2d)] + [up.shortcut[1]]
+    with torch.no_grad():
+        for m in (c1, c2, sc):
+            m.bias.copy_(torch.linspace(-0.5, 0.5, m.bias.numel()))
+    upsample = lambda t: t.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # noqa: E731
+    want = conv(c2, F.relu(bn(conv(c1, upsample(F.relu(bn(x))))))) + conv(sc, upsample(x))
+    assert torch.allclose(up(x), want, atol=1e-4)
+    assert layer_list(up)[3][1:6] == (4, 6, 3, 1, 1) and layer_list(up)[6][1:6] == (6, 6, 3, 1, 1)
+
+    x = asymmetric(3, 4, 6, 8)
+    pool = lambda t: F.avg_pool2d(t, 2)  # noqa: E731
+    for first, downsample, c_out in ((False, True, 6), (True, True, 6), (False, False, 4), (False, False, 6)):
+        block = resnet.DownBlock(4, c_out, "none", downsample=downsample, first=first)
+        c1, c2 = [m for m in block.main if isinstance(m, nn.Conv2d)]
+        with torch.no_grad():
+            for m in block.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.bias.copy_(torch.linspace(-0.5, 0.5, m.bias.numel()))
+        maybe_pool = pool if downsample else (lambda t: t)
+        main = maybe_pool(conv(c2, F.relu(conv(c1, x if first else F.relu(x)))))
+        if first:
+            shortcut = conv(block.shortcut[-1], pool(x))
+        elif c_out != 4 or downsample:
+            shortcut = maybe_pool(conv(block.shortcut[0], x))
+        else:
+            shortcut = x
+            assert isinstance(block.shortcut, nn.Identity)
+        assert torch.allclose(block(x), main + shortcut, atol=1e-5), (first, downsample, c_out)
+
+
+def test_resnet_generator_and_discriminator_ends():
+    """G: linear -> (c0, s0, s0) -> up-blocks -> BN-ReLU-conv3x3-tanh; D: blocks -> ReLU -> global sum pooling."""
+    torch.manual_seed(0)
+    G = resnet.Generator(z_dim=5, resolution=32, channels=2, widths=[6, 5, 4, 3]).train()
+    z = asymmetric(3, 5)
+    h = G.linear(z).view(3, 6, 4, 4)
+    for block in G.blocks:
+        h = block(h)
+    conv = G.out[2]
+    want = torch.tanh(F.conv2d(F.relu(F.batch_norm(h, None, None, training=True)), conv.weight, conv.bias, padding=1))
+    assert torch.allclose(G(z), want, atol=1e-5)
+    assert layer_list(G.out) == [("BatchNorm2d", 3, True), ("ReLU",), ("Conv2d", 3, 2, 3, 1, 1, 1, True), ("Tanh",)]
+    D = resnet.Discriminator(resolution=32, channels=2, widths=[3, 4, 5, 6], weight_param="none")
+    x = asymmetric(3, 2, 32, 32)
+    h = D.blocks(x)
+    assert h.shape == (3, 6, 8, 8)
+    assert torch.allclose(D.features(x), F.relu(h).sum(dim=(2, 3)), atol=1e-5)
+    assert torch.allclose(D(x), F.relu(h).sum(dim=(2, 3)) @ D.adversarial.weight[0], atol=1e-4)
+    assert D.adversarial.bias is None  # the reference's head: nobias=True
+    assert [type(b.main[0]).__name__ for b in D.blocks] == ["Conv2d", "ReLU", "ReLU", "ReLU"]  # the optimized first
+
+
+def test_resnet_init_is_the_references_xavier_uniform():
+    """sngan_projection: GlorotUniform(sqrt(2)) in the residual branches' 3x3 convs, GlorotUniform(1) elsewhere (the
+    shortcuts, G's linear and output conv, D's head and embedding); zero biases. Xavier-uniform with gain a draws
+    from U(-b, b), b = a sqrt(6 / (fan_in + fan_out)): std b / sqrt(3)."""
+    from torch.nn.init import _calculate_fan_in_and_fan_out
+
+    torch.manual_seed(0)
+    G = resnet.Generator(z_dim=16, resolution=32, channels=3, width=32)
+    D = resnet.Discriminator(resolution=32, channels=3, width=32, weight_param="none", conditioning="projection",
+                             num_classes=5)
+    residual = [m for net in (G, D) for b in net.blocks for m in b.main if isinstance(m, nn.Conv2d)]
+    other = [m for net in (G, D) for b in net.blocks for m in b.shortcut.modules() if isinstance(m, nn.Conv2d)]
+    other += [G.linear, G.out[2], D.adversarial, D.embed]
+    assert len(residual) == 14 and len(other) == 9
+    for layers, gain in ((residual, 2 ** 0.5), (other, 1.0)):
+        scaled = []
+        for m in layers:
+            fan_in, fan_out = _calculate_fan_in_and_fan_out(m.weight)
+            bound = gain * (6 / (fan_in + fan_out)) ** 0.5
+            assert m.weight.abs().max() <= bound * (1 + 1e-6)
+            scaled.append(m.weight.flatten() / bound)
+            assert getattr(m, "bias", None) is None or not m.bias.any()
+        assert torch.cat(scaled).std().item() == pytest.approx(3 ** -0.5, rel=0.02)
