@@ -9,6 +9,7 @@ from torch.nn.utils import parametrize
 from ganrun.errors import ConfigError
 from ganrun.models import dcgan, mlp, r3gan, resnet
 from ganrun.models.conditioning import split_output
+from ganrun.models.layers import Downsample2d, Upsample2d, lowpass_kernel
 
 
 @pytest.mark.parametrize("resolution", [28, 32, 64])
@@ -373,7 +374,7 @@ def test_weight_parametrisation_is_the_papers(kind):
 
 
 def test_dcgan_init_is_radfords_on_every_layer_of_both_networks():
-    """Radford et al. 2015: all weights from N(0, 0.02); BatchNorm gains from N(1, 0.02) (the reference code), biases 0."""
+    """Radford et al. 2015: all weights from N(0, 0.02); norm gains from N(1, 0.02) (the reference code); biases 0."""
     torch.manual_seed(0)
     for net, n_norms in ((dcgan.Generator(z_dim=100, resolution=64, channels=3, width=32), 4),
                          (dcgan.Discriminator(resolution=64, channels=3, width=32, norm="instance"), 3)):
@@ -768,3 +769,42 @@ def test_resnet_init_is_the_references_xavier_uniform():
             scaled.append(m.weight.flatten() / bound)
             assert getattr(m, "bias", None) is None or not m.bias.any()
         assert torch.cat(scaled).std().item() == pytest.approx(3 ** -0.5, rel=0.02)
+
+
+# ---- the [1, 2, 1] resampling of R3GAN (layers.Upsample2d / Downsample2d; Resamplers.py)
+BLUR = torch.outer(torch.tensor([1.0, 2.0, 1.0]), torch.tensor([1.0, 2.0, 1.0])) / 16  # [1,2,1] x [1,2,1] / 16
+
+
+def blur(x):
+    """The [1, 2, 1] low-pass filter of every channel, zero padding."""
+    return F.conv2d(x, BLUR.expand(x.shape[1], 1, 3, 3), padding=1, groups=x.shape[1])
+
+
+def test_the_resampling_filter_is_121_as_the_reference():
+    # R3GAN's CreateLowpassKernel([1, 2, 1]): convolved with the [1, 1] hold, outer product, sum 1
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    assert torch.allclose(lowpass_kernel((1, 2, 1)), torch.outer(taps, taps) / 64)
+    impulse = torch.zeros(1, 1, 6, 8)
+    impulse[0, 0, 2, 5] = 1.0
+    # on an impulse: 2x upsampling = nearest-neighbour upsampling then the [1,2,1] x [1,2,1] / 16 blur
+    up = Upsample2d()(impulse)
+    assert up.shape == (1, 1, 12, 16)
+    assert torch.allclose(up, blur(F.interpolate(impulse, scale_factor=2, mode="nearest")), atol=1e-7)
+    assert torch.allclose(up[0, 0, 3:7, 9:13], torch.outer(taps, taps) / 16)  # the response, centred on the 2x2
+    # 2x downsampling = the [1,2,1] x [1,2,1] / 16 blur then 2x2 average pooling, on an asymmetric batch too
+    x = torch.randn(2, 3, 8, 6) + torch.arange(3).view(1, 3, 1, 1)
+    for signal in (impulse, x):
+        assert torch.allclose(Downsample2d()(signal), F.avg_pool2d(blur(signal), 2), atol=1e-6)
+        assert torch.allclose(Upsample2d()(signal), blur(F.interpolate(signal, scale_factor=2)), atol=1e-6)
+
+
+def test_resampling_filters_are_constants_of_any_odd_length():
+    """The filter is no state (no checkpoint entry); a longer odd filter keeps the 2x sizes and the mean."""
+    G = r3gan.Generator(z_dim=4, resolution=32, channels=1, width=8, group_size=8)
+    assert not any("kernel" in key for key in G.state_dict())
+    assert lowpass_kernel().tolist() == lowpass_kernel((1, 2, 1)).tolist()  # R3GAN's default: [1, 2, 1]
+    x = torch.full((1, 2, 12, 12), 3.0)
+    up, down = Upsample2d((1, 4, 6, 4, 1)), Downsample2d((1, 4, 6, 4, 1))
+    assert up(x).shape == (1, 2, 24, 24) and down(x).shape == (1, 2, 6, 6)
+    assert torch.allclose(up(x)[..., 4:-4, 4:-4], torch.tensor(3.0)) and torch.allclose(down(x)[..., 2:-2, 2:-2],
+                                                                                      torch.tensor(3.0))
