@@ -383,7 +383,7 @@ def test_dcgan_init_is_radfords_on_every_layer_of_both_networks():
         assert len(weights) == 5 and len(norms) == n_norms
         for m in weights:
             assert m.weight.mean().abs() < 0.02 * 4 / m.weight.numel() ** 0.5
-            assert m.weight.std().item() == pytest.approx(0.02, rel=0.25 if m.weight.numel() < 1000 else 0.05)
+            assert m.weight.std().item() == pytest.approx(0.02, rel=0.25 if m.weight.numel() < 5000 else 0.05)
             assert m.bias is None or not m.bias.any()
         gains = torch.cat([m.weight for m in norms])
         assert gains.mean().item() == pytest.approx(1.0, abs=0.004)

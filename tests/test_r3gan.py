@@ -218,7 +218,7 @@ def test_msr_init_is_he_normal_over_each_units_fan_in():
         scaled.append(m.weight.flatten() * fan_in ** 0.5)
         assert getattr(m, "bias", None) is None or not m.bias.any()
     scaled = torch.cat(scaled)
-    assert scaled.mean().abs() < 0.02 and scaled.std().item() == pytest.approx(1.0, rel=0.03)
+    assert scaled.mean().abs() < 0.05 and scaled.std().item() == pytest.approx(1.0, rel=0.05)
     for block in blocks_of(G) + blocks_of(D):
         gain = r3gan.LRELU_GAIN * 4 ** -0.25  # 4 stages x 1 block
         for conv in block.residual[0], block.residual[2]:
@@ -233,15 +233,15 @@ def test_class_embeddings_are_the_references():
     G = r3gan.Generator(z_dim=256, resolution=32, channels=1, width=8, group_size=8, conditioning="projection",
                         num_classes=20)
     assert G.embed.weight.shape == (20, 256)
-    assert G.embed.weight.mean().abs() < 0.01
-    assert G.embed.weight.std().item() == pytest.approx(20 ** -0.5, rel=0.03)
+    assert G.embed.weight.mean().abs() < 0.02
+    assert G.embed.weight.std().item() == pytest.approx(20 ** -0.5, rel=0.1)
     z, y = torch.randn(2, 256), torch.tensor([3, 17])
     assert torch.equal(G.join_labels(z, y), torch.cat([z, G.embed.weight[y]], dim=1))
     D = r3gan.Discriminator(resolution=32, channels=1, widths=[8, 8, 8, 128], group_size=8,
                             conditioning="projection", num_classes=40)
     assert D.embed.weight.shape == (40, 128)
     assert D.embed.weight.mean().abs() < 0.002
-    assert D.embed.weight.std().item() == pytest.approx((128 * 40) ** -0.5, rel=0.03)
+    assert D.embed.weight.std().item() == pytest.approx((128 * 40) ** -0.5, rel=0.1)
 
 
 def test_discriminator_features_are_the_depthwise_4x4_contraction():
