@@ -156,3 +156,37 @@ def test_relativistic_pairing_compares_each_fake_with_its_own_real():
     assert loss.d_loss(REAL, FAKE).item() != pytest.approx(loss.d_loss(REAL, FAKE.flip(0)).item(), rel=1e-3)  # pairs
     assert loss.d_loss(REAL, FAKE).item() != pytest.approx(losses.RelativisticAverageBCE().d_loss(REAL, FAKE).item())
     assert loss.needs_real_in_g and loss.fresh_real_in_g and not losses.RelativisticAverageBCE().fresh_real_in_g
+
+
+@pytest.mark.parametrize("loss,kind", [
+    (losses.Minimax(), "probability"), (losses.NonSaturating(real_label=0.9), "probability"),
+    (losses.LeastSquares(), "least_squares"), (losses.Hinge(), "hinge"), (losses.Wasserstein(), "critic"),
+    (losses.RelativisticAverageBCE(), "critic"), (losses.RelativisticAverageLS(), "critic"),
+    (losses.RelativisticAverageHinge(), "critic"), (losses.RelativisticPairing(), "critic"),
+])
+def test_score_kind_says_how_ds_outputs_read(loss, kind):
+    """The sigmoid losses' D outputs are logits of a probability (logged as sigmoid); LSGAN's aim at targets 1/0,
+    hinge's at margins +-1; Wasserstein's and the relativistic losses' have no fixed scale (only differences
+    count): 'critic', which ganrun.diagnostics judges without thresholds on the level."""
+    assert loss.score_kind == kind
+    logits = torch.tensor([-2.0, 0.5, 3.0])
+    assert torch.equal(loss.score(logits), torch.sigmoid(logits) if kind == "probability" else logits)
+
+
+ALL_LOSSES = [losses.Minimax(), losses.NonSaturating(), losses.LeastSquares(), losses.Hinge(), losses.Wasserstein(),
+              losses.RelativisticAverageBCE(), losses.RelativisticAverageLS(), losses.RelativisticAverageHinge(),
+              losses.RelativisticPairing()]
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda loss: type(loss).__name__)
+def test_g_asks_for_d_of_reals_exactly_when_its_objective_reads_them(loss):
+    """needs_real_in_g: G's objective compares fakes with reals (the relativistic losses), so the G step runs D on
+    a real batch; the other losses' G objectives read D(G(z)) alone (Goodfellow, Arjovsky, Lim & Ye, Mao), and an
+    extra D forward on reals in every G step would cost time and advance D's spectral-norm iteration. Only RpGAN
+    pairs each fake with a real of its own, drawn fresh for G's step (fresh_real_in_g); the others read none or
+    D's last batch, drawing nothing more from the data."""
+    reads_real = loss.g_loss(FAKE, REAL).item() != pytest.approx(loss.g_loss(FAKE, REAL * 2.0 + 1.0).item(), rel=1e-3)
+    assert loss.needs_real_in_g is reads_real  # a bool: the objective and the config checks read it
+    if not loss.needs_real_in_g:
+        assert loss.g_loss(FAKE).item() == loss.g_loss(FAKE, REAL).item()
+    assert loss.fresh_real_in_g is isinstance(loss, losses.RelativisticPairing)

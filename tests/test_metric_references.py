@@ -2,6 +2,8 @@
 precision/recall) to 1e-6 relative, the protocol strings against what was computed, and the real-statistics
 cache key against every input that changes the cached content."""
 
+import inspect
+import math
 import warnings
 
 import pytest
@@ -151,3 +153,73 @@ def test_fid_warns_when_and_only_when_it_is_not_finite():
     for bad in (float("nan"), float("inf")):
         with pytest.warns(UserWarning, match="FID is not finite"):
             scores.frechet_distance(mu, sigma, other_mu + bad, other_sigma)
+
+
+# ---- the definitions' defaults, boundaries and roles (generated mutants, docs/mutation.md)
+def test_default_protocols_are_the_references_defaults():
+    """The defaults are torch-fidelity's (and the shipped config's): KID over 100 subsets of 1000 (Binkowski et al.
+    2018), IS over 10 splits (Salimans et al. 2016), precision/recall with k=3 (Kynkaanniemi et al. 2019). KID's
+    subsets are drawn with seed 0 (the evaluator passes none): torch-fidelity's numbers at its rng_seed=0."""
+    from pathlib import Path
+
+    from torch_fidelity.defaults import DEFAULTS
+
+    shipped = OmegaConf.load(Path(__file__).parents[1] / "conf" / "config.yaml").metrics
+    kid_defaults = inspect.signature(scores.kernel_inception_distance).parameters
+    assert (kid_defaults["subsets"].default, kid_defaults["subset_size"].default) == \
+        (DEFAULTS["kid_subsets"], DEFAULTS["kid_subset_size"]) == (shipped.kid_subsets, shipped.kid_subset_size)
+    real, fake = features(90, d=4, seed=11), features(80, d=4, shift=0.2, seed=12) * 1.2
+    reference = kid_features_to_metric(real, fake, kid_subsets=4, kid_subset_size=50, rng_seed=0, verbose=False)
+    assert scores.kernel_inception_distance(real, fake, 4, 50) == pytest.approx(
+        (reference["kernel_inception_distance_mean"], reference["kernel_inception_distance_std"]), rel=REL)
+    logits = features(1003, 10, seed=13) * 2.0
+    reference = isc_features_to_metric(logits, shuffle=False)  # its default splits
+    assert scores.inception_score(logits.softmax(dim=1)) == pytest.approx(
+        (reference["inception_score_mean"], reference["inception_score_std"]), rel=REL)
+    assert DEFAULTS["prc_neighborhood"] == shipped.pr_k
+    reference = prc_features_to_metric(fake.float(), real.float(), save_cpu_ram=False, verbose=False)  # its k
+    assert scores.precision_recall(real, fake) == pytest.approx((reference["precision"], reference["recall"]),
+                                                                rel=REL)
+    assert scores.precision_recall(real, fake) != scores.precision_recall(real, fake, k=4)  # k acts here
+
+
+def test_a_point_on_a_balls_boundary_is_inside_the_manifold():
+    """Kynkaanniemi et al. 2019, eq. 1: f(phi, Phi) = 1 when ||phi - phi'|| <= ||phi' - NN_k(phi')|| for some phi'
+    (a closed ball). Integer coordinates: the distances are exact, the tie is a tie on every machine."""
+    real = torch.tensor([[0.0], [1.0], [10.0], [12.0]])  # k=1 radii: 1, 1, 2, 2
+    fake = torch.tensor([[2.0], [14.0], [20.0], [21.0]])  # 2: on 1's ball; 14: on 12's ball; 20, 21: outside
+    precision, recall = scores.precision_recall(real, fake, k=1)
+    assert precision == 0.5  # the two boundary points
+    # recall: fake radii (k=1) 12, 6, 1, 1; reals 0, 1 within 12 of fake 2; 10 within 6 of 14 (and of 2); 12 too
+    assert recall == 1.0
+    assert scores.precision_recall(real, fake[2:], k=1) == (0.0, 0.0)  # roles: reals far from the fakes' balls
+
+
+def test_rank_warning_fires_exactly_when_the_covariance_is_rank_deficient():
+    """n samples give a covariance of rank at most n - 1 (centring removes one): deficient for n <= d."""
+    d = 6
+    for n in (d - 1, d, d + 1, d + 2):
+        x = features(n, d=d, seed=n)
+        deficient = torch.linalg.matrix_rank(scores.feature_statistics(x)[1]).item() < d
+        assert deficient == (n <= d)
+        assert (scores.covariance_rank_warning(n, d, "generated samples") is not None) == deficient
+
+
+def test_inception_score_with_one_sample_per_split():
+    """As many samples as splits: each split's marginal is its one sample, KL 0, IS 1 in every split."""
+    p = features(5, 4, seed=14).softmax(dim=1)
+    assert scores.inception_score(p, splits=5) == pytest.approx((1.0, 0.0), abs=1e-12)
+    with pytest.raises(ValueError, match="at least 6 samples for 6 splits, got 5"):
+        scores.inception_score(p, splits=6)
+
+
+def test_class_coverage_counts_covered_classes_and_is_kl_of_generated_to_real():
+    """KL(generated class histogram || real one): sum over generated classes of q log(q / p), not the reverse."""
+    predicted = torch.tensor([0, 0, 1, 3, 3, 3, 3, 0])  # classes 2 and 4 never generated
+    real = torch.tensor([10, 20, 30, 25, 15])
+    q = {0: 3 / 8, 1: 1 / 8, 3: 4 / 8}
+    p = {c: n / 100 for c, n in enumerate(real.tolist())}
+    covered, kl = scores.class_coverage(predicted, real)
+    assert covered == 3
+    assert kl == pytest.approx(sum(qc * math.log(qc / p[c]) for c, qc in q.items()), rel=1e-12)
+    assert scores.class_coverage(torch.arange(5).repeat_interleave(real), real) == pytest.approx((5, 0.0), abs=1e-12)

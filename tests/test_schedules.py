@@ -177,6 +177,9 @@ def test_a_probability_kept_as_a_device_scalar_is_filled_in_place():
     ("ema.half_life_kimg", False, "the EMA is off"),
     ("augment.diffaugment.p", True, "not a schedulable scalar of this run"),
     ("model.z_dim", True, "not a schedulable scalar of this run"),
+    ("optimizer.g.betas", True, "no real-valued hyperparameter"),  # the pair, not one of its numbers
+    ("optimizer.g.lr.x", True, "no real-valued hyperparameter"),  # a fourth part names an index or nothing
+    ("ema.regularizers.r1.weight", True, "not a schedulable scalar of this run"),
 ])
 def test_a_key_without_a_real_scalar_behind_it_is_refused_naming_the_schedule(key, ema, message):
     with pytest.raises(ConfigError) as refused:
@@ -289,3 +292,100 @@ def test_a_resume_may_not_change_a_schedule_unless_forced(tmp_path, data_root):
         train_in_process(tmp_path, data_root, "regularizer=r1", changed, f"resume={run_dir}", steps=2,
                          run_dir=run_dir)
     train_in_process(tmp_path, data_root, "regularizer=r1", GAMMA, f"resume={run_dir}", steps=2, run_dir=run_dir)
+
+
+# ---- defaults, refusals and the `schedules:` mapping, without a run
+def test_the_defaults_are_the_schemas():
+    """A schedule entry's optional fields default in ganrun.schema (no warm-up, from 0, in steps); the Schedule
+    dataclass and value_at, the public spellings of the same schedule, default alike. The scheduler group's
+    function defaults to what every conf/scheduler option sets (no warm-up, to 0): the constant lr."""
+    import dataclasses
+    import inspect
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from ganrun.schema import ScheduleSchema
+
+    schema = OmegaConf.structured(ScheduleSchema)
+    fields = {f.name: f.default for f in dataclasses.fields(Schedule)}
+    signature = inspect.signature(value_at).parameters
+    assert (fields["warmup"], fields["warmup_start"], fields["unit"]) == \
+        (schema.warmup, schema.warmup_start, schema.unit) == (0.0, 0.0, "steps")
+    assert (signature["warmup"].default, signature["warmup_start"].default) == (schema.warmup, schema.warmup_start)
+    assert Schedule("linear", 2.0, 4.0, 10).at(5, 0.5) == value_at(5, "linear", 2.0, 4.0, 10) == 3.0
+    defaults = inspect.signature(warmup_then_decay).parameters
+    for option in ("constant", "linear", "cosine"):
+        yaml = OmegaConf.load(Path(__file__).parents[1] / "conf" / "scheduler" / f"{option}.yaml")
+        assert (defaults["warmup_steps"].default, defaults["final_factor"].default) == \
+            (yaml.warmup_steps, yaml.final_factor)
+    assert defaults["decay"].default == "constant"
+
+
+def test_a_warmup_ramps_from_its_start_and_meets_the_decay_at_its_end():
+    """Linear from warmup_start at 0 to start at `warmup`, continuous there, for steps and kimg alike."""
+    for unit, at in (("steps", lambda p: (p, 0.0)), ("kimg", lambda p: (0, p))):
+        schedule = Schedule("cosine", 2.0, 0.5, 10.0, warmup=4.0, warmup_start=0.4, unit=unit)
+        assert [schedule.at(*at(p)) for p in (0, 1, 2, 3, 4)] == pytest.approx([0.4, 0.8, 1.2, 1.6, 2.0])
+        assert schedule.at(*at(7)) == pytest.approx(1.25) and schedule.at(*at(10)) == pytest.approx(0.5)
+
+
+def test_an_unset_attribute_may_be_scheduled_and_adas_adaptive_p_may_not():
+    """A float or unset (None) scalar is schedulable; an object may refuse one of its scalars with its reason
+    (ADA's p while the adaptive rule tunes it), before the run starts."""
+    from types import SimpleNamespace
+
+    from ganrun.ada import ADA
+
+    unset = SimpleNamespace(std=None)
+    setter_for("augment.noise.std", {"augment": {"noise": unset}}, "schedules.s.key")(0.25)
+    assert unset.std == 0.25
+    with pytest.raises(ConfigError, match="schedules.p.key=augment.ada.p: the adaptive rule tunes p"):
+        setter_for("augment.ada.p", {"augment": {"ada": ADA("bgc", target=0.6)}}, "schedules.p.key")
+    fixed = ADA("bgc", target=None)
+    setter_for("augment.ada.p", {"augment": {"ada": fixed}}, "schedules.p.key")(0.5)
+    assert fixed.p.item() == 0.5
+
+
+def _lr_groups(objects, kind="constant", warmup=0):
+    return [warmup_then_decay(objects[f"optimizer.{who}"], kind, warmup_steps=warmup, total_steps=10)
+            for who in ("g", "d")]
+
+
+def test_a_user_schedule_of_ds_lr_replaces_ds_constant_group_only():
+    """optimizer.d.lr in `schedules:` takes D's lr over from the scheduler group (constant, no warm-up); G's lr
+    stays the group's."""
+    from omegaconf import OmegaConf
+
+    from ganrun.schedules import build_schedules
+
+    objects = _objects()
+    groups = _lr_groups(objects)
+    cfg = OmegaConf.create({"schedules": {"dlr": {"key": "optimizer.d.lr", "kind": "linear", "start": 1e-3,
+                                                   "end": 0.0}}})
+    built = build_schedules(cfg, objects, groups, budget_steps=10, budget_kimg=0.16)
+    built.apply(5, 0.08)
+    assert objects["optimizer.d"].param_groups[0]["lr"] == pytest.approx(5e-4)
+    assert objects["optimizer.g"].param_groups[0]["lr"] == pytest.approx(2e-4)
+    assert built.logged() == {"schedule/dlr": pytest.approx(5e-4)}
+    with pytest.raises(ConfigError, match="optimizer.d.lr is scheduled twice"):
+        build_schedules(cfg, _objects(), _lr_groups(_objects(), "linear"), budget_steps=10, budget_kimg=0.16)
+
+
+@pytest.mark.parametrize("warmup,refused", [(0.0, False), (3.0, False), (5.9, False), (6.0, True), (7.0, True)])
+def test_a_warmup_must_end_before_the_schedule_does(warmup, refused):
+    """The warm-up is part of `length`: one as long as the schedule leaves nothing to decay and is refused."""
+    from omegaconf import OmegaConf
+
+    from ganrun.schedules import build_schedules
+
+    cfg = OmegaConf.create({"schedules": {"gamma": {"key": "regularizer.r1.weight", "kind": "linear", "start": 1.0,
+                                                     "end": 0.2, "length": 6, "warmup": warmup}}})
+    objects = _objects()
+    if refused:
+        with pytest.raises(ConfigError, match=f"schedules.gamma.warmup={warmup} must be below the schedule's length"):
+            build_schedules(cfg, objects, [], budget_steps=10, budget_kimg=0.16)
+        return
+    built = build_schedules(cfg, objects, [], budget_steps=10, budget_kimg=0.16)
+    built.apply(6, 0.0)
+    assert objects["regularizers"]["r1"].weight == pytest.approx(0.2)
