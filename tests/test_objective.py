@@ -502,3 +502,80 @@ def test_one_kind_penalised_both_through_and_not_through_the_augmentation_in_one
     (grad,) = torch.autograd.grad(D(y).sum(), y)
     assert step.logs["penalty/through"].item() == pytest.approx(2.0 * 0.5 * grad.pow(2).sum(1).mean().item(), rel=1e-5)
     assert step.logs["penalty/own"].item() == pytest.approx(5.0 * 0.5 * grad.pow(2).sum(1).mean().item(), rel=1e-5)
+
+
+# ---- PairedObjective (pix2pix, Isola et al. 2017, eq. 4): D scores (input, image) pairs
+class PairG(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(3, 3)
+        self.calls = 0
+
+    def forward(self, condition):
+        self.calls += 1
+        return self.body(condition)
+
+
+class PairD(torch.nn.Module):
+    """D(x, c) = <w_x, x> + <w_c, c>: its gradient in the image x is w_x whatever the input c."""
+
+    def __init__(self):
+        super().__init__()
+        self.w_x, self.w_c = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5])), torch.nn.Parameter(torch.ones(3) * 3)
+
+    def forward(self, x, condition):
+        return x @ self.w_x + condition @ self.w_c
+
+
+def paired(loss=None, terms=None, reuse_fakes=False, adversarial_weight=0.7):
+    from ganrun.objective import PairedObjective
+
+    torch.manual_seed(0)
+    task = SimpleNamespace(adversarial_weight=adversarial_weight, generator_terms=lambda out, target, condition: {
+        "l1": (100.0, (out - target).abs().mean()), "l2": (3.0, (out - target).pow(2).mean())})
+    G, D = PairG(), PairD()
+    obj = PairedObjective(G, D, loss or NonSaturating(), terms or {}, Pipeline(None), 0, task=task,
+                          reuse_fakes=reuse_fakes)
+    return obj, G, D
+
+
+def test_paired_d_step_scores_input_target_against_input_output_and_r1_takes_the_image_gradient():
+    obj, G, D = paired(terms={"r1": R1(weight=2.0)})
+    target, condition = torch.randn(5, 3), torch.randn(5, 3) + 1.0
+    step = obj.d_loss(target, condition, step=0, d_step=0)
+    expected = F.softplus(-D(target, condition)).mean() + F.softplus(D(G(condition), condition)).mean()
+    assert step.logs["loss/D_adversarial"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert step.logs["penalty/r1"].item() == pytest.approx(2.0 * 0.5 * 5.25, rel=1e-6)  # ||w_x||^2, the input held
+    assert step.total.item() == pytest.approx(expected.item() + 5.25, rel=1e-6)
+    assert torch.equal(step.real, target) and torch.equal(step.labels, condition) and step.fake is None
+    step.total.backward()
+    assert G.body.weight.grad is None and D.w_x.grad is not None
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_paired_g_step_weights_the_adversarial_term_and_adds_the_tasks_terms(reuse):
+    obj, G, D = paired(terms={"bare": BareTerm(0.0, 0.25)}, reuse_fakes=reuse)
+    target, condition = torch.randn(5, 3), torch.randn(5, 3) + 1.0
+    d_step = obj.d_loss(target, condition, step=0, d_step=0)
+    assert (d_step.fake is not None) is reuse
+    with frozen(D):
+        g_step = obj.g_loss(5, step=0, d_step=d_step)
+        g_step.total.backward()
+    assert G.calls == (1 if reuse else 2)  # reuse_fakes: G's step backpropagates through the D step's forward
+    out = G.body(condition)
+    adversarial = F.softplus(-D(out, condition)).mean()
+    l1, l2 = (out - target).abs().mean(), (out - target).pow(2).mean()
+    assert g_step.total.item() == pytest.approx((0.7 * adversarial + 100 * l1 + 3 * l2 + 0.25).item(), rel=1e-6)
+    assert g_step.logs["loss/G_adversarial"].item() == pytest.approx(adversarial.item(), rel=1e-6)
+    assert g_step.logs["loss/G_l1"].item() == pytest.approx(l1.item(), rel=1e-6)
+    assert g_step.logs["loss/G_l2"].item() == pytest.approx(l2.item(), rel=1e-6)
+    assert G.body.weight.grad is not None and D.w_x.grad is None
+
+
+def test_paired_relativistic_g_step_compares_with_the_input_target_pairs():
+    obj, G, D = paired(RelativisticAverageBCE(), adversarial_weight=1.0)
+    obj.task.generator_terms = lambda out, target, condition: {}
+    target, condition = torch.randn(5, 3), torch.randn(5, 3) + 1.0
+    g_value = obj.g_loss(5, step=0, d_step=obj.d_loss(target, condition, step=0, d_step=0)).total.item()
+    expected = RelativisticAverageBCE().g_loss(D(G(condition), condition), D(target, condition))
+    assert g_value == pytest.approx(expected.item(), rel=1e-6)
