@@ -397,7 +397,8 @@ class BareTerm:
         return ctx.real_out.sum() * 0 + self.d_value
 
     def g_term(self, ctx):
-        return torch.tensor(self.g_value)
+        assert ctx.real is None and ctx.discriminator is not None  # G's step: its fakes only
+        return ctx.fake.sum() * 0 + self.g_value
 
     def after_d_step(self, D):
         self.after += 1
