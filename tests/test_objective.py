@@ -384,3 +384,199 @@ def test_shared_penalties_through_and_not_through_a_doubling_augmentation_match_
     assert step.logs["penalty/r1"].item() == pytest.approx(2.0 * 0.5 * grad_real.pow(2).sum(1).mean().item(), rel=1e-5)
     assert step.logs["penalty/r2"].item() == pytest.approx(5.0 * 0.5 * grad_fake.pow(2).sum(1).mean().item(), rel=1e-5)
     assert not step.real.requires_grad  # the batch handed to G's step carries no graph of the penalty's inputs
+
+
+# ---- the bare contracts: terms, losses and nets that are not ganrun's own classes
+class BareTerm:
+    """A term written against the bare contract (no Regularizer base): d_term, g_term, after_d_step only."""
+
+    def __init__(self, d_value, g_value):
+        self.d_value, self.g_value, self.after = d_value, g_value, 0
+
+    def d_term(self, ctx):
+        return ctx.real_out.sum() * 0 + self.d_value
+
+    def g_term(self, ctx):
+        assert ctx.real is None and ctx.discriminator is not None  # G's step: its fakes only
+        return ctx.fake.sum() * 0 + self.g_value
+
+    def after_d_step(self, D):
+        self.after += 1
+
+
+def test_terms_written_against_the_bare_contract_enter_both_steps_and_have_no_state():
+    G, D = nets()
+    bare = BareTerm(0.75, -0.4)
+    obj = objective(G, D, terms={"bare": bare, "r1": R1(weight=2.0)})
+    real, labels = batch()
+    d_step = obj.d_loss(real, labels, step=0, d_step=0)
+    assert d_step.logs["penalty/bare"].item() == pytest.approx(0.75)
+    assert d_step.total.item() == pytest.approx((d_step.logs["loss/D_adversarial"] + 0.75
+                                                 + d_step.logs["penalty/r1"]).item(), rel=1e-6)
+    torch.manual_seed(2)
+    g_value = obj.g_loss(BATCH, step=0, d_step=d_step).total.item()
+    torch.manual_seed(2)
+    assert g_value == pytest.approx(F.softplus(-D(G(torch.randn(BATCH, Z)))).mean().item() - 0.4, rel=1e-6)
+    obj.after_d_step()
+    assert bare.after == 1 and obj.state_dict()["terms"] == {}
+
+
+class BareLoss:
+    """A relativistic loss written against the bare contract: no `fresh_real_in_g` attribute."""
+
+    needs_real_in_g = True
+
+    def d_loss(self, real_out, fake_out):
+        return (fake_out.mean() - real_out.mean()).abs()
+
+    def g_loss(self, fake_out, real_out):
+        return (real_out.mean() - fake_out.mean()) ** 2
+
+    def score(self, out):
+        return out
+
+
+def test_a_loss_without_fresh_real_in_g_compares_with_ds_last_real_batch():
+    G, D = nets()
+    stream = iter([batch()])
+    obj = GANObjective(G, D, BareLoss(), {}, Pipeline(None), Z, real_batches=stream)
+    d_step = obj.d_loss(*batch(), step=0, d_step=0)
+    torch.manual_seed(3)
+    g_value = obj.g_loss(BATCH, step=0, d_step=d_step).total.item()
+    torch.manual_seed(3)
+    expected = (D(d_step.real).mean() - D(G(torch.randn(BATCH, Z))).mean()) ** 2
+    assert g_value == pytest.approx(expected.item(), rel=1e-5) and next(stream, None) is not None
+
+
+class BareG(torch.nn.Module):
+    """G(z, y) with no `num_classes`: unconditional by the contract."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(Z, SHAPE[0])
+
+    def forward(self, z, y=None):
+        assert y is None
+        return self.body(z)
+
+
+def test_a_generator_without_num_classes_is_unconditional():
+    _, D = nets()
+    seen = []
+    D.register_forward_pre_hook(lambda module, args: seen.append(args[1] if len(args) > 1 else None))
+    obj = GANObjective(BareG(), D, NonSaturating(), {}, Pipeline(None), Z)
+    d_step = obj.d_loss(*batch(classes=3), step=0, d_step=0)
+    obj.g_loss(BATCH, step=0, d_step=d_step)
+    assert seen and all(y is None for y in seen) and d_step.labels is None
+
+
+def test_fresh_fakes_for_g_are_drawn_on_the_device_of_ds_step():
+    """G's noise is drawn on the device the D step ran on (no host-to-device copy). "meta" stands in for an
+    accelerator on any CPU: G and the D step's loss live there."""
+    G, D = nets()
+    G.to("meta")
+    obj = GANObjective(G, D, NonSaturating(), {}, Pipeline(None), Z)
+    d_step = SimpleNamespace(fake=None, labels=None, total=torch.zeros((), device="meta"))
+    fake, y = obj.generate_for_g(4, d_step)
+    assert fake.device.type == "meta" and fake.shape == (4, *SHAPE) and y is None
+
+
+def test_one_kind_penalised_both_through_and_not_through_the_augmentation_in_one_forward():
+    """R1 through x -> 2x (1/2 E||2 D'(2x)||^2) and R1 at D's own input (1/2 E||D'(2x)||^2) on the same reals:
+    D's input 2x keeps its graph from x and serves both, still two D forwards in all."""
+    G, D = nets()
+    obj = objective(G, D, terms={"through": R1(weight=2.0), "own": R1(weight=5.0, through_augment=False)},
+                    augment=Pipeline({"double": DOUBLE}))
+    calls = d_forwards(D)
+    real, labels = batch()
+    step = obj.d_loss(real, labels, step=0, d_step=0)
+    assert len(calls) == 2
+    x = (2 * real).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x).sum(), x)
+    assert step.logs["penalty/through"].item() == pytest.approx(2.0 * 0.5 * (2 * grad).pow(2).sum(1).mean().item(),
+                                                                rel=1e-5)
+    assert step.logs["penalty/own"].item() == pytest.approx(5.0 * 0.5 * grad.pow(2).sum(1).mean().item(), rel=1e-5)
+    # no augmentation: D's input is the batch itself, a leaf that both kinds share
+    plain = objective(G, D, terms={"through": R1(weight=2.0), "own": R1(weight=5.0, through_augment=False)})
+    step = plain.d_loss(real, labels, step=0, d_step=0)
+    y = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(y).sum(), y)
+    assert step.logs["penalty/through"].item() == pytest.approx(2.0 * 0.5 * grad.pow(2).sum(1).mean().item(), rel=1e-5)
+    assert step.logs["penalty/own"].item() == pytest.approx(5.0 * 0.5 * grad.pow(2).sum(1).mean().item(), rel=1e-5)
+
+
+# ---- PairedObjective (pix2pix, Isola et al. 2017, eq. 4): D scores (input, image) pairs
+class PairG(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(3, 3)
+        self.calls = 0
+
+    def forward(self, condition):
+        self.calls += 1
+        return self.body(condition)
+
+
+class PairD(torch.nn.Module):
+    """D(x, c) = <w_x, x> + <w_c, c>: its gradient in the image x is w_x whatever the input c."""
+
+    def __init__(self):
+        super().__init__()
+        self.w_x, self.w_c = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5])), torch.nn.Parameter(torch.ones(3) * 3)
+
+    def forward(self, x, condition):
+        return x @ self.w_x + condition @ self.w_c
+
+
+def paired(loss=None, terms=None, reuse_fakes=False, adversarial_weight=0.7):
+    from ganrun.objective import PairedObjective
+
+    torch.manual_seed(0)
+    task = SimpleNamespace(adversarial_weight=adversarial_weight, generator_terms=lambda out, target, condition: {
+        "l1": (100.0, (out - target).abs().mean()), "l2": (3.0, (out - target).pow(2).mean())})
+    G, D = PairG(), PairD()
+    obj = PairedObjective(G, D, loss or NonSaturating(), terms or {}, Pipeline(None), 0, task=task,
+                          reuse_fakes=reuse_fakes)
+    return obj, G, D
+
+
+def test_paired_d_step_scores_input_target_against_input_output_and_r1_takes_the_image_gradient():
+    obj, G, D = paired(terms={"r1": R1(weight=2.0)})
+    target, condition = torch.randn(5, 3), torch.randn(5, 3) + 1.0
+    step = obj.d_loss(target, condition, step=0, d_step=0)
+    expected = F.softplus(-D(target, condition)).mean() + F.softplus(D(G(condition), condition)).mean()
+    assert step.logs["loss/D_adversarial"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert step.logs["penalty/r1"].item() == pytest.approx(2.0 * 0.5 * 5.25, rel=1e-6)  # ||w_x||^2, the input held
+    assert step.total.item() == pytest.approx(expected.item() + 5.25, rel=1e-6)
+    assert torch.equal(step.real, target) and torch.equal(step.labels, condition) and step.fake is None
+    step.total.backward()
+    assert G.body.weight.grad is None and D.w_x.grad is not None
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_paired_g_step_weights_the_adversarial_term_and_adds_the_tasks_terms(reuse):
+    obj, G, D = paired(terms={"bare": BareTerm(0.0, 0.25)}, reuse_fakes=reuse)
+    target, condition = torch.randn(5, 3), torch.randn(5, 3) + 1.0
+    d_step = obj.d_loss(target, condition, step=0, d_step=0)
+    assert (d_step.fake is not None) is reuse
+    with frozen(D):
+        g_step = obj.g_loss(5, step=0, d_step=d_step)
+        g_step.total.backward()
+    assert G.calls == (1 if reuse else 2)  # reuse_fakes: G's step backpropagates through the D step's forward
+    out = G.body(condition)
+    adversarial = F.softplus(-D(out, condition)).mean()
+    l1, l2 = (out - target).abs().mean(), (out - target).pow(2).mean()
+    assert g_step.total.item() == pytest.approx((0.7 * adversarial + 100 * l1 + 3 * l2 + 0.25).item(), rel=1e-6)
+    assert g_step.logs["loss/G_adversarial"].item() == pytest.approx(adversarial.item(), rel=1e-6)
+    assert g_step.logs["loss/G_l1"].item() == pytest.approx(l1.item(), rel=1e-6)
+    assert g_step.logs["loss/G_l2"].item() == pytest.approx(l2.item(), rel=1e-6)
+    assert G.body.weight.grad is not None and D.w_x.grad is None
+
+
+def test_paired_relativistic_g_step_compares_with_the_input_target_pairs():
+    obj, G, D = paired(RelativisticAverageBCE(), adversarial_weight=1.0)
+    obj.task.generator_terms = lambda out, target, condition: {}
+    target, condition = torch.randn(5, 3), torch.randn(5, 3) + 1.0
+    g_value = obj.g_loss(5, step=0, d_step=obj.d_loss(target, condition, step=0, d_step=0)).total.item()
+    expected = RelativisticAverageBCE().g_loss(D(G(condition), condition), D(target, condition))
+    assert g_value == pytest.approx(expected.item(), rel=1e-6)

@@ -249,6 +249,8 @@ def test_lecam_averages_move_on_every_d_step_even_when_the_term_is_not_due():
         real, fake = torch.randn(4) + d_step, torch.randn(4) - d_step
         terms = [reg.d_term(lecam_context(real, fake, d_step)) for reg in (lazy, every_step, off)]
         assert (terms[0] is None) is (d_step % 2 == 1) and terms[2] is None
+        if terms[0] is not None:  # lazy: every x the term on its steps (Karras et al. 2020)
+            assert terms[0].item() == pytest.approx(2 * terms[1].item(), rel=1e-6)
     assert torch.equal(lazy.averages, every_step.averages) and torch.equal(off.averages, every_step.averages)
     assert every_step.debias.item() == pytest.approx(1 - 0.99 ** 3)
 
