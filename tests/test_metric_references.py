@@ -223,3 +223,12 @@ def test_class_coverage_counts_covered_classes_and_is_kl_of_generated_to_real():
     assert covered == 3
     assert kl == pytest.approx(sum(qc * math.log(qc / p[c]) for c, qc in q.items()), rel=1e-12)
     assert scores.class_coverage(torch.arange(5).repeat_interleave(real), real) == pytest.approx((5, 0.0), abs=1e-12)
+
+
+def test_precision_recall_over_more_samples_than_one_chunk_match_torch_fidelity():
+    """2100 samples a side: distances go in chunks of 2048 query rows; every chunk counts."""
+    real, fake = features(2100, d=2, seed=15), features(2100, d=2, shift=0.5, seed=16) * 1.5
+    reference = prc_features_to_metric(fake.float(), real.float(), prc_neighborhood=3, prc_batch_size=10000,
+                                       save_cpu_ram=False, verbose=False)
+    assert scores.precision_recall(real, fake, k=3) == pytest.approx((reference["precision"], reference["recall"]),
+                                                                       rel=REL)
