@@ -264,6 +264,9 @@ class R1R2(ZeroCentred):
 
     at = ("real", "fake")
 
+    def __init__(self, weight: float = 0.05, every: int = 1, through_augment: bool = True):  # R3GAN's CIFAR-10 gamma
+        super().__init__(weight, every, through_augment)
+
     def penalty(self, critic, real, fake, discriminator):
         return zero_centred(critic, real) + zero_centred(critic, fake)
 

@@ -370,7 +370,7 @@ def test_cuda_graph_compile_modes_are_refused_only_with_input_gradient_penalties
     regularizers.refuse_cuda_graphs_with_penalties(without, trainer)  # nothing to refuse
 
 
-@pytest.mark.parametrize("name", ["r1", "r2", "gp", "dragan", "bcr", "lecam", "l2", "clip"])
+@pytest.mark.parametrize("name", ["r1", "r2", "r1r2", "gp", "dragan", "bcr", "lecam", "l2", "clip"])
 def test_a_regularizer_built_without_settings_is_its_shipped_config(name):
     """One class per conf/regularizer/NAME.yaml: the class's defaults are that file's values (loss=wgan_gp's
     GradientPenalty gives only its weight, so the others act there); a hand-built term is the documented one."""
