@@ -26,8 +26,6 @@ from omegaconf import OmegaConf
 from ganrun.errors import ConfigError
 from ganrun.schema import ScheduleSchema
 
-KINDS = ("constant", "linear", "cosine")
-UNITS = ("steps", "kimg")
 SECTIONS = ("loss", "regularizer", "optimizer", "augment", "ema")  # where schedulable scalars live
 
 
