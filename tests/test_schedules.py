@@ -180,6 +180,7 @@ def test_a_probability_kept_as_a_device_scalar_is_filled_in_place():
     ("optimizer.g.betas", True, "no real-valued hyperparameter"),  # the pair, not one of its numbers
     ("optimizer.g.lr.x", True, "no real-valued hyperparameter"),  # a fourth part names an index or nothing
     ("ema.regularizers.r1.weight", True, "not a schedulable scalar of this run"),
+    ("loss.g.lr", True, "not a schedulable scalar of this run"),  # "g"/"d" name optimizers only under optimizer.
 ])
 def test_a_key_without_a_real_scalar_behind_it_is_refused_naming_the_schedule(key, ema, message):
     with pytest.raises(ConfigError) as refused:
