@@ -149,18 +149,10 @@ def run_tests(repo: Path, tests: list[str], trace: tuple[Path, Path, str] | None
 def summary(paths: list[str]) -> None:
     """Per module: mutants run, killed, survived, kill rate (string-only mutants apart)."""
     rows: dict[str, dict[str, int]] = {}
-    annotations: dict[str, set] = {}  # records of runs made before the runner told annotation-only mutants apart
     for path in paths:
         for record in map(json.loads, open(path)):
-            module = record["module"]
-            if module not in annotations:
-                source = Path(module).read_text()
-                annotations[module] = {(mid.line_number + 1, diff_of(source, mutated))
-                                       for mid, mutated in mutants(source, module) if annotation_only(source, mutated)}
-            if (record["line"], record["diff"]) in annotations[module]:
-                record["status"] = "annotation"
-            counts = rows.setdefault(module, {"killed": 0, "survived": 0, "unexecuted": 0, "string": 0,
-                                              "annotation": 0})
+            counts = rows.setdefault(record["module"], {"killed": 0, "survived": 0, "unexecuted": 0, "string": 0,
+                                                        "annotation": 0})
             counts[record["status"]] += 1
     print("| module | mutants | killed | survived | of which never executed | kill rate | string-only | annotation-only |\n"
           "|---|---|---|---|---|---|---|---|")
@@ -218,13 +210,12 @@ def main() -> int:
                 if until and (now.tm_hour, now.tm_min) >= (until.tm_hour, until.tm_min):
                     return 0
                 old, new = original.splitlines(), mutated.splitlines()
-                changed = [(a, b) for a, b in zip(old, new) if a != b]
                 diff = diff_of(original, mutated)
                 key = (module, mutation_id.line_number + 1, diff)
                 if (wanted is not None and key not in wanted) or key in done:
                     continue
                 lines = [i + 1 for i, (a, b) in enumerate(zip(old, new)) if a != b]
-                if changed and all(string_only(a, b) for a, b in changed):
+                if lines and all(string_only(old[i - 1], new[i - 1]) for i in lines):
                     status = "string"
                 elif annotation_only(original, mutated):
                     status = "annotation"
