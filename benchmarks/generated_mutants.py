@@ -46,7 +46,7 @@ MODULES = {
     "ganrun/models/r3gan.py": ["tests/test_r3gan.py", "tests/test_models.py"],
     "ganrun/ada.py": ["tests/test_ada.py"],
     "ganrun/ema.py": ["tests/test_ema.py"],
-    "ganrun/run_state.py": ["tests/test_run_state.py"],
+    "ganrun/run_state.py": ["tests/test_run_state.py", "tests/test_build_run_state.py"],
 }
 TIMEOUT_S = 240
 
