@@ -11,7 +11,7 @@ import yaml
 from helpers import TINY
 from omegaconf import OmegaConf, open_dict
 
-from ganrun import distributed
+from ganrun import distributed, schedules
 from ganrun.data.stream import load_dataset
 from ganrun.run_state import build_run_state
 from ganrun.validate import validate
@@ -28,8 +28,9 @@ def compose(data_root: Path, cache: Path, *overrides: str):
 
 
 def build(cfg, edit=None):
-    """What train() does before the loop: validate, load the data, resolve, build; `edit(cfg)` first changes the
-    composed config as an older checkpoint's config would differ."""
+    """What train() does before the loop: the budget in images, validate, load the data, resolve, build; `edit(cfg)`
+    first changes the composed config as an older checkpoint's config would differ."""
+    schedules.apply_kimg_budget(cfg, [], distributed.world_size())
     validate(cfg)
     if edit is not None:
         with open_dict(cfg):
@@ -128,3 +129,22 @@ def test_acgan_weight_weighs_the_class_term_and_an_older_config_takes_the_shippe
     assert build(config(*acgan, "model.acgan_weight=0.3")).objective.terms["acgan_class"].weight == 0.3
     older = build(config(*acgan), edit=lambda cfg: cfg.model.pop("acgan_weight"))
     assert older.objective.terms["acgan_class"].weight == shipped
+
+
+@pytest.mark.parametrize("budget, run_kimg", [("trainer.steps=10", 10 * 4 * 3 / 1000),
+                                              ("trainer.kimg=0.1", 0.1)])  # (kimg: 9 steps, 108 images)
+def test_a_kimg_schedule_without_a_length_spans_the_runs_budget_in_images(config, budget, run_kimg):
+    weight = "+schedules.gamma={key:regularizer.r1.weight,kind:linear,start:1.0,end:0.0,unit:kimg}"
+    state = build(config("regularizer=r1", "trainer.batch_size=4", "trainer.n_critic=3", budget, weight))
+    for fraction in (0.25, 0.5):
+        state.schedules.apply(1, fraction * run_kimg)
+        assert state.objective.terms["r1"].weight == pytest.approx(1.0 - fraction, abs=1e-9)
+
+
+def test_a_fresh_run_state_holds_every_scheduled_value_at_step_0_and_0_kimg(config):
+    ramps = ["+schedules.by_steps={key:regularizer.r1.weight,kind:linear,start:2.0,end:0.0,unit:steps,length:4}",
+             "+schedules.by_kimg={key:loss.flip_prob,kind:linear,start:0.3,end:0.0,unit:kimg,length:0.5}"]
+    state = build(config("regularizer=r1", "loss=ns", *ramps))
+    assert state.objective.terms["r1"].weight == 2.0
+    assert state.objective.loss.flip_prob == pytest.approx(0.3, abs=1e-9)
+    assert state.schedules.logged() == pytest.approx({"schedule/by_steps": 2.0, "schedule/by_kimg": 0.3})
