@@ -85,14 +85,12 @@ def run_ganrun(args, data_root: Path, cwd: Path, check=True, timeout=300, extra_
     return proc
 
 
-def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: int | None = 2,
-                     run_dir: Path | None = None):
-    """Compose the config as the CLI does and run the loop in this process: fast checks that an option combination
-    trains (the CLI itself is tested end to end in test_cli.py)."""
+def compose_tiny(data_root: Path, *overrides: str, steps: int | None = 2):
+    """(config, command line): the config the CLI composes from `overrides` on top of a tiny, quick experiment
+    (TINY, steps, the CPU; MNIST-like data under `data_root` unless a toy or folder dataset is chosen)."""
     from hydra import compose, initialize_config_module
 
     import ganrun.resolvers  # noqa: F401  (registers the resolvers the config uses)
-    from ganrun.train import train
 
     tiny = TINY
     if "model=mlp" in overrides:  # no conv widths; small hidden layers instead
@@ -104,7 +102,16 @@ def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: in
                                                             "dataset.source.download=false"]
         given = [*tiny, *([f"trainer.steps={steps}"] if steps is not None else []), "trainer.log_every=1", *source,
                  "trainer.device=cpu", *overrides]  # the CPU unless a test says cuda; steps=None: the default
-        cfg = compose("config", overrides=given)
+        return compose("config", overrides=given), given
+
+
+def train_in_process(tmp_path: Path, data_root: Path, *overrides: str, steps: int | None = 2,
+                     run_dir: Path | None = None):
+    """Compose the config as the CLI does and run the loop in this process: fast checks that an option combination
+    trains (the CLI itself is tested end to end in test_cli.py)."""
+    from ganrun.train import train
+
+    cfg, given = compose_tiny(data_root, *overrides, steps=steps)
     if run_dir is None:  # a fresh dir per run: ganrun refuses a new run in a dir that holds another run
         run_dir = next(tmp_path / name for name in ("run", *(f"run_{i}" for i in range(1, 100)))
                        if not (tmp_path / name).exists())

@@ -8,23 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import TINY
+from helpers import compose_tiny
 from omegaconf import OmegaConf, open_dict
 
 from ganrun import distributed, schedules
 from ganrun.data.stream import load_dataset
 from ganrun.run_state import build_run_state
 from ganrun.validate import validate
-
-
-def compose(data_root: Path, cache: Path, *overrides: str):
-    from hydra import compose, initialize_config_module
-
-    import ganrun.resolvers  # noqa: F401
-
-    with initialize_config_module("ganrun.conf", version_base="1.3"):
-        return compose("config", overrides=[*TINY, f"dataset.source.root={data_root}", "dataset.source.download=false",
-                                            f"metrics.cache_dir={cache}", "trainer.device=cpu", *overrides])
 
 
 def build(cfg, edit=None):
@@ -41,7 +31,7 @@ def build(cfg, edit=None):
 
 @pytest.fixture
 def config(data_root, tmp_path):
-    return lambda *overrides: compose(data_root, tmp_path / "cache", *overrides)
+    return lambda *overrides: compose_tiny(data_root, f"metrics.cache_dir={tmp_path / 'cache'}", *overrides)[0]
 
 
 @pytest.fixture
@@ -148,3 +138,26 @@ def test_a_fresh_run_state_holds_every_scheduled_value_at_step_0_and_0_kimg(conf
     assert state.objective.terms["r1"].weight == 2.0
     assert state.objective.loss.flip_prob == pytest.approx(0.3, abs=1e-9)
     assert state.schedules.logged() == pytest.approx({"schedule/by_steps": 2.0, "schedule/by_kimg": 0.3})
+
+
+@pytest.mark.parametrize("data, num_samples, rows", [((), 4, 4), (("dataset=ring8", "model=mlp"), 4, 2000),
+                                                      (("dataset=ring8", "model=mlp"), 2100, 2100)])
+def test_the_fixed_noise_is_the_grids_images_or_at_least_2000_scatter_points(config, data, num_samples, rows):
+    cfg = config(*data, f"trainer.num_samples={num_samples}")
+    assert build(cfg).fixed_noise.shape == (rows, cfg.model.z_dim)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_the_objective_computes_in_the_dtype_trainer_amp_selects(config, monkeypatch, amp):
+    """On a GPU with bfloat16, trainer.amp=true gives bfloat16 (ganrun.runtime.amp_dtype, tested in
+    test_gpu_paths.py); here that answer is given on the CPU, whose autocast does bfloat16 too."""
+    from ganrun import run_state
+
+    asked = []
+    monkeypatch.setattr(run_state, "amp_dtype",
+                        lambda device, on: asked.append(on) or (torch.bfloat16 if on else None))
+    state = build(config(f"trainer.amp={str(amp).lower()}"))
+    assert asked == [amp]
+    with state.objective.autocast:
+        product = torch.ones(4, 4) @ torch.ones(4, 4)
+    assert product.dtype == (torch.bfloat16 if amp else torch.float32)
