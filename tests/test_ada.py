@@ -540,6 +540,14 @@ def test_grey_and_rgb_images_are_accepted(shape):
     ADA().check(shape)
 
 
+def test_every_parameter_is_drawn_on_ps_device_never_on_the_host():
+    """The draws follow p, which lives on the data's device: on a GPU, parameters drawn on the host would cost a
+    copy per op and step ('meta' stands in for a second device on any CPU machine)."""
+    drawn = ada.draw(ada.OPS, 4, 8, 6, torch.tensor(0.5, device="meta"))
+    assert set(drawn) == set(ada.OPS)
+    assert {op: value.device.type for op, value in drawn.items()} == {op: "meta" for op in ada.OPS}
+
+
 def test_p_and_the_sum_follow_the_data_to_its_device_without_a_host_sync():
     """On the first observed batch p and the accumulated signs move to its device, asynchronously ('meta': a second
     device on any CPU machine); a p set from outside from a tensor makes no host sync either."""
