@@ -24,8 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import mutmut
-
 sys.path.insert(0, str(Path(__file__).parent))
 from mutation_pass import copy_repo  # noqa: E402
 
@@ -53,6 +51,8 @@ TIMEOUT_S = 240
 
 def mutants(source: str, filename: str):
     """(mutation id, mutated source) for every mutant mutmut generates."""
+    import mutmut  # here, not at the top: --summary needs no mutmut
+
     for mutation_id in mutmut.list_mutations(mutmut.Context(source=source, filename=filename)):
         mutated, _ = mutmut.mutate(mutmut.Context(source=source, filename=filename, mutation_id=mutation_id))
         yield mutation_id, mutated
@@ -147,13 +147,16 @@ def run_tests(repo: Path, tests: list[str], trace: tuple[Path, Path, str] | None
 
 
 def summary(paths: list[str]) -> None:
-    """Per module: mutants run, killed, survived, kill rate (string-only mutants apart)."""
-    rows: dict[str, dict[str, int]] = {}
+    """Per module: mutants run, killed, survived, kill rate (string-only mutants apart). A mutant recorded in
+    several files counts once, with its last record (`--summary run.jsonl rerun.jsonl`: the re-run's verdict)."""
+    last = {}
     for path in paths:
         for record in map(json.loads, open(path)):
-            counts = rows.setdefault(record["module"], {"killed": 0, "survived": 0, "unexecuted": 0, "string": 0,
-                                                        "annotation": 0})
-            counts[record["status"]] += 1
+            last[record["module"], record["line"], record["diff"]] = record["status"]
+    rows: dict[str, dict[str, int]] = {}
+    for (module, _, _), status in last.items():
+        counts = rows.setdefault(module, {"killed": 0, "survived": 0, "unexecuted": 0, "string": 0, "annotation": 0})
+        counts[status] += 1
     print("| module | mutants | killed | survived | of which never executed | kill rate | string-only | annotation-only |\n"
           "|---|---|---|---|---|---|---|---|")
     for module, c in rows.items():

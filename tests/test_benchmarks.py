@@ -39,3 +39,21 @@ def test_folder_io_benchmark_runs_at_a_tiny_size(tmp_path):
     # The antialiased filter is closer to the area average than the one without a low-pass (the zone plate aliases).
     assert psnr["torchvision bilinear, antialias=True (ganrun)"] > psnr["torchvision bilinear, antialias=False"] + 3
     assert (tmp_path / "cache" / "prepared").is_dir()  # the streamed settings read a prepared file
+
+
+def test_the_mutant_summary_counts_each_mutant_once_with_its_last_verdict(tmp_path):
+    """`--summary run.jsonl rerun.jsonl`: a survivor re-run and killed counts as killed, once (no mutmut needed)."""
+    import json
+
+    def record(line, status, diff="a -> b"):
+        return json.dumps({"module": "ganrun/m.py", "line": line, "diff": diff, "status": status})
+
+    run, rerun = tmp_path / "run.jsonl", tmp_path / "rerun.jsonl"
+    run.write_text("\n".join([record(1, "killed"), record(2, "survived"), record(3, "survived"),
+                              record(4, "unexecuted"), record(5, "string"), record(2, "survived", "c -> d")]) + "\n")
+    rerun.write_text("\n".join([record(2, "killed"), record(3, "survived")]) + "\n")
+    proc = subprocess.run([sys.executable, str(SCRIPT.with_name("generated_mutants.py")), "--summary", str(run),
+                           str(rerun)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # 5 mutants apart from the string-only one: killed lines 1 and 2 (a -> b); survivors 2 (c -> d), 3 and 4
+    assert "| ganrun/m.py | 5 | 2 | 3 | 1 | 40% | 1 | 0 |" in proc.stdout, proc.stdout
