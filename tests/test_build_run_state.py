@@ -19,12 +19,12 @@ from ganrun.validate import validate
 
 def build(cfg, edit=None):
     """What train() does before the loop: the budget in images, validate, load the data, resolve, build; `edit(cfg)`
-    first changes the composed config as an older checkpoint's config would differ."""
-    schedules.apply_kimg_budget(cfg, [], distributed.world_size())
-    validate(cfg)
+    first changes the composed config as an older checkpoint's config would differ (validated as train() does)."""
     if edit is not None:
         with open_dict(cfg):
             edit(cfg)
+    schedules.apply_kimg_budget(cfg, [], distributed.world_size())
+    validate(cfg)
     source, info = load_dataset(cfg.dataset, cfg.metrics.cache_dir)
     return build_run_state(cfg, OmegaConf.to_container(cfg, resolve=True), info, source, torch.device("cpu"), [])
 
@@ -122,7 +122,7 @@ def test_acgan_weight_weighs_the_class_term_and_an_older_config_takes_the_shippe
 
 
 @pytest.mark.parametrize("budget, run_kimg", [("trainer.steps=10", 10 * 4 * 3 / 1000),
-                                              ("trainer.kimg=0.1", 0.1)])  # (kimg: 9 steps, 108 images)
+                                              ("trainer.kimg=0.1", 0.1)])  # 9 steps of 12, yet 100 images
 def test_a_kimg_schedule_without_a_length_spans_the_runs_budget_in_images(config, budget, run_kimg):
     weight = "+schedules.gamma={key:regularizer.r1.weight,kind:linear,start:1.0,end:0.0,unit:kimg}"
     state = build(config("regularizer=r1", "trainer.batch_size=4", "trainer.n_critic=3", budget, weight))
