@@ -134,8 +134,8 @@ def setter_for(key: str, objects: dict, where: str) -> Callable[[float], None]:
         optimizer = objects[f"optimizer.{parts[1]}"]
         name, index = parts[2], int(parts[3]) if len(parts) == 4 and parts[3].isdigit() else None
         value = optimizer.param_groups[0].get(name, ConfigError)
-        if index is not None and isinstance(value, (tuple, list)) and index < len(value):
-            value = value[index]
+        if index is not None:  # betas.1: a number of a pair; lr.0 names nothing
+            value = value[index] if isinstance(value, (tuple, list)) and index < len(value) else ConfigError
         if len(parts) == 4 and index is None or isinstance(value, bool) or not isinstance(value, float):
             raise ConfigError(f"{where}={key}: {type(optimizer).__name__} has no real-valued hyperparameter there "
                               "(e.g. optimizer.g.lr, optimizer.g.betas.1).")

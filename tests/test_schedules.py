@@ -179,6 +179,7 @@ def test_a_probability_kept_as_a_device_scalar_is_filled_in_place():
     ("model.z_dim", True, "not a schedulable scalar of this run"),
     ("optimizer.g.betas", True, "no real-valued hyperparameter"),  # the pair, not one of its numbers
     ("optimizer.g.lr.x", True, "no real-valued hyperparameter"),  # a fourth part names an index or nothing
+    ("optimizer.g.lr.0", True, "no real-valued hyperparameter"),  # an index into a single number
     ("ema.regularizers.r1.weight", True, "not a schedulable scalar of this run"),
     ("loss.g.lr", True, "not a schedulable scalar of this run"),  # "g"/"d" name optimizers only under optimizer.
 ])
