@@ -213,8 +213,8 @@ def main() -> int:
                 if until and (now.tm_hour, now.tm_min) >= (until.tm_hour, until.tm_min):
                     return 0
                 old, new = original.splitlines(), mutated.splitlines()
-                diff = diff_of(original, mutated)
-                key = (module, mutation_id.line_number + 1, diff)
+                lineno, diff = mutation_id.line_number + 1, diff_of(original, mutated)
+                key = (module, lineno, diff)
                 if (wanted is not None and key not in wanted) or key in done:
                     continue
                 lines = [i + 1 for i, (a, b) in enumerate(zip(old, new)) if a != b]
@@ -235,11 +235,9 @@ def main() -> int:
                     finally:
                         target.write_text(original)
                     status = "killed" if rc not in (0, 5) else "survived"
-                out.write(json.dumps({"module": module, "line": mutation_id.line_number + 1, "status": status,
-                                      "diff": diff}) + "\n")
+                out.write(json.dumps({"module": module, "line": lineno, "status": status, "diff": diff}) + "\n")
                 out.flush()
-                print(f"{status:8s} {module}:{mutation_id.line_number + 1} {diff[:120]}", file=sys.stderr,
-                      flush=True)
+                print(f"{status:8s} {module}:{lineno} {diff[:120]}", file=sys.stderr, flush=True)
     return 0
 
 

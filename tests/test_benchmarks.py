@@ -59,13 +59,13 @@ def test_the_mutant_summary_counts_each_mutant_once_with_its_last_verdict(tmp_pa
     assert "| ganrun/m.py | 5 | 2 | 3 | 1 | 40% | 1 | 0 |" in proc.stdout, proc.stdout
 
 
-def test_every_chosen_mutant_still_finds_its_code_exactly_once():
+def test_every_chosen_mutant_still_finds_its_code_exactly_once(monkeypatch):
     """A mutant whose code has moved on applies to nothing and reports STALE instead of a verdict: the quick
     regression list (benchmarks/mutation_pass.py) must keep up with the code it mutates."""
-    sys.path.insert(0, str(SCRIPT.parent))
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
     from mutation_pass import MUTANTS, ROOT
 
-    stale = [(m.name, (ROOT / m.path).read_text().count(m.old)) for m in MUTANTS
-             if (ROOT / m.path).read_text().count(m.old) != 1]
-    assert stale == [], stale
+    found = {m.name: (ROOT / m.path).read_text().count(m.old) for m in MUTANTS}
+    stale = {name: count for name, count in found.items() if count != 1}
+    assert stale == {}, stale
     assert len({m.name for m in MUTANTS}) == len(MUTANTS)  # names select mutants on the command line
